@@ -1,0 +1,550 @@
+#!/usr/bin/python3
+"""Reference fixtures for kdistill's tests, computed independently with PyTorch.
+
+How to run (from the repository root; Debian's python3-torch 1.13, not a pyenv python):
+
+    /usr/bin/python3 scripts/fixtures.py            # (re)writes test/fixtures/torch/*.json
+    /usr/bin/python3 scripts/fixtures.py --check    # recomputes and reports whether the files would change
+
+Nothing in the TypeScript test suite runs this script or rewrites its output: the JSON files are committed
+and the tests only read them. Re-run it by hand only when a fixture has to change, and review the diff.
+
+Determinism: a fixed torch.manual_seed per file, one BLAS/OpenMP thread (set before torch is imported), and
+a fixed JSON layout (sorted keys; float64 values written with Python's repr, the shortest text that reads
+back to the same float64; float32 values written as the shortest text that reads back to the same float32,
+so `new Float32Array(data)` or `Math.fround(x)` gives back the exact float32 PyTorch had, while the parsed
+float64 itself may differ from it by up to half a float32 ulp). Bit-identical float32
+results on another CPU are not guaranteed (BLAS kernels differ), but agreement is within a few ulps.
+
+Conventions (kdistill's, followed exactly):
+  * dense layer  y = x @ W + b,  W: [in, out] (PyTorch Linear's weight transposed), b: [out];
+    MLP parameters "fc1.weight", "fc1.bias", ..., "fc{L}.weight", "fc{L}.bias"; ReLU between layers.
+  * tensors as {"shape": [...], "data": [row-major flat list]}; labels as a list of ints.
+  * ce       mean over the batch of softmax cross-entropy of logits s against hard labels y
+    soft_ce  mean over the batch of -sum_c q * log_softmax(s)
+    kd       T^2 * KL(softmax(t/T) || softmax(s/T)), summed over classes, mean over the batch ("batchmean"),
+             computed from log_softmax of both (t: teacher logits, s: student logits)
+    combined (1 - alpha) * ce(s, y) + alpha * kd(s, t, T)
+    mse      mean over all elements of (s - t)^2
+  * optimizers are torch.optim.SGD / Adam / AdamW themselves (foreach=False); their update rules, in the
+    order PyTorch 1.13 evaluates them, are written into mlp_steps.json under "optimizer_rules".
+"""
+
+import os
+
+# Thread counts must be fixed before torch (and its BLAS) is loaded.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+torch.set_num_threads(1)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT_DIR = os.path.join(ROOT, "test", "fixtures", "torch")
+GENERATOR = "scripts/fixtures.py (run: /usr/bin/python3 scripts/fixtures.py)"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# JSON writing: sorted keys, dicts indented, lists of numbers on one line, floats as repr.
+
+
+class F32(float):
+    """A float that holds a float32 value; written as the shortest text that reads back to that float32."""
+
+
+def _num(x):
+    if isinstance(x, F32):
+        if not math.isfinite(x):
+            raise ValueError(f"non-finite value {x!r} in a fixture")
+        text = str(np.float32(x))
+        assert np.float32(float(text)) == np.float32(x), (x, text)
+        return text
+    if isinstance(x, bool):
+        return "true" if x else "false"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            raise ValueError(f"non-finite value {x!r} in a fixture")
+        return repr(x)
+    raise TypeError(type(x))
+
+
+def _dump(obj, indent):
+    pad = "  " * indent
+    if obj is None:
+        return "null"
+    if isinstance(obj, (bool, int, float)):
+        return _num(obj)
+    if isinstance(obj, str):
+        return json.dumps(obj)
+    if isinstance(obj, dict):
+        if not obj:
+            return "{}"
+        items = []
+        for k in sorted(obj):
+            if not isinstance(k, str):
+                raise TypeError("JSON keys must be strings")
+            items.append(f'{pad}  {json.dumps(k)}: {_dump(obj[k], indent + 1)}')
+        return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+    if isinstance(obj, (list, tuple)):
+        if all(isinstance(v, (bool, int, float)) for v in obj):
+            return "[" + ", ".join(_num(v) for v in obj) + "]"
+        if not obj:
+            return "[]"
+        return "[\n" + ",\n".join(f"{pad}  {_dump(v, indent + 1)}" for v in obj) + "\n" + pad + "]"
+    raise TypeError(type(obj))
+
+
+def dumps(obj):
+    text = _dump(obj, 0) + "\n"
+    assert json.loads(text) is not None  # valid JSON
+    return text
+
+
+def tensor(t):
+    """{"shape", "data"}; float32 data is written in float32's shortest round-trip form, float64 in float64's."""
+    t = t.detach().cpu().contiguous()
+    if t.dtype == torch.float32:
+        data = [F32(v) for v in t.reshape(-1).tolist()]
+    elif t.dtype == torch.float64:
+        data = [float(v) for v in t.reshape(-1).tolist()]
+    else:
+        data = [int(v) for v in t.reshape(-1).tolist()]
+    return {"shape": list(t.shape), "data": data}
+
+
+def params_json(params):
+    return {name: tensor(p) for name, p in params.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Losses (float64 references).
+
+
+def ce_loss(s, y):
+    return F.cross_entropy(s, y, reduction="mean")
+
+
+def soft_ce_loss(s, q):
+    return -(q * F.log_softmax(s, dim=1)).sum(dim=1).mean()
+
+
+def kd_loss(s, t, T):
+    log_p_s = F.log_softmax(s / T, dim=1)
+    log_p_t = F.log_softmax(t / T, dim=1)
+    return (T * T) * F.kl_div(log_p_s, log_p_t, reduction="batchmean", log_target=True)
+
+
+def combined_loss(s, t, y, T, alpha):
+    return (1.0 - alpha) * ce_loss(s, y) + alpha * kd_loss(s, t, T)
+
+
+def mse_loss(s, t):
+    return F.mse_loss(s, t, reduction="mean")
+
+
+def grad_of(fn, s):
+    s = s.detach().clone().requires_grad_(True)
+    value = fn(s)
+    (g,) = torch.autograd.grad(value, s)
+    return value.item(), g
+
+
+def round4(v):
+    return torch.round(v * 10000.0) / 10000.0
+
+
+def make_loss_case(name, batch, classes, T, alpha, scale=1.0, saturate=False, soft_zeros=False):
+    s = torch.randn(batch, classes, dtype=torch.float64) * scale
+    t = torch.randn(batch, classes, dtype=torch.float64) * scale
+    if saturate:
+        # Put exact +-30 entries in: one dominant logit per row, and extreme values of both signs.
+        s[:, 0] = 30.0
+        s[0, :] = -30.0
+        s[0, 1] = 30.0
+        t[:, -1] = -30.0
+        t[1, :] = 30.0
+        t[1, 0] = -30.0
+        s = s.clamp(-30.0, 30.0)
+        t = t.clamp(-30.0, 30.0)
+    # Inputs are rounded to 4 decimals (short in the JSON, and exact inputs whatever reads them).
+    s, t = round4(s), round4(t)
+    y = torch.randint(0, classes, (batch,))
+    q = torch.softmax(torch.randn(batch, classes, dtype=torch.float64) * 2.0, dim=1)
+    if soft_zeros:
+        # Rows with exact zeros (a one-hot row and a row with some zero classes).
+        q[0] = 0.0
+        q[0, classes - 1] = 1.0
+        q[-1, : classes // 2] = 0.0
+    q = q / q.sum(1, keepdim=True)
+    # Soft targets as multiples of 1e-4 whose integer numerators sum to 10000 in every row.
+    k = torch.floor(q * 10000.0)
+    rest = 10000.0 - k.sum(1)
+    k[torch.arange(batch), k.argmax(1)] += rest
+    q = k / 10000.0
+
+    fns = {
+        "ce": lambda v: ce_loss(v, y),
+        "soft_ce": lambda v: soft_ce_loss(v, q),
+        "kd": lambda v: kd_loss(v, t, T),
+        "combined": lambda v: combined_loss(v, t, y, T, alpha),
+        "mse": lambda v: mse_loss(v, t),
+    }
+    outputs, grads = {}, {}
+    for key, fn in fns.items():
+        outputs[key], g = grad_of(fn, s)
+        grads[key] = g
+
+    # Independent closed-form checks of the autograd gradients (and of the loss values where cheap).
+    B = batch
+    onehot = F.one_hot(y, classes).to(torch.float64)
+    p_s = torch.softmax(s, 1)
+    p_sT, p_tT = torch.softmax(s / T, 1), torch.softmax(t / T, 1)
+    expect = {
+        "ce": (p_s - onehot) / B,
+        "soft_ce": (p_s * q.sum(1, keepdim=True) - q) / B,
+        "kd": (T / B) * (p_sT - p_tT),
+        "combined": (1 - alpha) * (p_s - onehot) / B + alpha * (T / B) * (p_sT - p_tT),
+        "mse": 2.0 * (s - t) / s.numel(),
+    }
+    for key in fns:
+        err = (grads[key] - expect[key]).abs().max().item()
+        assert err < 1e-12, (name, key, err)
+    lse = torch.logsumexp(s, 1)
+    ce_direct = (lse - s.gather(1, y[:, None])[:, 0]).mean().item()
+    assert abs(ce_direct - outputs["ce"]) <= 1e-12 * max(1.0, abs(ce_direct)), (name, "ce value")
+    kl_rows = (p_tT * (torch.log_softmax(t / T, 1) - torch.log_softmax(s / T, 1))).sum(1)
+    kd_direct = (T * T) * kl_rows.mean().item()
+    assert abs(kd_direct - outputs["kd"]) <= 1e-12 * max(1.0, abs(kd_direct)), (name, "kd value")
+
+    return {
+        "name": name,
+        "inputs": {
+            "student_logits": tensor(s),
+            "teacher_logits": tensor(t),
+            "labels": [int(v) for v in y.tolist()],
+            "soft_targets": tensor(q),
+            "T": float(T),
+            "alpha": float(alpha),
+        },
+        "outputs": outputs,
+        "grads": {k: tensor(g) for k, g in grads.items()},
+    }
+
+
+def build_losses():
+    torch.manual_seed(1234)
+    cases = [
+        make_loss_case("c10_b4_T1", batch=4, classes=10, T=1.0, alpha=0.5),
+        make_loss_case("c10_b6_T4", batch=6, classes=10, T=4.0, alpha=0.9, scale=3.0, soft_zeros=True),
+        make_loss_case("c3_b5_T20", batch=5, classes=3, T=20.0, alpha=0.9, scale=2.0),
+        make_loss_case("c10_b4_T1_large", batch=4, classes=10, T=1.0, alpha=0.7, scale=15.0, saturate=True),
+        make_loss_case("c10_b6_T20_large", batch=6, classes=10, T=20.0, alpha=0.9, scale=15.0, saturate=True,
+                       soft_zeros=True),
+        make_loss_case("c3_b6_T4_large", batch=6, classes=3, T=4.0, alpha=0.1, scale=15.0, saturate=True),
+        make_loss_case("c3_b4_T4_alpha0", batch=4, classes=3, T=4.0, alpha=0.0),
+        make_loss_case("c10_b4_T20_alpha1", batch=4, classes=10, T=20.0, alpha=1.0, scale=5.0),
+    ]
+    return {
+        "generator": GENERATOR,
+        "torch": torch.__version__,
+        "dtype": "float64",
+        "definitions": {
+            "ce": "mean_b( logsumexp(s_b) - s_b[y_b] )",
+            "soft_ce": "mean_b( -sum_c q_bc * log_softmax(s_b)_c ), q = soft_targets (multiples of 1e-4, rows sum "
+                       "to 1 up to float64 rounding)",
+            "kd": "T^2 * mean_b( sum_c softmax(t_b/T)_c * (log_softmax(t_b/T)_c - log_softmax(s_b/T)_c) )",
+            "combined": "(1 - alpha) * ce + alpha * kd",
+            "mse": "mean over all elements of (s - t)^2 (s: student_logits, t: teacher_logits)",
+            "grads": "d loss / d student_logits, same shape as student_logits",
+        },
+        "cases": cases,
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------
+# MLPs in kdistill's layout (float32 training steps, as PyTorch does them).
+
+
+def init_mlp(sizes, gen_scale="torch_default"):
+    """Parameters for an MLP with layer sizes [in, h1, ..., C]; W: [in, out]."""
+    params = {}
+    for i in range(len(sizes) - 1):
+        fan_in, fan_out = sizes[i], sizes[i + 1]
+        if gen_scale == "torch_default":  # nn.Linear's default: U(-1/sqrt(in), 1/sqrt(in)) for W and b
+            bound_w = bound_b = 1.0 / math.sqrt(fan_in)
+        else:  # "he": U(-sqrt(6/in), sqrt(6/in)) for W, U(-0.1, 0.1) for b: sharper teacher logits
+            bound_w, bound_b = math.sqrt(6.0 / fan_in), 0.1
+        w = (torch.rand(fan_in, fan_out, dtype=torch.float32) * 2 - 1) * bound_w
+        b = (torch.rand(fan_out, dtype=torch.float32) * 2 - 1) * bound_b
+        params[f"fc{i + 1}.weight"] = w
+        params[f"fc{i + 1}.bias"] = b
+    return params
+
+
+def mlp_forward(params, x):
+    L = len(params) // 2
+    h = x
+    for i in range(1, L + 1):
+        h = h @ params[f"fc{i}.weight"] + params[f"fc{i}.bias"]
+        if i < L:
+            h = torch.relu(h)
+    return h
+
+
+def clone_params(params):
+    return {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+
+
+OPTIMIZER_RULES = {
+    "sgd": (
+        "g = grad + weight_decay * p; if momentum != 0: buf = g on the first step, else "
+        "buf = momentum * buf + (1 - dampening) * g; g = g + momentum * buf if nesterov else buf; "
+        "p = p - lr * g"
+    ),
+    "adam": (
+        "t += 1; g = grad + weight_decay * p; m = beta1 * m + (1 - beta1) * g  [m.lerp_(g, 1 - beta1)]; "
+        "v = beta2 * v + (1 - beta2) * g * g; bc1 = 1 - beta1^t; bc2 = 1 - beta2^t; "
+        "denom = sqrt(v) / sqrt(bc2) + eps; p = p - (lr / bc1) * m / denom"
+    ),
+    "adamw": (
+        "t += 1; p = p * (1 - lr * weight_decay); then Adam's update with weight_decay 0: "
+        "m = beta1 * m + (1 - beta1) * grad; v = beta2 * v + (1 - beta2) * grad * grad; "
+        "denom = sqrt(v) / sqrt(1 - beta2^t) + eps; p = p - (lr / (1 - beta1^t)) * m / denom"
+    ),
+}
+
+
+def manual_step(spec, p, g, state):
+    """OPTIMIZER_RULES written out by hand (a check that the rules given in the fixture say what torch does)."""
+    kind = spec["type"]
+    if kind == "sgd":
+        g = g + spec["weight_decay"] * p
+        if spec["momentum"] != 0:
+            if "buf" not in state:
+                state["buf"] = g.clone()
+            else:
+                state["buf"] = spec["momentum"] * state["buf"] + (1 - spec["dampening"]) * g
+            g = g + spec["momentum"] * state["buf"] if spec["nesterov"] else state["buf"]
+        return p - spec["lr"] * g
+    beta1, beta2 = spec["betas"]
+    state["t"] = state.get("t", 0) + 1
+    t = state["t"]
+    if kind == "adamw":
+        p = p * (1 - spec["lr"] * spec["weight_decay"])
+    else:
+        g = g + spec["weight_decay"] * p
+    state["m"] = beta1 * state.get("m", torch.zeros_like(p)) + (1 - beta1) * g
+    state["v"] = beta2 * state.get("v", torch.zeros_like(p)) + (1 - beta2) * g * g
+    denom = state["v"].sqrt() / math.sqrt(1 - beta2 ** t) + spec["eps"]
+    return p - (spec["lr"] / (1 - beta1 ** t)) * state["m"] / denom
+
+
+def check_manual(spec, init, loss_fn, batches, recorded):
+    """Replays the steps with manual_step (float32) and compares with torch.optim's recorded params."""
+    params = {k: v.detach().clone() for k, v in init.items()}
+    states = {k: {} for k in params}
+    worst = 0.0
+    for batch, want in zip(batches, recorded):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+        loss = loss_fn(leaves, batch)
+        grads = torch.autograd.grad(loss, list(leaves.values()))
+        for (k, p), g in zip(params.items(), grads):
+            params[k] = manual_step(spec, p, g, states[k])
+            worst = max(worst, (params[k] - want[k]).abs().max().item())
+    assert worst < 1e-6, (spec, worst)
+
+
+def make_optimizer(spec, params):
+    plist = list(params.values())
+    kind = spec["type"]
+    if kind == "sgd":
+        return torch.optim.SGD(plist, lr=spec["lr"], momentum=spec["momentum"], dampening=spec["dampening"],
+                               weight_decay=spec["weight_decay"], nesterov=spec["nesterov"], foreach=False)
+    if kind == "adam":
+        return torch.optim.Adam(plist, lr=spec["lr"], betas=tuple(spec["betas"]), eps=spec["eps"],
+                                weight_decay=spec["weight_decay"], amsgrad=False, foreach=False)
+    if kind == "adamw":
+        return torch.optim.AdamW(plist, lr=spec["lr"], betas=tuple(spec["betas"]), eps=spec["eps"],
+                                 weight_decay=spec["weight_decay"], amsgrad=False, foreach=False)
+    raise ValueError(kind)
+
+
+def sgd(lr, momentum=0.0, weight_decay=0.0, nesterov=False):
+    return {"type": "sgd", "lr": lr, "momentum": momentum, "dampening": 0.0, "weight_decay": weight_decay,
+            "nesterov": nesterov}
+
+
+def adam(lr, weight_decay=0.0, kind="adam"):
+    return {"type": kind, "lr": lr, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": weight_decay}
+
+
+def build_mlp_steps():
+    torch.manual_seed(2024)
+    sizes = [12, 16, 8, 5]
+    batch = 6
+    init = init_mlp(sizes)
+    batches = []
+    for _ in range(2):
+        x = torch.randn(batch, sizes[0], dtype=torch.float32)
+        y = torch.randint(0, sizes[-1], (batch,))
+        batches.append((x, y))
+
+    opt_cases = [
+        ("sgd_momentum", sgd(0.1, momentum=0.9)),
+        ("sgd_nesterov_wd", sgd(0.1, momentum=0.9, weight_decay=1e-3, nesterov=True)),
+        ("adam", adam(1e-2)),
+        ("adam_wd", adam(1e-2, weight_decay=1e-2)),
+        ("adamw", adam(1e-2, weight_decay=0.1, kind="adamw")),
+    ]
+    cases = []
+    for name, spec in opt_cases:
+        params = clone_params(init)
+        opt = make_optimizer(spec, params)
+        steps, snapshots = [], []
+        for x, y in batches:
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(mlp_forward(params, x), y)
+            loss.backward()
+            opt.step()
+            steps.append({"loss_before": F32(loss.item()), "params_after": params_json(params)})
+            snapshots.append({k: v.detach().clone() for k, v in params.items()})
+        check_manual(spec, init, lambda ps, b: F.cross_entropy(mlp_forward(ps, b[0]), b[1]), batches, snapshots)
+        cases.append({"name": name, "optimizer": spec, "steps": steps})
+
+    return {
+        "generator": GENERATOR,
+        "torch": torch.__version__,
+        "dtype": "float32",
+        "model": {"sizes": sizes, "hidden": sizes[1:-1], "classes": sizes[-1], "activation": "relu",
+                  "layout": "y = x @ W + b, W: [in, out]"},
+        "objective": "ce (mean over the batch)",
+        "init_params": params_json(init),
+        "batches": [{"x": tensor(x), "y": [int(v) for v in y.tolist()]} for x, y in batches],
+        "notes": ("Each case starts from init_params; step k uses batches[k]; loss_before is the loss of that "
+                  "step's forward pass (params before the step)."),
+        "optimizer_rules": OPTIMIZER_RULES,
+        "cases": cases,
+    }
+
+
+def build_kd_step():
+    torch.manual_seed(77)
+    T, alpha = 4.0, 0.9
+    batch = 8
+    teacher_sizes, student_sizes = [12, 20, 20, 5], [12, 16, 5]
+    teacher = init_mlp(teacher_sizes, gen_scale="he")
+    student = init_mlp(student_sizes)
+    x = torch.randn(batch, 12, dtype=torch.float32)
+    y = torch.randint(0, 5, (batch,))
+    with torch.no_grad():
+        t_logits = mlp_forward(teacher, x)
+
+    def objective(s):
+        ce = F.cross_entropy(s, y)
+        kd = (T * T) * F.kl_div(F.log_softmax(s / T, dim=1), F.log_softmax(t_logits / T, dim=1),
+                                reduction="batchmean", log_target=True)
+        return (1.0 - alpha) * ce + alpha * kd, ce, kd
+
+    cases = []
+    for name, spec in [("sgd_momentum", sgd(0.1, momentum=0.9)), ("adam", adam(1e-2))]:
+        params = clone_params(student)
+        opt = make_optimizer(spec, params)
+        steps, snapshots = [], []
+        for _ in range(2):
+            opt.zero_grad(set_to_none=True)
+            loss, ce, kd = objective(mlp_forward(params, x))
+            loss.backward()
+            opt.step()
+            steps.append({"loss_before": F32(loss.item()), "ce_before": F32(ce.item()),
+                          "kd_before": F32(kd.item()), "params_after": params_json(params)})
+            snapshots.append({k: v.detach().clone() for k, v in params.items()})
+        check_manual(spec, student, lambda ps, b: objective(mlp_forward(ps, x))[0], [None, None], snapshots)
+        cases.append({"name": name, "optimizer": spec, "steps": steps})
+
+    return {
+        "generator": GENERATOR,
+        "torch": torch.__version__,
+        "dtype": "float32",
+        "teacher": {"sizes": teacher_sizes, "params": params_json(teacher),
+                    "mode": "inference only (no gradient, no dropout)"},
+        "student": {"sizes": student_sizes, "init_params": params_json(student)},
+        "layout": "y = x @ W + b, W: [in, out]; ReLU between layers",
+        "batch": {"x": tensor(x), "y": [int(v) for v in y.tolist()]},
+        "teacher_logits": tensor(t_logits),
+        "T": T,
+        "alpha": alpha,
+        "objective": "(1 - alpha) * ce(s, y) + alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) [batchmean]",
+        "notes": "Two steps on the same batch, each case from student.init_params; see mlp_steps.json for "
+                 "the optimizer update rules.",
+        "cases": cases,
+    }
+
+
+README = """# PyTorch reference fixtures
+
+These JSON files were produced by an independent PyTorch implementation, `scripts/fixtures.py`
+(Debian's python3-torch 1.13, one thread), with
+
+    /usr/bin/python3 scripts/fixtures.py
+
+Tests only read them; no test regenerates them. `--check` recomputes and reports whether a file would change.
+Conventions: dense W is `[in, out]` (PyTorch Linear's weight transposed), tensors are
+`{"shape": [...], "data": [row-major]}`, labels are lists of ints. float64 values (losses.json) are full float64 repr; float32 values
+(mlp_steps.json, kd_step.json) are the shortest text that reads back to the same float32: store them in a
+`Float32Array` (or `Math.fround`) to get PyTorch's exact float32.
+
+| file | what |
+|---|---|
+| `losses.json` | float64 values and student-logit gradients of ce, soft_ce, kd, combined, mse on 8 cases (C = 10 and 3; T = 1, 4, 20; logits up to +-30) |
+| `mlp_steps.json` | MLP 12-16-8-5, batch 6, CE: two float32 steps from the same init for SGD momentum, SGD Nesterov + weight decay, Adam, Adam + L2, AdamW |
+| `kd_step.json` | teacher MLP 12-20-20-5 (frozen) -> student 12-16-5, (1-alpha)CE + alpha*KD at T = 4, alpha = 0.9, two steps with SGD momentum and with Adam |
+
+See the docstring of `scripts/fixtures.py` for the exact definitions.
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--check", action="store_true", help="recompute and compare; write nothing")
+    args = ap.parse_args()
+
+    files = {
+        "losses.json": dumps(build_losses()),
+        "mlp_steps.json": dumps(build_mlp_steps()),
+        "kd_step.json": dumps(build_kd_step()),
+        "README.md": README,
+    }
+    changed = 0
+    for name, text in files.items():
+        path = os.path.join(OUT_DIR, name)
+        old = None
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                old = f.read()
+        same = old == text
+        changed += not same
+        if args.check:
+            print(f"{'same   ' if same else 'CHANGED'} {path} ({len(text)} bytes)")
+            continue
+        os.makedirs(OUT_DIR, exist_ok=True)
+        tmp = path + ".tmp"
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+        print(f"wrote {path} ({len(text)} bytes){'' if not same else ' (unchanged)'}")
+    if args.check and changed:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,201 @@
+/**
+ * Reading and checking a run config. Every problem in a file is reported at once, each with its path, the bad
+ * value, what is allowed and (for typos) the near miss, in one KdError('KD_CONFIG_INVALID').
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { extname } from 'node:path';
+import { LineCounter, parseDocument, isMap, isScalar, type Document } from 'yaml';
+import { KdError } from '../errors.js';
+import { configErrorMap, formatProblems, problemsFromIssues, type ConfigProblem, type Locator } from './problems.js';
+import { runConfigSchema, type ParsedRunConfig, type RunConfig } from './schema.js';
+
+export { formatProblems, formatProblem, type ConfigProblem } from './problems.js';
+
+/** A config file larger than this is certainly not a config (a data set or model passed by mistake). */
+const MAX_CONFIG_BYTES = 1 << 20;
+
+export interface ParseOptions {
+  /** Maps a path in the config to its line in the source file (set by loadConfig). */
+  locate?: Locator;
+  /** CPU cores to assume for the `runtime.threads` default (for tests); default os.availableParallelism(). */
+  cpus?: number;
+}
+
+export type CheckResult = { ok: true; config: ParsedRunConfig } | { ok: false; problems: ConfigProblem[] };
+
+/** Validates without throwing: the parsed config (defaults filled, not yet resolved) or every problem found. */
+export function checkConfig(obj: unknown, locate?: Locator): CheckResult {
+  const r = runConfigSchema.safeParse(obj, { reportInput: true, error: configErrorMap });
+  if (r.success) return { ok: true, config: r.data };
+  const problems = problemsFromIssues(r.error.issues, locate);
+  // File order reads best when lines are known; the sort is stable, so the rest keep schema order.
+  if (problems.every((p) => p.line !== undefined)) problems.sort((a, b) => a.line! - b.line! || a.column! - b.column!);
+  return { ok: false, problems };
+}
+
+/**
+ * Validates plain data (from a file, a preset, or code) and returns the resolved config.
+ * @param source where the data came from, for the error message ("edit <source> and run again").
+ * @throws KdError KD_CONFIG_INVALID listing every problem.
+ */
+export function parseConfig(obj: unknown, source?: string, options: ParseOptions = {}): RunConfig {
+  const r = checkConfig(obj, options.locate);
+  if (!r.ok) throw invalidConfig(r.problems, source);
+  return resolveConfig(r.config, options);
+}
+
+export function invalidConfig(problems: ConfigProblem[], source?: string): KdError {
+  const n = problems.length;
+  const what = source === undefined ? 'the config' : `config ${source}`;
+  return new KdError('KD_CONFIG_INVALID', `${what} has ${n} problem${n === 1 ? '' : 's'}:\n${indent(formatProblems(problems))}`, {
+    fix: source === undefined ? 'fix the config and run again' : `edit ${source} and run again`,
+    details: problems,
+  });
+}
+
+/** Fills the defaults that depend on other fields or on the machine: the output folder and the thread count. */
+export function resolveConfig(cfg: ParsedRunConfig, options: { cpus?: number } = {}): RunConfig {
+  return {
+    ...cfg,
+    output: cfg.output ?? `runs/${cfg.name ?? 'run'}`,
+    runtime: { ...cfg.runtime, threads: cfg.runtime.threads ?? options.cpus ?? availableParallelism() },
+  };
+}
+
+/**
+ * Reads a config file: YAML (`.yaml`, `.yml`, or no extension) or JSON (`.json`).
+ * @throws KdError KD_CONFIG_NOT_FOUND if the file cannot be read or is not a YAML/JSON file;
+ *   KD_CONFIG_INVALID for syntax errors (with line and column) and for every schema problem.
+ */
+export function loadConfig(file: string, options: Omit<ParseOptions, 'locate'> = {}): RunConfig {
+  const ext = extname(file).toLowerCase();
+  if (!['.yaml', '.yml', '.json', ''].includes(ext)) {
+    throw notFound(file, `it is a ${ext} file, not YAML or JSON`, 'pass a .yaml, .yml or .json config file');
+  }
+  let text: string;
+  try {
+    const st = statSync(file);
+    if (st.isDirectory()) throw notFound(file, 'it is a folder', 'pass the path of a .yaml or .json config file inside it');
+    if (st.size > MAX_CONFIG_BYTES) throw notFound(file, `it is ${st.size} bytes, too large for a config`, 'pass a .yaml or .json config file');
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    if (e instanceof KdError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    const reason = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : String(code ?? e);
+    throw notFound(file, reason, code === 'ENOENT' ? `check the path (relative to ${process.cwd()})` : 'make the file readable', e);
+  }
+  if (text.includes('\u0000')) throw notFound(file, 'it is a binary file, not YAML or JSON', 'pass a .yaml or .json config file');
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+
+  if (ext === '.json') {
+    let data: unknown;
+    try {
+      data = JSON.parse(text);
+    } catch (e) {
+      throw syntaxError(file, jsonErrorPosition(text, e));
+    }
+    return parseConfig(data, file, { ...options, locate: jsonLocator(text) });
+  }
+
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  if (doc.errors.length > 0) {
+    throw syntaxError(
+      file,
+      doc.errors.map((err) => {
+        const pos = err.linePos?.[0] ?? lineCounter.linePos(err.pos[0]);
+        return { line: pos.line, column: pos.col, message: err.message.split('\n')[0]! };
+      }),
+    );
+  }
+  // Aliases are allowed (to share a train block); the limit guards against "billion laughs" expansion.
+  const data = doc.toJS({ maxAliasCount: 1000 }) as unknown;
+  return parseConfig(data, file, { ...options, locate: yamlLocator(doc, lineCounter) });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+interface SyntaxProblem {
+  line: number;
+  column: number;
+  message: string;
+}
+
+function syntaxError(file: string, problems: SyntaxProblem[]): KdError {
+  const lines = problems.map((p) => `✖ ${p.message} → at line ${p.line}, column ${p.column}`);
+  const n = problems.length;
+  return new KdError('KD_CONFIG_INVALID', `config ${file} is not valid ${extname(file).toLowerCase() === '.json' ? 'JSON' : 'YAML'} (${n} syntax error${n === 1 ? '' : 's'}):\n${indent(lines.join('\n'))}`, {
+    fix: `edit ${file} at line ${problems[0]?.line ?? 1} and run again`,
+    details: problems.map((p) => ({ path: '(syntax)', value: '', expected: p.message, line: p.line, column: p.column })),
+  });
+}
+
+function notFound(file: string, reason: string, fix: string, cause?: unknown): KdError {
+  return new KdError('KD_CONFIG_NOT_FOUND', `cannot read config ${file}: ${reason}`, { fix, cause });
+}
+
+function indent(s: string): string {
+  return s
+    .split('\n')
+    .map((l) => `  ${l}`)
+    .join('\n');
+}
+
+/** 1-based line and column of a character offset. */
+function lineColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1;
+  let start = 0;
+  for (let i = 0; i < offset && i < text.length; i++) {
+    if (text[i] === '\n') {
+      line++;
+      start = i + 1;
+    }
+  }
+  return { line, column: offset - start + 1 };
+}
+
+/** JSON.parse reports "at position N" (Node 20) or "(line L column C)" (later Node versions). */
+function jsonErrorPosition(text: string, e: unknown): SyntaxProblem[] {
+  const message = e instanceof Error ? e.message : String(e);
+  const lc = /line (\d+) column (\d+)/.exec(message);
+  if (lc) return [{ line: Number(lc[1]), column: Number(lc[2]), message }];
+  const pos = /position (\d+)/.exec(message);
+  const where = pos ? lineColumn(text, Number(pos[1])) : message.includes('end of JSON') ? lineColumn(text, text.length) : { line: 1, column: 1 };
+  return [{ ...where, message }];
+}
+
+/** Locates paths in a YAML document: the value's node, or for an unknown key, the key itself. */
+function yamlLocator(doc: Document, lc: LineCounter): Locator {
+  return (path, key) => {
+    // Walk as deep as the document goes: a missing value is reported at its parent.
+    let node: unknown = doc.contents;
+    for (const seg of path) {
+      const next = (node as { get?: (k: unknown, keep: boolean) => unknown } | null)?.get?.(seg, true);
+      if (next === undefined || next === null) break;
+      node = next;
+    }
+    if (key !== undefined && isMap(node)) {
+      const pair = node.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === key);
+      const k = pair?.key as { range?: [number, number, number] } | undefined;
+      if (k?.range) return toLineColumn(lc, k.range[0]);
+    }
+    const range = (node as { range?: [number, number, number] } | null)?.range;
+    return range ? toLineColumn(lc, range[0]) : undefined;
+  };
+}
+
+function toLineColumn(lc: LineCounter, offset: number): { line: number; column: number } {
+  const p = lc.linePos(offset);
+  return { line: p.line, column: p.col };
+}
+
+/**
+ * Locates paths in JSON text. JSON is YAML, so the YAML parser gives node positions; it is used only for
+ * positions, after JSON.parse has accepted the text.
+ */
+function jsonLocator(text: string): Locator {
+  const lc = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lc });
+  return doc.errors.length === 0 ? yamlLocator(doc, lc) : () => undefined;
+}

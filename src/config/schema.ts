@@ -1,0 +1,382 @@
+/**
+ * The run config: what a user writes in a YAML/JSON file (or a preset), as zod schemas.
+ *
+ * Conventions (see docs in shared/STYLE.md):
+ * - Every object is strict: an unknown key is an error, never silently dropped.
+ * - Every choice of kind (model, optimizer, schedule, data set, teacher, distillation term) is plain data with a
+ *   `type` tag, parsed by a discriminated union on `type`.
+ * - Every leaf schema carries a `.describe()` text phrased as what is allowed ("an integer >= 1"). The loader's
+ *   error map uses it as the "expected …" part of a problem, so the constraint and its wording sit side by side.
+ * - Semantic checks that involve several fields live next to the schema of their smallest common parent (as
+ *   refinements), so a mistake in one part of the file does not hide a problem in another.
+ *
+ * The schemas give the *parsed* config (defaults filled). `resolveConfig` in load.ts then fills the defaults that
+ * depend on the machine or on other fields (output folder, thread count) to give `RunConfig`.
+ */
+import { z } from 'zod';
+
+// ---------------------------------------------------------------------------------------------------------------
+// Leaf helpers: each builds the constraint and its description from the same numbers.
+
+/** An integer in [min, max] (max optional). */
+function int(min: number, max?: number, what?: string) {
+  let s = z.int().min(min);
+  if (max !== undefined) s = s.max(max);
+  const range = max === undefined ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+  return s.describe(what ? `${what}: ${range}` : range);
+}
+
+interface NumberRange {
+  /** inclusive lower bound */ min?: number;
+  /** exclusive lower bound */ gt?: number;
+  /** inclusive upper bound */ max?: number;
+  /** exclusive upper bound */ lt?: number;
+}
+
+/** A finite number within a range; the description uses interval notation when both ends are bounded. */
+function num(r: NumberRange) {
+  let s = z.number();
+  if (r.min !== undefined) s = s.min(r.min);
+  if (r.gt !== undefined) s = s.gt(r.gt);
+  if (r.max !== undefined) s = s.max(r.max);
+  if (r.lt !== undefined) s = s.lt(r.lt);
+  const lo = r.min !== undefined ? `[${r.min}` : r.gt !== undefined ? `(${r.gt}` : undefined;
+  const hi = r.max !== undefined ? `${r.max}]` : r.lt !== undefined ? `${r.lt})` : undefined;
+  let text: string;
+  if (lo && hi) text = `a number in ${lo}, ${hi}`;
+  else if (r.min !== undefined) text = `a number >= ${r.min}`;
+  else if (r.gt !== undefined) text = `a number > ${r.gt}`;
+  else if (r.max !== undefined) text = `a number <= ${r.max}`;
+  else if (r.lt !== undefined) text = `a number < ${r.lt}`;
+  else text = 'a number';
+  return s.describe(text);
+}
+
+const bool = () => z.boolean().describe('true or false');
+const path = (what: string) => z.string().min(1).describe(`a non-empty string (${what})`);
+
+/**
+ * Runs a semantic check only when the fields it reads are valid (zod would otherwise run it after a failed
+ * range check, and report e.g. both "epochs must be >= 1" and "warm-up must be < epochs (0)").
+ * With keys: only when none of those fields has a problem; with none: only when the whole object is valid.
+ */
+function whenValid(...keys: string[]): { when: (payload: z.core.ParsePayload) => boolean } {
+  return {
+    when: (payload) =>
+      payload.issues.every((iss) => {
+        const head = iss.path?.[0];
+        // An unknown key in the object itself leaves the known fields intact; any other issue there does not.
+        if (head === undefined) return iss.code === 'unrecognized_keys';
+        return keys.length > 0 && !keys.includes(String(head));
+      }),
+  };
+}
+
+/** An issue raised by a semantic check; `message` is the "expected …" text of the problem. */
+function semantic(ctx: z.RefinementCtx, path: (string | number)[], input: unknown, expected: string): void {
+  ctx.addIssue({ code: 'custom', path, input, message: expected });
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Models
+
+const mlpSchema = z.strictObject({
+  type: z.literal('mlp'),
+  /** Widths of the hidden layers, input to output. */
+  hidden: z
+    .array(int(1, 65536, 'a layer width'))
+    .min(1)
+    .max(64)
+    .describe('a non-empty list of at most 64 layer widths, e.g. [800, 800]'),
+  /** Dropout probability after each hidden layer's activation. */
+  dropout: num({ min: 0, lt: 0.95 }).default(0),
+  /** Dropout probability on the input features. */
+  inputDropout: num({ min: 0, lt: 0.95 }).default(0),
+});
+
+/** Model kinds; a new architecture is one more entry in this union. */
+export const modelSchema = z.discriminatedUnion('type', [mlpSchema]);
+
+// ---------------------------------------------------------------------------------------------------------------
+// Optimizers and learning-rate schedules
+
+const weightDecay = (dflt: number) => num({ min: 0 }).default(dflt);
+const beta = (dflt: number) => num({ min: 0, lt: 1 }).default(dflt);
+
+export const optimizerSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('sgd'),
+    lr: num({ gt: 0 }).default(0.05),
+    momentum: num({ min: 0, lt: 1 }).default(0.9),
+    nesterov: bool().default(false),
+    weightDecay: weightDecay(0),
+  }),
+  z.strictObject({
+    type: z.literal('adam'),
+    lr: num({ gt: 0 }).default(0.001),
+    beta1: beta(0.9),
+    beta2: beta(0.999),
+    eps: num({ gt: 0 }).default(1e-8),
+    weightDecay: weightDecay(0),
+  }),
+  z.strictObject({
+    type: z.literal('adamw'),
+    lr: num({ gt: 0 }).default(0.001),
+    beta1: beta(0.9),
+    beta2: beta(0.999),
+    eps: num({ gt: 0 }).default(1e-8),
+    weightDecay: weightDecay(0.01),
+  }),
+]);
+
+/** Epochs of linear warm-up from 0 to the optimizer's lr, allowed on every schedule. */
+const warmupEpochs = num({ min: 0 }).default(0);
+
+export const scheduleSchema = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('constant'), warmupEpochs }),
+  z.strictObject({ type: z.literal('cosine'), minLr: num({ min: 0 }).default(0), warmupEpochs }),
+  z.strictObject({
+    type: z.literal('step'),
+    every: int(1, undefined, 'epochs between decays').default(10),
+    gamma: num({ gt: 0, max: 1 }).default(0.1),
+    warmupEpochs,
+  }),
+]);
+
+export const trainSchema = z
+  .strictObject({
+    epochs: int(1).default(10),
+    batchSize: int(1, 65536).default(128),
+    optimizer: optimizerSchema.prefault({ type: 'sgd' }),
+    schedule: scheduleSchema.prefault({ type: 'constant' }),
+  })
+  .superRefine((t, ctx) => {
+    const warm = t.schedule.warmupEpochs;
+    if (warm > 0 && warm >= t.epochs) {
+      semantic(ctx, ['schedule', 'warmupEpochs'], warm, `a number < epochs (${t.epochs}), so the warm-up ends before training does`);
+    }
+    if (t.schedule.type === 'cosine' && t.schedule.minLr > t.optimizer.lr) {
+      semantic(ctx, ['schedule', 'minLr'], t.schedule.minLr, `a number <= optimizer.lr (${t.optimizer.lr}): the cosine schedule decays from lr down to minLr`);
+    }
+  }, whenValid());
+
+// ---------------------------------------------------------------------------------------------------------------
+// Data
+
+const idxSchema = z
+  .strictObject({
+    type: z.literal('idx'),
+    trainImages: path('path of the IDX file of training images'),
+    trainLabels: path('path of the IDX file of training labels'),
+    testImages: path('path of the IDX file of test images').optional(),
+    testLabels: path('path of the IDX file of test labels').optional(),
+  })
+  .superRefine((d, ctx) => {
+    if ((d.testImages === undefined) !== (d.testLabels === undefined)) {
+      const [given, missing] = d.testImages === undefined ? ['testLabels', 'testImages'] : ['testImages', 'testLabels'];
+      semantic(ctx, [missing], undefined, `a path here too, since ${given} is given (give both test files or neither)`);
+    }
+  }, whenValid());
+
+const csvSchema = z
+  .strictObject({
+    type: z.literal('csv'),
+    path: path('path of the CSV file'),
+    /** The label column, by header name or 0-based index; absent means the last column. */
+    label: z
+      .union([z.string().min(1).describe('a column name'), int(0, undefined, 'a 0-based column index')])
+      .describe('a column name or a 0-based column index (default: the last column)')
+      .optional(),
+    header: z
+      .union([z.literal('auto'), z.boolean()])
+      .describe('"auto" (guess from the first row), true or false')
+      .default('auto'),
+    delimiter: z.string().length(1).describe('a single character, e.g. "," or ";"').default(','),
+  })
+  .superRefine((d, ctx) => {
+    if (typeof d.label === 'string' && d.header === false) {
+      semantic(ctx, ['label'], d.label, 'a 0-based column index, since header is false (there are no column names)');
+    }
+  }, whenValid());
+
+/** Data set kinds. The built-in MNIST may also be written as the plain string "mnist". */
+export const datasetSchema = z
+  .union([
+    z.literal('mnist').transform(() => ({ type: 'mnist' as const })),
+    z.discriminatedUnion('type', [z.strictObject({ type: z.literal('mnist') }), idxSchema, csvSchema]),
+  ])
+  .describe('"mnist" or a mapping with type: mnist, idx or csv');
+
+/** Whether a data set comes with its own test split (otherwise `data.test` of the training data is held out). */
+export function hasTestSplit(d: DatasetConfig): boolean {
+  return d.type === 'mnist' || (d.type === 'idx' && d.testImages !== undefined);
+}
+
+const fraction = (dflt: number) => num({ min: 0, max: 0.5 }).default(dflt);
+
+export const dataSchema = z
+  .strictObject({
+    dataset: datasetSchema,
+    limitTrain: int(1).optional(),
+    limitTest: int(1).optional(),
+    /** Fraction of the training data held out for validation. */
+    validation: fraction(0.1),
+    /** Fraction of the training data held out for test, used only when the data set has no test split. */
+    test: fraction(0.2),
+    standardize: bool().default(false),
+  })
+  .superRefine((d, ctx) => {
+    if (!hasTestSplit(d.dataset) && d.validation + d.test >= 1) {
+      semantic(ctx, ['test'], d.test, `a number < ${1 - d.validation} (validation + test must leave some training data)`);
+    }
+  }, whenValid());
+
+// ---------------------------------------------------------------------------------------------------------------
+// Teacher and student
+
+export const teacherSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('train'),
+    model: modelSchema,
+    train: trainSchema.prefault({}),
+    /** Random translation by up to this many pixels in each direction (image data only). */
+    jitter: int(0, 8).default(0),
+  }),
+  z.strictObject({
+    type: z.literal('onnx'),
+    path: path('path of the teacher .onnx file'),
+    /** Name of the graph output that holds the logits; absent means the model's only (or first) output. */
+    output: z.string().min(1).describe('the name of the logits output of the ONNX graph').optional(),
+  }),
+]);
+
+export const studentSchema = z.strictObject({
+  model: modelSchema,
+  /** Used for both the student trained alone (baseline) and the distilled student. */
+  train: trainSchema.prefault({}),
+});
+
+// ---------------------------------------------------------------------------------------------------------------
+// Distillation terms: the registry. A new term type is one entry here (and its loss in src/distill, keyed by
+// `TermType` so the compiler flags a missing implementation).
+
+const weight = num({ min: 0 }).default(1);
+
+export const TERMS = {
+  /** Cross-entropy of the student's softmax against the hard labels. */
+  ce: {
+    usesTeacher: false,
+    doc: 'cross-entropy with the hard labels',
+    schema: z.strictObject({ type: z.literal('ce'), weight }),
+  },
+  /**
+   * Hinton et al. 2015, "Distilling the Knowledge in a Neural Network":
+   * T² · KL(softmax(teacher / T) ‖ softmax(student / T)); the T² keeps gradient size independent of T.
+   */
+  kd: {
+    usesTeacher: true,
+    doc: 'KL divergence between temperature-softened teacher and student outputs, scaled by T²',
+    schema: z.strictObject({ type: z.literal('kd'), temperature: num({ gt: 0, max: 100 }).default(4), weight }),
+  },
+} as const;
+
+export type TermType = keyof typeof TERMS;
+type TermSchema = (typeof TERMS)[TermType]['schema'];
+
+/** Compile-time guard: each registry key equals its schema's `type` tag. */
+type TagsMatch = { [K in TermType]: z.output<(typeof TERMS)[K]['schema']>['type'] extends K ? true : never };
+const tagsMatch: TagsMatch = { ce: true, kd: true };
+void tagsMatch;
+
+export const termSchema = z.discriminatedUnion(
+  'type',
+  Object.values(TERMS).map((t) => t.schema) as unknown as [TermSchema, ...TermSchema[]],
+);
+
+export const DEFAULT_TERMS = [
+  { type: 'ce', weight: 0.1 },
+  { type: 'kd', temperature: 4, weight: 0.9 },
+] as const satisfies readonly z.input<typeof termSchema>[];
+
+export const distillSchema = z
+  .strictObject({
+    terms: z
+      .array(termSchema)
+      .min(1)
+      .describe('a non-empty list of terms, e.g. [{type: ce, weight: 0.1}, {type: kd, temperature: 4, weight: 0.9}]')
+      .prefault(() => DEFAULT_TERMS.map((t) => ({ ...t }))),
+  })
+  .superRefine((d, ctx) => {
+    const total = d.terms.reduce((s, t) => s + t.weight, 0);
+    if (!(total > 0)) {
+      semantic(ctx, ['terms'], d.terms.map((t) => t.weight), 'terms whose weights sum to more than 0');
+    }
+  }, whenValid());
+
+// ---------------------------------------------------------------------------------------------------------------
+// Runtime and the whole run
+
+export const runtimeSchema = z.strictObject({
+  /** Intra-op threads of the runtime; absent means one per available CPU core (filled by resolveConfig). */
+  threads: int(1, 1024).optional(),
+  /** Optimizer steps fused into one runtime call (fewer calls, more memory). */
+  stepsPerRun: int(1, 16).default(1),
+});
+
+export const runConfigSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/)
+      .describe('a name of letters, digits, ".", "_" or "-" (at most 100, used in the output folder)')
+      .optional(),
+    seed: int(0, 2147483647).default(1),
+    /** Output folder; absent means runs/<name>, or runs/run without a name (filled by resolveConfig). */
+    output: z.string().min(1).describe('a folder path').optional(),
+    data: dataSchema,
+    teacher: teacherSchema,
+    student: studentSchema,
+    /** Also train the student alone on the hard labels, to measure what distillation adds. */
+    baseline: bool().default(true),
+    distill: distillSchema.prefault({}),
+    runtime: runtimeSchema.prefault({}),
+  })
+  .describe('a mapping with keys such as data, teacher, student, distill (see examples/mnist-demo.yaml)')
+  .superRefine((c, ctx) => {
+    if (c.teacher.type === 'train' && c.teacher.jitter > 0 && c.data.dataset.type === 'csv') {
+      semantic(ctx, ['teacher', 'jitter'], c.teacher.jitter, '0 for CSV data (jitter shifts images by whole pixels)');
+    }
+    // Only data and teacher are read, so a problem elsewhere does not hide this one.
+  }, whenValid('data', 'teacher'));
+
+// ---------------------------------------------------------------------------------------------------------------
+// Types. `…Input` is what a file may say (defaults optional); the others are parsed, with defaults filled.
+
+export type RunConfigInput = z.input<typeof runConfigSchema>;
+/** The parsed config before `resolveConfig` (output and runtime.threads may still be absent). */
+export type ParsedRunConfig = z.output<typeof runConfigSchema>;
+export type DataConfig = z.output<typeof dataSchema>;
+export type DatasetConfig = z.output<typeof datasetSchema>;
+export type DatasetType = DatasetConfig['type'];
+export type ModelConfig = z.output<typeof modelSchema>;
+export type OptimizerConfig = z.output<typeof optimizerSchema>;
+export type ScheduleConfig = z.output<typeof scheduleSchema>;
+export type TrainConfig = z.output<typeof trainSchema>;
+export type TeacherConfig = z.output<typeof teacherSchema>;
+export type StudentConfig = z.output<typeof studentSchema>;
+export type TermConfig = z.output<typeof termSchema>;
+/** The config of one term type, e.g. `TermConfigOf<'kd'>` has `temperature`. */
+export type TermConfigOf<K extends TermType> = Extract<TermConfig, { type: K }>;
+export type DistillConfig = z.output<typeof distillSchema>;
+
+/** Runtime settings with every default resolved. */
+export interface RuntimeConfig {
+  threads: number;
+  stepsPerRun: number;
+}
+
+/** A fully resolved run config: every default filled, ready for the trainer. */
+export type RunConfig = Omit<ParsedRunConfig, 'output' | 'runtime'> & {
+  output: string;
+  runtime: RuntimeConfig;
+};

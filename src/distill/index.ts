@@ -1,0 +1,2 @@
+export * from './response.js';
+export * from './terms.js';

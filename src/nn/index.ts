@@ -1,0 +1,3 @@
+export * from './model.js';
+export * from './layers.js';
+export * from './mlp.js';

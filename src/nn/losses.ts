@@ -1,0 +1,35 @@
+import { type Value, cast, equal, argmax, logSoftmax, meanAll, mul, neg, oneHot, reduceSum, sub, sumAll } from '../graph/index.js';
+
+/**
+ * Loss builders on the IR. Each returns a scalar Value (batch mean unless the name says sum), built from
+ * log-softmax so large logits stay finite.
+ */
+
+/** Mean over the batch of -log softmax(z)[y]: cross-entropy from logits with hard labels (int64 [B]). */
+export function crossEntropy(logits: Value, labels: Value): Value {
+  const numClasses = logits.shape[logits.rank - 1] as number;
+  const picked = reduceSum(mul(logSoftmax(logits), oneHot(labels, numClasses)), [-1]);
+  return neg(meanAll(picked));
+}
+
+/** Sum (not mean) of the per-sample cross-entropy: evaluation accumulates it over batches of any size. */
+export function crossEntropySum(logits: Value, labels: Value): Value {
+  const numClasses = logits.shape[logits.rank - 1] as number;
+  return neg(sumAll(mul(logSoftmax(logits), oneHot(labels, numClasses))));
+}
+
+/** Mean over the batch of -Σ_c q_c · log softmax(z)_c: cross-entropy against soft targets q. */
+export function softCrossEntropy(logits: Value, targets: Value): Value {
+  return neg(meanAll(reduceSum(mul(targets, logSoftmax(logits)), [-1])));
+}
+
+/** Mean over all elements of (a - b)². */
+export function mse(a: Value, b: Value): Value {
+  const d = sub(a, b);
+  return meanAll(mul(d, d));
+}
+
+/** Number of samples whose arg-max logit equals the label, as a float32 scalar. */
+export function correctCount(logits: Value, labels: Value): Value {
+  return sumAll(cast(equal(argmax(logits, -1), labels), 'float32'));
+}

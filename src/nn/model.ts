@@ -1,0 +1,58 @@
+import type { Value } from '../graph/index.js';
+import type { Rng } from '../util/rng.js';
+
+/** A trainable tensor: its name (also its name in exported ONNX files), shape, and seeded initializer. */
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  init(rng: Rng): Float32Array;
+}
+
+export type ParamValues = Map<string, Float32Array>;
+
+/**
+ * What a model's forward pass may ask of the graph being built: its parameters (graph inputs while training,
+ * constants in an exported file) and, in training mode, uniform noise tensors fed fresh every step (dropout
+ * masks come from our seeded Rng, not from an ONNX Runtime kernel, so a resumed run draws the same masks).
+ */
+export interface ForwardContext {
+  training: boolean;
+  param(name: string): Value;
+  noise(name: string, perSampleShape: readonly number[]): Value;
+}
+
+export interface LayerInfo {
+  /** Name a distillation term uses to tap this layer's output. */
+  name: string;
+  kind: string;
+  /** Output shape per sample. */
+  outputShape: number[];
+  params: number;
+}
+
+export interface ForwardResult {
+  logits: Value;
+  /** Named intermediate outputs (post-activation), for feature-based distillation. */
+  features: Map<string, Value>;
+}
+
+export interface Model {
+  /** Architecture in one token, e.g. "mlp-784-800-800-10". */
+  readonly name: string;
+  readonly inputShape: readonly number[];
+  readonly numClasses: number;
+  readonly params: readonly ParamSpec[];
+  forward(x: Value, ctx: ForwardContext): ForwardResult;
+  layers(): LayerInfo[];
+}
+
+export function countParams(model: Model): number {
+  return model.params.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+}
+
+/** Draws every parameter from one seeded stream, in declaration order, so the same seed gives the same model. */
+export function initParams(model: Model, rng: Rng): ParamValues {
+  const out: ParamValues = new Map();
+  for (const p of model.params) out.set(p.name, p.init(rng));
+  return out;
+}

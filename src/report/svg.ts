@@ -1,0 +1,359 @@
+/**
+ * Hand-written SVG charts for the HTML report: a line chart (several series overlaid, axes with tick labels,
+ * legend) and a bar chart. Plain strings, no DOM, no scripts, so the report stays one self-contained file.
+ */
+
+/** Escapes text for HTML and SVG content and attribute values. */
+export function escapeHtml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+}
+
+const esc = escapeHtml;
+
+/** Okabe–Ito: distinguishable with the common colour-vision deficiencies. */
+export const PALETTE = ['#0072B2', '#E69F00', '#009E73', '#CC79A7', '#D55E00', '#56B4E9', '#000000', '#F0E442'];
+/** Dash patterns cycle with the colours so lines stay apart in grey print. */
+export const DASHES = ['', '6 3', '2 3', '8 3 2 3'];
+
+const FONT = 'font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif"';
+const CHAR_W = 6.6; // rough width of a 12px sans-serif character, for layout only
+
+function n(x: number): string {
+  return Number(x.toFixed(2)).toString();
+}
+
+/** Round tick positions covering [min, max]: steps of 1, 2, 2.5 or 5 × 10^k. */
+export function niceTicks(min: number, max: number, count = 5): { ticks: number[]; step: number } {
+  if (!(max > min)) {
+    const pad = min === 0 ? 1 : Math.abs(min) * 0.1;
+    min -= pad;
+    max += pad;
+  }
+  const raw = (max - min) / Math.max(1, count);
+  const mag = 10 ** Math.floor(Math.log10(raw));
+  const step = ([1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag);
+  const lo = Math.floor(min / step + 1e-9) * step;
+  const hi = Math.ceil(max / step - 1e-9) * step;
+  const ticks: number[] = [];
+  for (let v = lo; v <= hi + step * 1e-6; v += step) ticks.push(Number(v.toPrecision(12)));
+  return { ticks, step };
+}
+
+/** Decimals needed to tell ticks `step` apart. */
+function decimalsFor(step: number): number {
+  if (!(step > 0)) return 0;
+  let d = Math.max(0, -Math.floor(Math.log10(step)));
+  while (d < 10 && Math.abs(Number(step.toFixed(d)) - step) > step * 1e-6) d++;
+  return d;
+}
+
+export type TickFormat = (v: number, step: number) => string;
+
+export const plainTicks: TickFormat = (v, step) => v.toFixed(decimalsFor(step));
+/** For fractions shown as percentages: 0.975 → "97.5%". */
+export const percentTicks: TickFormat = (v, step) => `${(v * 100).toFixed(decimalsFor(step * 100))}%`;
+
+export interface Series {
+  name: string;
+  /** [x, y] pairs; non-finite y values leave a gap in the line. */
+  points: readonly (readonly [number, number])[];
+  color?: string;
+  dash?: string;
+}
+
+export interface LineChartSpec {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: readonly Series[];
+  yFormat?: TickFormat;
+  /** Only integer x ticks (epochs). */
+  xInteger?: boolean;
+  /** 'auto' switches to a log scale when positive data spans more than 50×, so late-epoch losses stay readable. */
+  yScale?: 'linear' | 'log' | 'auto';
+  width?: number;
+  height?: number;
+}
+
+interface Layout {
+  width: number;
+  plotTop: number;
+  plotLeft: number;
+  plotW: number;
+  plotH: number;
+}
+
+function legendRows(names: readonly string[], width: number, left: number): { x: number; row: number }[] {
+  const out: { x: number; row: number }[] = [];
+  let x = left;
+  let row = 0;
+  for (const name of names) {
+    const w = 28 + name.length * CHAR_W + 16;
+    if (x + w > width - 8 && x > left) {
+      row++;
+      x = left;
+    }
+    out.push({ x, row });
+    x += w;
+  }
+  return out;
+}
+
+function emptyChart(title: string, width: number, message: string): string {
+  return (
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} 90" width="${width}" height="90" role="img" aria-label="${esc(title)}" ${FONT}>` +
+    `<text x="${width / 2}" y="22" text-anchor="middle" font-size="14" font-weight="600">${esc(title)}</text>` +
+    `<text x="${width / 2}" y="55" text-anchor="middle" font-size="12" fill="#666">${esc(message)}</text></svg>`
+  );
+}
+
+/** A line chart with all series overlaid, tick-labelled axes, light grid lines and a legend below. */
+export function lineChart(spec: LineChartSpec): string {
+  const width = spec.width ?? 520;
+  const plotH = spec.height ?? 260;
+  const series = spec.series.map((s, i) => ({
+    ...s,
+    color: s.color ?? PALETTE[i % PALETTE.length]!,
+    dash: s.dash ?? DASHES[Math.floor(i / PALETTE.length) % DASHES.length]!,
+    points: s.points.filter(([x]) => Number.isFinite(x)),
+  }));
+  const finite = series.flatMap((s) => s.points.filter(([, y]) => Number.isFinite(y)));
+  if (finite.length === 0) return emptyChart(spec.title, width, 'no data');
+
+  const ys = finite.map(([, y]) => y);
+  const yMin = Math.min(...ys);
+  const yMax = Math.max(...ys);
+  const log = spec.yScale === 'log' ? yMin > 0 : spec.yScale === 'auto' || spec.yScale === undefined ? yMin > 0 && yMax / yMin > 50 : false;
+  const fmtY = spec.yFormat ?? plainTicks;
+
+  // y scale
+  let yTicks: number[];
+  let yLabels: string[];
+  let yLo: number;
+  let yHi: number;
+  if (log) {
+    // Bounds on the 1-2-5 ladder hug the data better than whole decades.
+    yLo = ladderFloor(yMin);
+    yHi = ladderCeil(yMax);
+    const decades = Math.log10(yHi / yLo);
+    yTicks = [];
+    for (let e = Math.floor(Math.log10(yLo)); e <= Math.ceil(Math.log10(yHi)); e++) {
+      for (const m of decades <= 3 ? [1, 2, 5] : [1]) {
+        const v = Number((m * 10 ** e).toPrecision(12));
+        if (v >= yLo * (1 - 1e-9) && v <= yHi * (1 + 1e-9)) yTicks.push(v);
+      }
+    }
+    yLabels = yTicks.map((v) => fmtLogTick(v));
+  } else {
+    const t = niceTicks(yMin, yMax, 5);
+    yTicks = t.ticks;
+    yLo = t.ticks[0]!;
+    yHi = t.ticks[t.ticks.length - 1]!;
+    yLabels = yTicks.map((v) => fmtY(v, t.step));
+  }
+
+  // x scale
+  const xs = finite.map(([x]) => x);
+  let xLo = Math.min(...xs);
+  let xHi = Math.max(...xs);
+  if (xHi === xLo) {
+    xLo -= 1;
+    xHi += 1;
+  }
+  const xt = niceTicks(xLo, xHi, Math.min(10, spec.xInteger ? Math.max(1, xHi - xLo) : 6));
+  const xStep = spec.xInteger ? Math.max(1, Math.round(xt.step)) : xt.step;
+  const xTicks = xt.ticks.filter((v) => v >= xLo - 1e-9 && v <= xHi + 1e-9 && (!spec.xInteger || Number.isInteger(v)));
+
+  const yLabelW = Math.max(...yLabels.map((l) => l.length)) * CHAR_W;
+  const layout: Layout = { width, plotTop: 34, plotLeft: Math.round(Math.max(40, yLabelW + 30)), plotW: 0, plotH };
+  layout.plotW = width - layout.plotLeft - 16;
+  const X = (x: number): number => layout.plotLeft + ((x - xLo) / (xHi - xLo)) * layout.plotW;
+  const Y = (y: number): number =>
+    log
+      ? layout.plotTop + layout.plotH - ((Math.log10(y) - Math.log10(yLo)) / (Math.log10(yHi) - Math.log10(yLo))) * layout.plotH
+      : layout.plotTop + layout.plotH - ((y - yLo) / (yHi - yLo)) * layout.plotH;
+
+  const legend = legendRows(series.map((s) => s.name), width, layout.plotLeft);
+  const legendTop = layout.plotTop + layout.plotH + 48;
+  const height = legendTop + (Math.max(0, ...legend.map((l) => l.row)) + 1) * 20 + 4;
+  const bottom = layout.plotTop + layout.plotH;
+
+  const parts: string[] = [];
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(spec.title)}" ${FONT}>`,
+  );
+  parts.push(`<text x="${width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="600">${esc(spec.title)}</text>`);
+  // grid + y ticks
+  yTicks.forEach((v, i) => {
+    const y = n(Y(v));
+    parts.push(`<line x1="${layout.plotLeft}" x2="${layout.plotLeft + layout.plotW}" y1="${y}" y2="${y}" stroke="#e3e3e3"/>`);
+    parts.push(`<text x="${layout.plotLeft - 6}" y="${y}" dy="0.32em" text-anchor="end" font-size="11" fill="#333">${esc(yLabels[i]!)}</text>`);
+  });
+  // x ticks
+  for (const v of xTicks) {
+    const x = n(X(v));
+    parts.push(`<line x1="${x}" x2="${x}" y1="${bottom}" y2="${bottom + 5}" stroke="#333"/>`);
+    parts.push(`<text x="${x}" y="${bottom + 18}" text-anchor="middle" font-size="11" fill="#333">${esc(plainTicks(v, xStep))}</text>`);
+  }
+  // axes
+  parts.push(
+    `<path d="M${layout.plotLeft},${layout.plotTop}V${bottom}H${layout.plotLeft + layout.plotW}" fill="none" stroke="#333"/>`,
+    `<text x="${layout.plotLeft + layout.plotW / 2}" y="${bottom + 36}" text-anchor="middle" font-size="12">${esc(spec.xLabel)}</text>`,
+    `<text transform="translate(14 ${layout.plotTop + layout.plotH / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(spec.yLabel + (log ? ' (log scale)' : ''))}</text>`,
+  );
+  // series
+  for (const s of series) {
+    let d = '';
+    let pen = false;
+    for (const [x, y] of s.points) {
+      if (!Number.isFinite(y) || (log && y <= 0)) {
+        pen = false;
+        continue;
+      }
+      d += `${pen ? 'L' : 'M'}${n(X(x))},${n(Y(y))}`;
+      pen = true;
+    }
+    const dash = s.dash === '' ? '' : ` stroke-dasharray="${s.dash}"`;
+    if (d !== '') parts.push(`<path d="${d}" fill="none" stroke="${esc(s.color)}" stroke-width="2"${dash}><title>${esc(s.name)}</title></path>`);
+    if (s.points.length <= 40) {
+      for (const [x, y] of s.points) {
+        if (!Number.isFinite(y) || (log && y <= 0)) continue;
+        parts.push(`<circle cx="${n(X(x))}" cy="${n(Y(y))}" r="2.5" fill="${esc(s.color)}"><title>${esc(`${s.name}: ${x}, ${y}`)}</title></circle>`);
+      }
+    }
+  }
+  // legend
+  series.forEach((s, i) => {
+    const { x, row } = legend[i]!;
+    const y = legendTop + row * 20;
+    const dash = s.dash === '' ? '' : ` stroke-dasharray="${s.dash}"`;
+    parts.push(`<line x1="${n(x)}" x2="${n(x + 22)}" y1="${y}" y2="${y}" stroke="${esc(s.color)}" stroke-width="2.5"${dash}/>`);
+    parts.push(`<text x="${n(x + 28)}" y="${y}" dy="0.32em" font-size="12">${esc(s.name)}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+const LADDER = [1, 2, 5, 10];
+
+/** The largest 1, 2 or 5 × 10^k not above v (v > 0). */
+function ladderFloor(v: number): number {
+  const mag = 10 ** Math.floor(Math.log10(v));
+  const m = [...LADDER].reverse().find((k) => k * mag <= v * (1 + 1e-9)) ?? 1;
+  return Number((m * mag).toPrecision(12));
+}
+
+/** The smallest 1, 2 or 5 × 10^k not below v (v > 0). */
+function ladderCeil(v: number): number {
+  const mag = 10 ** Math.floor(Math.log10(v));
+  const m = LADDER.find((k) => k * mag >= v * (1 - 1e-9)) ?? 10;
+  return Number((m * mag).toPrecision(12));
+}
+
+function fmtLogTick(v: number): string {
+  if (v >= 1e4 || v < 1e-3) return v.toExponential(0).replace('e+', 'e');
+  return String(Number(v.toPrecision(3)));
+}
+
+export interface BarSpec {
+  /** Lines of the label under the bar (e.g. role, then architecture). */
+  label: readonly string[];
+  value: number;
+  color?: string;
+}
+
+export interface BarChartSpec {
+  title: string;
+  yLabel: string;
+  bars: readonly BarSpec[];
+  yFormat?: TickFormat;
+  /** Text printed above each bar. */
+  valueFormat?: (v: number) => string;
+  /**
+   * Start the axis at zero (default). When false the axis starts at a round value below the smallest bar, so
+   * 97% vs 98% is visible; the chart then says where the axis starts, since bar heights are no longer proportional.
+   */
+  zeroBased?: boolean;
+  /** Largest value the axis may show (1 for accuracies). */
+  max?: number;
+  width?: number;
+  height?: number;
+}
+
+/** A vertical bar chart with value labels. */
+export function barChart(spec: BarChartSpec): string {
+  const width = spec.width ?? 520;
+  const plotH = spec.height ?? 240;
+  const bars = spec.bars.map((b, i) => ({ ...b, color: b.color ?? PALETTE[i % PALETTE.length]! }));
+  const vals = bars.map((b) => b.value).filter(Number.isFinite);
+  if (vals.length === 0) return emptyChart(spec.title, width, 'no data');
+  const fmtY = spec.yFormat ?? plainTicks;
+  const vMin = Math.min(...vals);
+  const vMax = Math.max(...vals);
+  const zero = spec.zeroBased ?? true;
+  let lo: number;
+  let hi: number;
+  if (zero) {
+    lo = Math.min(0, vMin);
+    hi = Math.max(0, vMax);
+  } else {
+    const spread = Math.max(vMax - vMin, Math.abs(vMax) * 0.01, 1e-6);
+    lo = vMin - spread * 0.6;
+    hi = vMax + spread * 0.15;
+    if (vMin >= 0) lo = Math.max(0, lo);
+  }
+  if (spec.max !== undefined) hi = Math.min(Math.max(hi, vMax), spec.max);
+  const t = niceTicks(lo, hi, 5);
+  let ticks = t.ticks;
+  if (spec.max !== undefined) ticks = ticks.filter((v) => v <= spec.max! + 1e-9);
+  const yLo = ticks[0]!;
+  const yHi = Math.max(ticks[ticks.length - 1]!, vMax);
+  const labels = ticks.map((v) => fmtY(v, t.step));
+
+  const plotLeft = Math.round(Math.max(40, Math.max(...labels.map((l) => l.length)) * CHAR_W + 30));
+  const plotTop = 40;
+  const plotW = width - plotLeft - 16;
+  const bottom = plotTop + plotH;
+  const maxLines = Math.max(1, ...bars.map((b) => b.label.length));
+  const height = bottom + 14 + maxLines * 15 + 8;
+  const Y = (v: number): number => bottom - ((Math.min(Math.max(v, yLo), yHi) - yLo) / (yHi - yLo)) * plotH;
+  const slot = plotW / bars.length;
+  const barW = Math.min(80, slot * 0.6);
+
+  const parts: string[] = [];
+  parts.push(
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(spec.title)}" ${FONT}>`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="600">${esc(spec.title)}</text>`,
+  );
+  if (!zero && yLo !== 0) {
+    parts.push(`<text x="${width / 2}" y="34" text-anchor="middle" font-size="11" fill="#666">${esc(`axis starts at ${labels[0]}, not 0`)}</text>`);
+  }
+  ticks.forEach((v, i) => {
+    const y = n(Y(v));
+    parts.push(`<line x1="${plotLeft}" x2="${plotLeft + plotW}" y1="${y}" y2="${y}" stroke="#e3e3e3"/>`);
+    parts.push(`<text x="${plotLeft - 6}" y="${y}" dy="0.32em" text-anchor="end" font-size="11" fill="#333">${esc(labels[i]!)}</text>`);
+  });
+  // One decimal more than the ticks, so close bars get different labels.
+  const valueFmt = spec.valueFormat ?? ((v: number) => fmtY(v, t.step / 10));
+  bars.forEach((b, i) => {
+    const cx = plotLeft + slot * (i + 0.5);
+    if (Number.isFinite(b.value)) {
+      const top = Y(b.value);
+      parts.push(
+        `<rect x="${n(cx - barW / 2)}" y="${n(top)}" width="${n(barW)}" height="${n(bottom - top)}" fill="${esc(b.color)}"><title>${esc(`${b.label.join(' ')}: ${valueFmt(b.value)}`)}</title></rect>`,
+        `<text x="${n(cx)}" y="${n(top - 5)}" text-anchor="middle" font-size="12" font-weight="600">${esc(valueFmt(b.value))}</text>`,
+      );
+    } else {
+      parts.push(`<text x="${n(cx)}" y="${bottom - 6}" text-anchor="middle" font-size="12" fill="#666">no value</text>`);
+    }
+    b.label.forEach((line, j) => {
+      parts.push(`<text x="${n(cx)}" y="${bottom + 18 + j * 15}" text-anchor="middle" font-size="${j === 0 ? 12 : 11}"${j === 0 ? '' : ' fill="#555"'}>${esc(line)}</text>`);
+    });
+  });
+  parts.push(
+    `<path d="M${plotLeft},${plotTop}V${bottom}H${plotLeft + plotW}" fill="none" stroke="#333"/>`,
+    `<text transform="translate(14 ${plotTop + plotH / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(spec.yLabel)}</text>`,
+    '</svg>',
+  );
+  return parts.join('\n');
+}

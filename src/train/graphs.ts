@@ -1,0 +1,129 @@
+import { type Value, Graph, addN, gradients, isInf, isNaN, or, reduceSumSquare, toOnnx } from '../graph/index.js';
+import type { ForwardContext, Model, ParamValues } from '../nn/model.js';
+import { correctCount, crossEntropySum } from '../nn/losses.js';
+import type { Optimizer } from '../optim/optimizers.js';
+import { buildObjective, type Term } from '../distill/terms.js';
+
+/**
+ * The three graphs a trainer compiles from one model:
+ * - the training step: forward, objective, backward and optimizer update, K steps unrolled per runtime call
+ *   (parameters and optimizer state go in and come out once per call, so K > 1 amortises that copy);
+ * - the evaluation graph: parameters as inputs, summed loss and correct count out;
+ * - the export graph: parameters baked in as initializers, `input` → `logits`, no dropout.
+ */
+export const BATCH = 'B';
+
+export interface NoiseSpec {
+  name: string;
+  perSample: number[];
+}
+
+export interface StepGraph {
+  onnx: Uint8Array;
+  stepsPerRun: number;
+  noise: NoiseSpec[];
+  scalars: readonly string[];
+  slots: readonly string[];
+  termNames: string[];
+  needsTeacher: boolean;
+}
+
+export const paramIn = (name: string) => `p:${name}`;
+export const paramOut = (name: string) => `p:${name}:next`;
+export const stateIn = (name: string, slot: string) => `s:${name}:${slot}`;
+export const stateOut = (name: string, slot: string) => `s:${name}:${slot}:next`;
+export const at = (name: string, k: number) => `${name}@${k}`;
+
+export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readonly Term[], stepsPerRun = 1): StepGraph {
+  const g = new Graph('train_step');
+  const numClasses = model.numClasses;
+  const needsTeacher = terms.some((t) => t.needsTeacher);
+  let params = new Map<string, Value>(model.params.map((p) => [p.name, g.input(paramIn(p.name), p.shape)]));
+  let states = new Map<string, Value[]>(model.params.map((p) => [p.name, optimizer.slots.map((s) => g.input(stateIn(p.name, s), p.shape))]));
+  const noise: NoiseSpec[] = [];
+
+  for (let k = 0; k < stepsPerRun; k++) {
+    const x = g.input(at('x', k), [BATCH, ...model.inputShape]);
+    const y = g.input(at('y', k), [BATCH], 'int64');
+    const teacherLogits = needsTeacher ? g.input(at('teacher', k), [BATCH, numClasses]) : undefined;
+    const scalars: Record<string, Value> = {};
+    for (const s of optimizer.scalars) scalars[s] = g.input(at(`opt:${s}`, k), []);
+    const current = params;
+    const ctx: ForwardContext = {
+      training: true,
+      param: (name) => current.get(name)!,
+      noise: (name, perSample) => {
+        if (k === 0) noise.push({ name, perSample: [...perSample] });
+        return g.input(at(`noise:${name}`, k), [BATCH, ...perSample]);
+      },
+    };
+    const student = model.forward(x, ctx);
+    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits });
+    const plist = model.params.map((p) => current.get(p.name)!);
+    const grads = gradients(total, plist);
+
+    // Health check inside the graph: one scalar that is non-finite iff the loss or any gradient is, so the
+    // trainer never scans tensors in JS.
+    const gsq = addN(grads.map((gr) => reduceSumSquare(gr, gr.shape.map((_, i) => i))));
+    g.output(at('loss', k), total);
+    for (const [name, v] of values) g.output(at(`term:${name}`, k), v);
+    g.output(at('correct', k), correctCount(student.logits, y));
+    g.output(at('bad', k), or(or(isNaN(total), isInf(total)), or(isNaN(gsq), isInf(gsq))));
+
+    const nextParams = new Map<string, Value>();
+    const nextStates = new Map<string, Value[]>();
+    model.params.forEach((p, i) => {
+      const u = optimizer.update(current.get(p.name)!, grads[i]!, states.get(p.name)!, scalars);
+      nextParams.set(p.name, u.param);
+      nextStates.set(p.name, u.states);
+    });
+    params = nextParams;
+    states = nextStates;
+  }
+  for (const p of model.params) {
+    g.output(paramOut(p.name), params.get(p.name)!);
+    optimizer.slots.forEach((s, i) => g.output(stateOut(p.name, s), states.get(p.name)![i]!));
+  }
+  return {
+    onnx: toOnnx(g, { doc: `kdistill training step (${model.name}, ${optimizer.config.type}, ${stepsPerRun} step(s) per call)` }),
+    stepsPerRun,
+    noise,
+    scalars: optimizer.scalars,
+    slots: optimizer.slots,
+    termNames: terms.map((t) => t.name),
+    needsTeacher,
+  };
+}
+
+/** Inputs x, y and every parameter; outputs the summed cross-entropy, the correct count and the logits. */
+export function buildEvalGraph(model: Model): Uint8Array {
+  const g = new Graph('eval');
+  const params = new Map<string, Value>(model.params.map((p) => [p.name, g.input(paramIn(p.name), p.shape)]));
+  const x = g.input('x', [BATCH, ...model.inputShape]);
+  const y = g.input('y', [BATCH], 'int64');
+  const { logits } = model.forward(x, inferenceContext((n) => params.get(n)!));
+  g.output('loss_sum', crossEntropySum(logits, y));
+  g.output('correct', correctCount(logits, y));
+  g.output('logits', logits);
+  return toOnnx(g, { doc: `kdistill evaluation (${model.name})` });
+}
+
+/** The deployable model: `input` [B, ...inputShape] → `logits` [B, classes], weights as initializers. */
+export function buildExportGraph(model: Model, values: ParamValues, metadata: Record<string, string> = {}): Uint8Array {
+  const g = new Graph(model.name);
+  const params = new Map<string, Value>(model.params.map((p) => [p.name, g.constant(values.get(p.name)!, p.shape, 'float32', p.name)]));
+  const x = g.input('input', [BATCH, ...model.inputShape]);
+  const { logits } = model.forward(x, inferenceContext((n) => params.get(n)!));
+  g.output('logits', logits);
+  return toOnnx(g, { doc: `kdistill model ${model.name}: input [batch, ${model.inputShape.join(', ')}] float32 → logits [batch, ${model.numClasses}]`, metadata });
+}
+
+function inferenceContext(param: (name: string) => Value): ForwardContext {
+  return {
+    training: false,
+    param,
+    noise: () => {
+      throw new Error('noise requested in inference mode');
+    },
+  };
+}
