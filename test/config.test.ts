@@ -252,6 +252,14 @@ test('semantic checks: weights, warm-up, cosine floor, idx test pair, csv label 
   const r = checkConfig(demoWith((c) => ((c.seed = -1), (c.student.train.schedule.warmupEpochs = 20))));
   assert.ok(!r.ok);
   assert.deepEqual(r.problems.map((p) => p.path), ['seed', 'student.train.schedule.warmupEpochs']);
+  // …but not when a field it reads is itself invalid (no second, derived complaint)…
+  const r2 = checkConfig(demoWith((c) => ((c.student.train.epochs = 0), (c.student.train.schedule.warmupEpochs = 3))));
+  assert.ok(!r2.ok);
+  assert.deepEqual(r2.problems.map((p) => p.path), ['student.train.epochs']);
+  // …while an unknown key next to the fields does not stop it.
+  const r3 = checkConfig(demoWith((c) => ((c.student.train.epoch = 3), (c.student.train.schedule.warmupEpochs = 9))));
+  assert.ok(!r3.ok);
+  assert.deepEqual(r3.problems.map((p) => [p.path, p.suggestion]), [['student.train', 'epochs'], ['student.train.schedule.warmupEpochs', undefined]]);
   // data.test is irrelevant for mnist (it has its own test split), so it is not checked against validation.
   assert.ok(checkConfig(demoWith((c) => ((c.data.validation = 0.5), (c.data.test = 0.5)))).ok);
 });

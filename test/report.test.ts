@@ -304,7 +304,8 @@ test('live progress on a terminal draws a bar, logs above it, and ends with the 
   h.update(100, { loss: 0.25 });
   h.stop();
   const text = stream.text();
-  assert.match(text, /train █+░+ +\d+% \| \d+\/100 samples/);
+  assert.match(text, /train █*░+ +\d+% \| \d+\/100 \| /);
+  assert.match(text, /train █+░* +\d+% \| \d+\/100 \| .* samples\/s \| ETA .* \| loss=0\.5/);
   assert.ok(text.includes('a message\n'));
   assert.match(text, /train: 100 samples in .* loss=0\.25\n$/);
 });

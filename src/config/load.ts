@@ -122,12 +122,13 @@ interface SyntaxProblem {
   message: string;
 }
 
-function syntaxError(file: string, problems: SyntaxProblem[]): KdError {
-  const lines = problems.map((p) => `✖ ${p.message} → at line ${p.line}, column ${p.column}`);
+function syntaxError(file: string, found: SyntaxProblem[]): KdError {
+  const problems: ConfigProblem[] = found.map((p) => ({ kind: 'syntax', path: '(syntax)', value: '', expected: p.message, line: p.line, column: p.column }));
   const n = problems.length;
-  return new KdError('KD_CONFIG_INVALID', `config ${file} is not valid ${extname(file).toLowerCase() === '.json' ? 'JSON' : 'YAML'} (${n} syntax error${n === 1 ? '' : 's'}):\n${indent(lines.join('\n'))}`, {
-    fix: `edit ${file} at line ${problems[0]?.line ?? 1} and run again`,
-    details: problems.map((p) => ({ path: '(syntax)', value: '', expected: p.message, line: p.line, column: p.column })),
+  const lang = extname(file).toLowerCase() === '.json' ? 'JSON' : 'YAML';
+  return new KdError('KD_CONFIG_INVALID', `config ${file} is not valid ${lang} (${n} syntax error${n === 1 ? '' : 's'}):\n${indent(formatProblems(problems))}`, {
+    fix: `edit ${file} at line ${found[0]?.line ?? 1} and run again`,
+    details: problems,
   });
 }
 

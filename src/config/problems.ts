@@ -9,8 +9,11 @@ import { distance } from 'fastest-levenshtein';
 import type { z } from 'zod';
 
 export interface ConfigProblem {
-  /** `unknown-key`: a key the schema does not have; `missing`: a required value is absent; `invalid`: a bad value. */
-  kind: 'unknown-key' | 'missing' | 'invalid';
+  /**
+   * `unknown-key`: a key the schema does not have; `missing`: a required value is absent; `invalid`: a bad value;
+   * `syntax`: the file is not valid YAML/JSON (`expected` holds the parser's message, `line`/`column` the place).
+   */
+  kind: 'unknown-key' | 'missing' | 'invalid' | 'syntax';
   /** Where: `student.train.epochs`, `distill.terms[1]`; `(top level)` for the whole file. For an unknown key, the object that holds it. */
   path: string;
   /** The bad value as JSON, truncated to 60 characters; the key itself for an unknown key; `(missing)` when absent. */
@@ -206,6 +209,7 @@ export function problemsFromIssues(issues: readonly Issue[], locate?: Locator, p
 
 /** One line per problem: `✖ invalid value -3 → at student.train.epochs; expected an integer >= 1`. */
 export function formatProblem(p: ConfigProblem): string {
+  if (p.kind === 'syntax') return `✖ ${p.expected} → at line ${p.line ?? '?'}, column ${p.column ?? '?'}`;
   const head =
     p.kind === 'unknown-key' ? `unknown key ${p.value}` : p.kind === 'missing' ? 'missing value' : `invalid value ${p.value}`;
   let line = `✖ ${head} → at ${p.path}; expected ${p.expected}`;

@@ -1,7 +1,7 @@
 /**
  * The run config: what a user writes in a YAML/JSON file (or a preset), as zod schemas.
  *
- * Conventions (see docs in shared/STYLE.md):
+ * Conventions (from the project style guide):
  * - Every object is strict: an unknown key is an error, never silently dropped.
  * - Every choice of kind (model, optimizer, schedule, data set, teacher, distillation term) is plain data with a
  *   `type` tag, parsed by a discriminated union on `type`.
@@ -191,7 +191,8 @@ const csvSchema = z
       .union([z.literal('auto'), z.boolean()])
       .describe('"auto" (guess from the first row), true or false')
       .default('auto'),
-    delimiter: z.string().length(1).describe('a single character, e.g. "," or ";"').default(','),
+    /** Absent: the CSV loader's default (",", or a tab for .tsv files). */
+    delimiter: z.string().length(1).describe('a single character, e.g. "," or ";"').optional(),
   })
   .superRefine((d, ctx) => {
     if (typeof d.label === 'string' && d.header === false) {
@@ -257,15 +258,15 @@ export const studentSchema = z.strictObject({
 });
 
 // ---------------------------------------------------------------------------------------------------------------
-// Distillation terms: the registry. A new term type is one entry here (and its loss in src/distill, keyed by
-// `TermType` so the compiler flags a missing implementation).
+// Distillation terms: the registry. A new term type is one entry here: the union schema, `TermType` and
+// `TermConfig` are derived from it. (Its loss goes in src/distill/terms.ts, whose TERMS uses the same tags.)
 
 const weight = num({ min: 0 }).default(1);
 
 export const TERMS = {
   /** Cross-entropy of the student's softmax against the hard labels. */
   ce: {
-    usesTeacher: false,
+    needsTeacher: false,
     doc: 'cross-entropy with the hard labels',
     schema: z.strictObject({ type: z.literal('ce'), weight }),
   },
@@ -274,7 +275,7 @@ export const TERMS = {
    * T² · KL(softmax(teacher / T) ‖ softmax(student / T)); the T² keeps gradient size independent of T.
    */
   kd: {
-    usesTeacher: true,
+    needsTeacher: true,
     doc: 'KL divergence between temperature-softened teacher and student outputs, scaled by T²',
     schema: z.strictObject({ type: z.literal('kd'), temperature: num({ gt: 0, max: 100 }).default(4), weight }),
   },
@@ -283,9 +284,9 @@ export const TERMS = {
 export type TermType = keyof typeof TERMS;
 type TermSchema = (typeof TERMS)[TermType]['schema'];
 
-/** Compile-time guard: each registry key equals its schema's `type` tag. */
-type TagsMatch = { [K in TermType]: z.output<(typeof TERMS)[K]['schema']>['type'] extends K ? true : never };
-const tagsMatch: TagsMatch = { ce: true, kd: true };
+/** Compile-time guard: each registry key equals its schema's `type` tag (a mismatch names the key in the error). */
+type MismatchedTag = { [K in TermType]: z.output<(typeof TERMS)[K]['schema']>['type'] extends K ? never : K }[TermType];
+const tagsMatch: [MismatchedTag] extends [never] ? true : MismatchedTag = true;
 void tagsMatch;
 
 export const termSchema = z.discriminatedUnion(

@@ -41,7 +41,8 @@ export interface Progress {
 
 /** How far back the live rate looks: long enough to smooth step jitter, short enough to follow a slowdown. */
 const RATE_WINDOW_MS = 3000;
-const BAR_SIZE = 24;
+const MIN_BAR = 10;
+const MAX_BAR = 30;
 
 /**
  * cli-progress re-arms a timer after every render; a referenced timer would keep Node alive if a caller forgot
@@ -64,6 +65,8 @@ interface PhaseState {
   /** Recent (time, done) samples for the live rate. */
   window: { t: number; done: number }[];
   stopped: boolean;
+  /** Current width of the live bar in characters. */
+  barSize: number;
 }
 
 export function createProgress(options: ProgressOptions): Progress {
@@ -85,12 +88,12 @@ export function createProgress(options: ProgressOptions): Progress {
     // One bar at a time: a phase started while another is open finishes the old one first.
     active?.handle.stop();
     const now = performance.now();
-    const state: PhaseState = { label, total, unit, startMs: now, done: 0, fields: {}, window: [{ t: now, done: 0 }], stopped: false };
+    const state: PhaseState = { label, total, unit, startMs: now, done: 0, fields: {}, window: [{ t: now, done: 0 }], stopped: false, barSize: MAX_BAR };
     let bar: UnrefBar | undefined;
     if (live) {
       bar = new UnrefBar({
         stream: stream as unknown as NodeJS.WritableStream,
-        format: () => liveLine(state, performance.now()),
+        format: (_options, params) => liveLine(state, performance.now(), params.maxWidth),
         fps: 10,
         // Trim to the terminal width instead of toggling the terminal's wrap mode, which a crash would leave off.
         linewrap: true,
@@ -110,7 +113,8 @@ export function createProgress(options: ProgressOptions): Progress {
         const t = performance.now();
         state.done = done;
         if (fields !== undefined) Object.assign(state.fields, fields);
-        state.window.push({ t, done });
+        // Sample at most 10 times a second: a per-step update must not grow the window without bound.
+        if (t - state.window[state.window.length - 1]!.t >= 100) state.window.push({ t, done });
         while (state.window.length > 2 && t - state.window[1]!.t > RATE_WINDOW_MS) state.window.shift();
         bar?.update(Math.min(done, total));
       },
@@ -155,22 +159,31 @@ function liveRate(state: PhaseState, now: number): number {
   return dt > 0 ? (state.done - first.done) / dt : 0;
 }
 
-function liveLine(state: PhaseState, now: number): string {
+/**
+ * One frame of the live bar, fitted to `maxWidth` columns: the bar shrinks first (down to MIN_BAR) so that the
+ * rate, ETA and fields stay visible on an 80-column terminal; whatever still does not fit is cut at the right.
+ */
+function liveLine(state: PhaseState, now: number, maxWidth: number): string {
   const frac = state.total > 0 ? Math.min(1, Math.max(0, state.done / state.total)) : 1;
-  const full = Math.round(frac * BAR_SIZE);
-  const bar = '█'.repeat(full) + '░'.repeat(BAR_SIZE - full);
   const rate = liveRate(state, now);
   const remaining = Math.max(0, state.total - state.done);
   const eta = rate > 0 ? fmtSeconds(remaining / rate) : '—';
-  const parts = [
-    `${state.label} ${bar} ${(frac * 100).toFixed(0).padStart(3)}%`,
-    `${fmtInt(state.done)}/${fmtInt(state.total)} ${state.unit}`,
-    fmtRate(rate, state.unit),
+  const tail = [
+    `${fmtInt(state.done)}/${fmtInt(state.total)}`,
+    state.done > 0 && rate > 0 ? fmtRate(rate, state.unit) : `— ${state.unit}/s`,
     `ETA ${eta}`,
   ];
   const f = fieldsText(state.fields);
-  if (f !== '') parts.push(f);
-  return parts.join(' | ');
+  if (f !== '') tail.push(f);
+  const pct = `${(frac * 100).toFixed(0).padStart(3)}%`;
+  const rest = ` ${pct} | ${tail.join(' | ')}`;
+  // cli-progress keeps a 2-column margin; the label and one space sit before the bar.
+  const room = maxWidth - 2 - [...state.label].length - 1 - [...rest].length;
+  // The bar only ever shrinks within a phase, so it does not flicker as the rate's digits come and go.
+  const size = Math.max(MIN_BAR, Math.min(MAX_BAR, room, state.barSize));
+  state.barSize = size;
+  const full = Math.round(frac * size);
+  return `${state.label} ${'█'.repeat(full)}${'░'.repeat(size - full)}${rest}`;
 }
 
 function finalLine(state: PhaseState, now: number, summaryLine: string | undefined): string {

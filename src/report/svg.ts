@@ -301,6 +301,8 @@ export function barChart(spec: BarChartSpec): string {
     lo = vMin - spread * 0.6;
     hi = vMax + spread * 0.15;
     if (vMin >= 0) lo = Math.max(0, lo);
+    // A cut that hides less than half the axis gains little and exaggerates: start at zero then.
+    if (vMin >= 0 && lo < vMax * 0.5) lo = 0;
   }
   if (spec.max !== undefined) hi = Math.min(Math.max(hi, vMax), spec.max);
   const t = niceTicks(lo, hi, 5);
@@ -311,7 +313,8 @@ export function barChart(spec: BarChartSpec): string {
   const labels = ticks.map((v) => fmtY(v, t.step));
 
   const plotLeft = Math.round(Math.max(40, Math.max(...labels.map((l) => l.length)) * CHAR_W + 30));
-  const plotTop = 40;
+  // Room for the title, the axis note and the value label above the tallest bar.
+  const plotTop = 58;
   const plotW = width - plotLeft - 16;
   const bottom = plotTop + plotH;
   const maxLines = Math.max(1, ...bars.map((b) => b.label.length));
@@ -326,7 +329,7 @@ export function barChart(spec: BarChartSpec): string {
     `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="600">${esc(spec.title)}</text>`,
   );
   if (!zero && yLo !== 0) {
-    parts.push(`<text x="${width / 2}" y="34" text-anchor="middle" font-size="11" fill="#666">${esc(`axis starts at ${labels[0]}, not 0`)}</text>`);
+    parts.push(`<text x="${width / 2}" y="36" text-anchor="middle" font-size="11" fill="#666">${esc(`axis starts at ${labels[0]}, not 0`)}</text>`);
   }
   ticks.forEach((v, i) => {
     const y = n(Y(v));

@@ -51,7 +51,11 @@ export class OnnxTeacher {
     const outDims = dims(out);
     const last = outDims[outDims.length - 1];
     const session = await Session.create(bytes, options.runtime);
-    return new OnnxTeacher(session, path, inputs[0]!.name!, out.name!, inDims.slice(1), typeof last === 'number' && last > 0 ? last : undefined);
+    const t = new OnnxTeacher(session, path, inputs[0]!.name!, out.name!, inDims.slice(1), typeof last === 'number' && last > 0 ? last : undefined);
+    for (const init of graph.initializer ?? []) {
+      if (init.dataType === 1) t.paramCount += (init.dims ?? []).reduce((a: number, b) => a * Number(b), 1);
+    }
+    return t;
   }
 
   /** Rejects a teacher that cannot serve this data set, before any training starts. */
@@ -73,6 +77,14 @@ export class OnnxTeacher {
     }
   }
 
+  /** Number of float parameters stored in the file (sum of its float initializers' sizes). */
+  paramCount = 0;
+
+  /** Per-sample input dims fed to the session for this data set (flattened when the file takes vectors). */
+  feedShape(ds: Dataset): number[] {
+    return this.inputShape.length === 1 && ds.sampleShape.length > 1 ? [sampleSize(ds)] : ds.sampleShape;
+  }
+
   /** Teacher logits for every sample of the given data sets, keyed by sample id. */
   async logitTable(sets: readonly Dataset[], batchSize = 1000, onProgress?: (done: number) => void): Promise<LogitTable> {
     const total = sets.reduce((n, d) => n + d.n, 0);
@@ -84,7 +96,7 @@ export class OnnxTeacher {
       this.checkFits(ds);
       const order = epochOrder(ds.n, null);
       const buffers = new BatchBuffers(batchSize, sampleSize(ds));
-      const dims = this.inputShape.length === 1 && ds.sampleShape.length > 1 ? [sampleSize(ds)] : ds.sampleShape;
+      const dims = this.feedShape(ds);
       for (let i = 0; i < numBatches(ds.n, batchSize); i++) {
         const b = batchAt(ds, order, i, batchSize, buffers);
         const out = await this.session.run({ [this.inputName]: { data: b.x, dims: [b.size, ...dims] } }, [this.outputName]);

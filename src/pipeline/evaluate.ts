@@ -1,0 +1,55 @@
+import type { Dataset } from '../data/index.js';
+import { OnnxTeacher } from '../teachers/index.js';
+import type { RuntimeOptions } from '../runtime/index.js';
+
+export interface SplitResult {
+  loss: number;
+  acc: number;
+  correct: number;
+  n: number;
+}
+
+/**
+ * Accuracy and cross-entropy of an exported (or third-party) ONNX classifier on data sets, computed from its
+ * logits in a fresh session: the numbers a user gets when they deploy the file, not the trainer's own view.
+ */
+export async function evaluateOnnx(
+  path: string,
+  sets: readonly Dataset[],
+  runtime?: RuntimeOptions,
+): Promise<{ results: SplitResult[]; inputName: string; inputShape: number[]; paramCount: number }> {
+  const model = await OnnxTeacher.load(path, { runtime });
+  try {
+    const results: SplitResult[] = [];
+    for (const ds of sets) {
+      if (ds.n === 0) {
+        results.push({ loss: NaN, acc: NaN, correct: 0, n: 0 });
+        continue;
+      }
+      const table = await model.logitTable([ds]);
+      const logits = table.rows(ds.ids);
+      results.push(scoreLogits(logits, ds.y, ds.numClasses));
+    }
+    return { results, inputName: model.inputName, inputShape: model.feedShape(sets[0]!), paramCount: model.paramCount };
+  } finally {
+    await model.dispose();
+  }
+}
+
+/** Mean cross-entropy (float64, log-sum-exp) and accuracy of logits [n, c] against labels. */
+export function scoreLogits(logits: Float32Array, labels: Int32Array, c: number): SplitResult {
+  const n = labels.length;
+  let loss = 0;
+  let correct = 0;
+  for (let i = 0; i < n; i++) {
+    const row = logits.subarray(i * c, i * c + c);
+    let max = -Infinity;
+    let arg = 0;
+    for (let j = 0; j < c; j++) if (row[j]! > max) { max = row[j]!; arg = j; }
+    let sum = 0;
+    for (let j = 0; j < c; j++) sum += Math.exp(row[j]! - max);
+    loss += Math.log(sum) + max - row[labels[i]!]!;
+    if (arg === labels[i]) correct++;
+  }
+  return { loss: loss / n, acc: correct / n, correct, n };
+}
