@@ -464,9 +464,7 @@ const CHECKS: OpCheck[] = [
     op: 'REDUCE_SUM',
     cases: reduceCases(G.reduceSum, np.reduceSum, 'normal', [
       c('sumAll [B,3]', [inp('x', ['B', 3])], ([x]) => G.sumAll(x!), ([x]) => np.reduceSum(x!, [], false)),
-      c('[2,3] axes [] keepdims 0 (ONNX: reduce all)', [inp('x', [2, 3])], ([x]) => G.reduceSum(x!, [], false), ([x]) => np.reduceSum(x!, [], false), {
-        todo: 'src/graph bug: reduceInfer treats empty axes as "reduce nothing" ([2,3]) but ONNX ReduceSum reduces all axes ([])',
-      }),
+      c('[2,3] axes [] keepdims 0 (ONNX: reduce all)', [inp('x', [2, 3])], ([x]) => G.reduceSum(x!, [], false), ([x]) => np.reduceSum(x!, [], false)),
     ]),
   },
   {
@@ -502,9 +500,7 @@ const CHECKS: OpCheck[] = [
       c('[2,3] axes [0,3]', [inp('x', [2, 3])], ([x]) => G.unsqueeze(x!, [0, 3]), ([x]) => np.unsqueeze(x!, [0, 3])),
       c('[B,3] axes [2,0] (unsorted)', [inp('x', ['B', 3])], ([x]) => G.unsqueeze(x!, [2, 0]), ([x]) => np.unsqueeze(x!, [2, 0])),
       c('[] axes [0]', [inp('x', [])], ([x]) => G.unsqueeze(x!, [0]), ([x]) => np.unsqueeze(x!, [0])),
-      c('[2,3] axes [-1] (negative)', [inp('x', [2, 3])], ([x]) => G.unsqueeze(x!, [-1]), ([x]) => np.unsqueeze(x!, [-1]), {
-        todo: 'src/graph bug: UNSQUEEZE infer splices negative axes without normalising to the output rank ([2,1,3] instead of [2,3,1])',
-      }),
+      c('[2,3] axes [-1] (negative)', [inp('x', [2, 3])], ([x]) => G.unsqueeze(x!, [-1]), ([x]) => np.unsqueeze(x!, [-1])),
     ],
   },
   {

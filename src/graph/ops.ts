@@ -274,7 +274,8 @@ const GEMM = def({
     const [kb, nn] = at.transB ? [b.shape[1]!, b.shape[0]!] : [b.shape[0]!, b.shape[1]!];
     if (ka !== kb) fail('Gemm', `inner dimensions differ: ${shapeStr(a.shape)} (transA=${at.transA}) and ${shapeStr(b.shape)} (transB=${at.transB})`);
     const out: Shape = [m, nn];
-    if (ins[2]) broadcastShapes('Gemm bias', out, ins[2].shape);
+    // ONNX Gemm broadcasts C one way only: to [M, N].
+    if (ins[2] && !sameShape(broadcastShapes('Gemm bias', out, ins[2].shape), out)) fail('Gemm', `bias ${shapeStr(ins[2].shape)} does not broadcast to ${shapeStr(out)}`);
     return [{ shape: out, dtype: 'float32' }];
   },
   grad: (n, [dy]) => {
@@ -299,7 +300,9 @@ const GEMM = def({
 function reduceInfer(type: string) {
   return (ins: readonly Value[], at: Attrs): OutputInfo[] => {
     const x = ins[0]!;
-    const axes = (at.axes as number[]).map((a) => normAxis(a, x.rank));
+    // Empty axes reduce every axis (ONNX's default, noop_with_empty_axes = 0).
+    const given = at.axes as number[];
+    const axes = (given.length === 0 ? range(x.rank) : given).map((a) => normAxis(a, x.rank));
     const keep = at.keepdims === 1;
     const shape = x.shape.flatMap((d, i) => (axes.includes(i) ? (keep ? [1] : []) : [d]));
     if (type !== 'ReduceProd') needFloat(type, x);
@@ -380,9 +383,12 @@ const UNSQUEEZE = def({
   type: 'Unsqueeze',
   infer: (ins, at) => {
     const x = ins[0]!;
-    const axes = at.axes as number[];
+    // ONNX counts unsqueeze axes against the OUTPUT rank.
+    const rank = x.rank + (at.axes as number[]).length;
+    const axes = (at.axes as number[]).map((a) => normAxis(a, rank)).sort((p, q) => p - q);
+    if (new Set(axes).size !== axes.length) fail('Unsqueeze', `duplicate axes [${(at.axes as number[]).join(', ')}]`);
     const out: (string | number)[] = [...x.shape];
-    for (const a of [...axes].sort((p, q) => p - q)) out.splice(a, 0, 1);
+    for (const a of axes) out.splice(a, 0, 1);
     return [{ shape: out, dtype: x.dtype }];
   },
   emit: (e, n) => e.node('Unsqueeze', [e.name(n.inputs[0]!), e.constInt64(n.attrs.axes as number[])], [e.name(n.outputs[0]!)]),
@@ -443,6 +449,8 @@ const SPLIT = def({
   infer: (ins, at) => {
     const x = ins[0]!;
     const axis = at.axis as number;
+    const total = (at._sizes as number[]).reduce((a, b) => a + b, 0);
+    if (x.shape[axis] !== total) fail('Split', `sizes [${(at._sizes as number[]).join(', ')}] do not add up to axis ${axis} of ${shapeStr(x.shape)}`);
     return (at._sizes as number[]).map((s) => {
       const shape = [...x.shape];
       shape[axis] = s;
@@ -554,14 +562,16 @@ export function gemm(a: Value, b: Value, c?: Value, o: { transA?: boolean; trans
   return a.graph.apply1(GEMM, c ? [a, b, c] : [a, b], attrs);
 }
 
+/** Empty `axes` means every axis (as in ONNX); the IR always stores the explicit list. */
+const allIfEmpty = (x: Value, axes: readonly number[]): number[] => (axes.length === 0 ? range(x.rank) : [...axes]);
 export const reduceSum = (x: Value, axes: readonly number[], keepdims = false): Value =>
-  x.graph.apply1(REDUCE_SUM, [x], { axes: [...axes], keepdims: keepdims ? 1 : 0 });
+  x.graph.apply1(REDUCE_SUM, [x], { axes: allIfEmpty(x, axes), keepdims: keepdims ? 1 : 0 });
 export const reduceMean = (x: Value, axes: readonly number[], keepdims = false): Value =>
-  x.graph.apply1(REDUCE_MEAN, [x], { axes: [...axes], keepdims: keepdims ? 1 : 0 });
+  x.graph.apply1(REDUCE_MEAN, [x], { axes: allIfEmpty(x, axes), keepdims: keepdims ? 1 : 0 });
 export const reduceMax = (x: Value, axes: readonly number[], keepdims = false): Value =>
-  x.graph.apply1(REDUCE_MAX, [x], { axes: [...axes], keepdims: keepdims ? 1 : 0 });
+  x.graph.apply1(REDUCE_MAX, [x], { axes: allIfEmpty(x, axes), keepdims: keepdims ? 1 : 0 });
 export const reduceSumSquare = (x: Value, axes: readonly number[], keepdims = false): Value =>
-  x.graph.apply1(REDUCE_SUM_SQUARE, [x], { axes: [...axes], keepdims: keepdims ? 1 : 0 });
+  x.graph.apply1(REDUCE_SUM_SQUARE, [x], { axes: allIfEmpty(x, axes), keepdims: keepdims ? 1 : 0 });
 export const argmax = (x: Value, axis = -1, keepdims = false): Value => x.graph.apply1(ARGMAX, [x], { axis, keepdims: keepdims ? 1 : 0 });
 /** Sum over all axes, as a scalar. */
 export const sumAll = (x: Value): Value => reduceSum(x, range(x.rank), false);

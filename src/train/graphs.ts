@@ -1,4 +1,4 @@
-import { type Value, Graph, addN, gradients, isInf, isNaN, or, reduceSumSquare, toOnnx } from '../graph/index.js';
+import { type Value, Graph, addN, gradients, isInf, isNaN, numel, or, reduceSumSquare, toOnnx } from '../graph/index.js';
 import type { ForwardContext, Model, ParamValues } from '../nn/model.js';
 import { correctCount, crossEntropySum } from '../nn/losses.js';
 import type { Optimizer } from '../optim/optimizers.js';
@@ -12,6 +12,8 @@ import { buildObjective, type Term } from '../distill/terms.js';
  * - the export graph: parameters baked in as initializers, `input` → `logits`, no dropout.
  */
 export const BATCH = 'B';
+/** Gradients up to this many elements are checked for NaN/Inf every step. */
+const HEALTH_CHECK_MAX = 65536;
 
 export interface NoiseSpec {
   name: string;
@@ -62,9 +64,12 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     const plist = model.params.map((p) => current.get(p.name)!);
     const grads = gradients(total, plist);
 
-    // Health check inside the graph: one scalar that is non-finite iff the loss or any gradient is, so the
-    // trainer never scans tensors in JS.
-    const gsq = addN(grads.map((gr) => reduceSumSquare(gr, gr.shape.map((_, i) => i))));
+    // Health check inside the graph, so the trainer never scans tensors in JS: the loss and the small
+    // gradients (biases, norms; every layer has one) must be finite. A NaN arising in a layer's backward pass
+    // reaches that layer's bias gradient; a weight gradient that alone overflows makes the next step's loss
+    // non-finite. Squaring the large weight gradients too cost ~5% of an MLP step.
+    const small = grads.filter((gr) => (numel(gr.shape) ?? Infinity) <= HEALTH_CHECK_MAX);
+    const gsq = small.length > 0 ? addN(small.map((gr) => reduceSumSquare(gr, gr.shape.map((_, i) => i)))) : total;
     g.output(at('loss', k), total);
     for (const [name, v] of values) g.output(at(`term:${name}`, k), v);
     g.output(at('correct', k), correctCount(student.logits, y));

@@ -1,0 +1,56 @@
+/**
+ * Where a training step's time goes: runs the MLP 784-1200-1200-10 step with ONNX Runtime's profiler on and
+ * prints the total time per op type (and the time outside run()).
+ *   node dist/bench/profile.js [adam|sgd] [batch] [stepsPerRun]
+ */
+import ort from 'onnxruntime-node';
+import { readFileSync, readdirSync, unlinkSync } from 'node:fs';
+import { Mlp, initParams } from '../src/nn/index.js';
+import { createOptimizer } from '../src/optim/index.js';
+import { createTerms } from '../src/distill/index.js';
+import { at, buildStepGraph, paramIn, stateIn } from '../src/train/graphs.js';
+import { Rng } from '../src/util/rng.js';
+
+const kind = process.argv[2] ?? 'adam';
+const batch = Number(process.argv[3] ?? 128);
+const k = Number(process.argv[4] ?? 1);
+const model = new Mlp({ inputShape: [784], hidden: [1200, 1200], numClasses: 10 });
+const opt = createOptimizer(kind === 'sgd' ? { type: 'sgd', lr: 0.05, momentum: 0.9 } : { type: 'adam', lr: 1e-3 });
+const g = buildStepGraph(model, opt, createTerms([{ type: 'ce', weight: 1 }]), k);
+const s = await ort.InferenceSession.create(g.onnx, {
+  intraOpNumThreads: 2, enableProfiling: true, profileFilePrefix: '/tmp/kdprof', graphOptimizationLevel: 'all',
+  extra: { session: { intra_op: { allow_spinning: process.env.SPIN ?? '0' }, set_denormal_as_zero: '1' } },
+});
+const p = initParams(model, new Rng(1));
+const feeds: Record<string, ort.Tensor> = {};
+const rng = new Rng(2);
+for (let j = 0; j < k; j++) {
+  const x = new Float32Array(batch * 784); rng.fillUniform(x);
+  feeds[at('x', j)] = new ort.Tensor('float32', x, [batch, 784]);
+  feeds[at('y', j)] = new ort.Tensor('int64', BigInt64Array.from({ length: batch }, () => BigInt(rng.int(10))), [batch]);
+  const sv = opt.scalarValues(1, 1e-3);
+  for (const n of opt.scalars) feeds[at(`opt:${n}`, j)] = new ort.Tensor('float32', Float32Array.of(sv[n]!), []);
+}
+for (const q of model.params) {
+  feeds[paramIn(q.name)] = new ort.Tensor('float32', p.get(q.name)!, q.shape);
+  for (const sl of opt.slots) feeds[stateIn(q.name, sl)] = new ort.Tensor('float32', new Float32Array(p.get(q.name)!.length), q.shape);
+}
+const N = 40;
+for (let i = 0; i < 5; i++) await s.run(feeds);
+const t0 = performance.now();
+for (let i = 0; i < N; i++) await s.run(feeds);
+const wall = (performance.now() - t0) / N;
+s.endProfiling();
+const file = readdirSync('/tmp').filter((f) => f.startsWith('kdprof')).map((f) => `/tmp/${f}`)[0]!;
+const events = JSON.parse(readFileSync(file, 'utf8')) as { cat: string; name: string; dur: number; args?: { op_name?: string } }[];
+unlinkSync(file);
+const byOp = new Map<string, number>();
+let runs = 0; let runTotal = 0;
+for (const e of events) {
+  if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) byOp.set(e.args?.op_name ?? '?', (byOp.get(e.args?.op_name ?? '?') ?? 0) + e.dur);
+  if (e.cat === 'Session' && e.name === 'model_run') { runs++; runTotal += e.dur; }
+}
+const per = (us: number) => (us / runs / 1000).toFixed(2);
+console.log(`${kind} batch ${batch} K=${k}: wall ${wall.toFixed(2)} ms/call, inside run ${per(runTotal)} ms, ${((batch * k) / (wall / 1000)).toFixed(0)} samples/s`);
+for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 14)) console.log(`  ${op.padEnd(18)} ${per(us)} ms`);
+if (process.env.NODES) { const byNode = new Map<string, number>(); for (const e of events) if (e.cat === "Node" && e.name.endsWith("_kernel_time")) byNode.set(e.name, (byNode.get(e.name) ?? 0) + e.dur); for (const [n, us] of [...byNode].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`    ${n.padEnd(40)} ${per(us)} ms`); }
