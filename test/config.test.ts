@@ -63,7 +63,7 @@ test('a minimal config parses with every default filled', () => {
     student: { model: { type: 'mlp', hidden: [10], dropout: 0, inputDropout: 0 }, train },
     baseline: true,
     distill: { terms: [{ type: 'ce', weight: 0.1 }, { type: 'kd', temperature: 4, weight: 0.9 }] },
-    runtime: { threads: 3, stepsPerRun: 1 },
+    runtime: { threads: 3, stepsPerRun: 4 },
   });
 });
 

@@ -40,7 +40,7 @@ export const PRESETS = {
         { type: 'kd', temperature: 4, weight: 0.9 },
       ],
     },
-    runtime: { stepsPerRun: 1 },
+    runtime: { stepsPerRun: 4 },
   },
 
   /**
@@ -79,7 +79,7 @@ export const PRESETS = {
         { type: 'kd', temperature: 20, weight: 0.9 },
       ],
     },
-    runtime: { stepsPerRun: 1 },
+    runtime: { stepsPerRun: 4 },
   },
 } as const satisfies Record<string, RunConfigInput>;
 

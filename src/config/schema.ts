@@ -321,7 +321,7 @@ export const runtimeSchema = z.strictObject({
   /** Intra-op threads of the runtime; absent means one per available CPU core (filled by resolveConfig). */
   threads: int(1, 1024).optional(),
   /** Optimizer steps fused into one runtime call (fewer calls, more memory). */
-  stepsPerRun: int(1, 16).default(1),
+  stepsPerRun: int(1, 16).default(4),
 });
 
 export const runConfigSchema = z

@@ -1,5 +1,5 @@
 import { KdError } from '../errors.js';
-import { type Value, reshape } from '../graph/index.js';
+import { type Value, div, reshape, sub } from '../graph/index.js';
 import { dense, denseParams, dropout, relu } from './layers.js';
 import type { ForwardContext, ForwardResult, LayerInfo, Model, ParamSpec } from './model.js';
 
@@ -11,6 +11,11 @@ export interface MlpOptions {
   dropout?: number;
   /** Dropout on the input pixels/features (Hinton et al. used 0.2 on the teacher's input). */
   inputDropout?: number;
+  /**
+   * Per-feature standardization (x - mean) / std as the model's first op, with statistics fitted on the training
+   * split: it travels inside the exported file, so the deployed model takes raw inputs.
+   */
+  standardize?: { mean: Float32Array; std: Float32Array };
 }
 
 /** Multilayer perceptron: flatten → (dense → ReLU → dropout)* → dense logits. Layers fc1..fcL. */
@@ -38,6 +43,11 @@ export class Mlp implements Model {
   forward(x: Value, ctx: ForwardContext): ForwardResult {
     const features = new Map<string, Value>();
     let h = x.rank > 2 ? reshape(x, [x.shape[0]!, this.sizes[0]!]) : x;
+    const st = this.options.standardize;
+    if (st) {
+      const g = x.graph;
+      h = div(sub(h, g.constant(st.mean, [st.mean.length])), g.constant(st.std, [st.std.length]));
+    }
     h = dropout(h, this.options.inputDropout ?? 0, 'input', ctx);
     const L = this.sizes.length - 1;
     for (let i = 1; i <= L; i++) {

@@ -1,8 +1,8 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, statSync, unlinkSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
 import type { ModelConfig, RunConfig, TrainConfig } from '../config/schema.js';
-import { type DataSplits, type Dataset, applyStandardizer, fitStandardizer, loadCsv, loadIdxPair, loadMnist, makeSplits } from '../data/index.js';
+import { type DataSplits, type Dataset, type Standardizer, fitStandardizer, loadCsv, loadIdxPair, loadMnist, makeSplits } from '../data/index.js';
 import { Mlp, type Model, type ParamValues, countParams, initParams } from '../nn/index.js';
 import { createTerms, type TermConfig } from '../distill/index.js';
 import { train, type TrainCallbacks } from '../train/trainer.js';
@@ -60,6 +60,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
   };
 
   const splits = await timed('data', () => loadData(cfg));
+  const standardizer = fitInputStandardizer(cfg, splits);
   progress.log(`data: train ${splits.train.n}, validation ${splits.validation.n}, test ${splits.test.n} samples of [${splits.train.sampleShape.join('x')}], ${splits.train.numClasses} classes`);
   const models: ModelResult[] = [];
   const meta = { kdistill: kdistillVersion(), seed: String(cfg.seed) };
@@ -72,7 +73,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
   let teacherParams: number | undefined;
   if (cfg.teacher.type === 'train') {
     const tc = cfg.teacher;
-    const model = buildModel(tc.model, splits.train);
+    const model = buildModel(tc.model, splits.train, standardizer);
     teacherName = model.name;
     teacherParams = countParams(model);
     const r = await timed('teacher', () =>
@@ -103,7 +104,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
 
   // 2. Student alone and 3. distilled student start from the same initial weights, so the comparison
   // isolates what the teacher's soft targets add.
-  const studentModel = buildModel(cfg.student.model, splits.train);
+  const studentModel = buildModel(cfg.student.model, splits.train, standardizer);
   const init = initParams(studentModel, Rng.derive(cfg.seed, 'student-init'));
   const studentRuns: { role: ModelRole; terms: readonly TermConfig[] }[] = [];
   if (cfg.baseline) studentRuns.push({ role: 'student-alone', terms: [{ type: 'ce', weight: 1 }] });
@@ -122,7 +123,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
     seed: cfg.seed,
     versions: packageVersions(),
     machine: machineInfo(),
-    data: splits.info,
+    data: { ...splits.info, standardizer: standardizer ? { mean: [...standardizer.mean], std: [...standardizer.std] } : null },
     models,
     phases,
     totalSeconds: (performance.now() - t0) / 1000,
@@ -143,7 +144,13 @@ function prepareOutput(out: string): void {
     });
   }
   // Probe writability up front: finding out after an hour of training would lose the run.
-  writeFileAtomic(join(out, '.write-test'), 'ok');
+  const probe = join(out, '.write-test');
+  writeFileAtomic(probe, 'ok');
+  try {
+    unlinkSync(probe);
+  } catch {
+    /* already gone */
+  }
 }
 
 export function loadData(cfg: RunConfig): DataSplits {
@@ -168,23 +175,22 @@ export function loadData(cfg: RunConfig): DataSplits {
       break;
     }
   }
-  let splits = makeSplits(source, { validation: d.validation, test: d.test }, cfg.seed);
-  if (d.standardize) {
-    const st = fitStandardizer(splits.train);
-    splits = {
-      ...splits,
-      train: applyStandardizer(splits.train, st),
-      validation: applyStandardizer(splits.validation, st),
-      test: applyStandardizer(splits.test, st),
-    };
-  }
-  return splits;
+  return makeSplits(source, { validation: d.validation, test: d.test }, cfg.seed);
 }
 
-export function buildModel(m: ModelConfig, data: Dataset): Model {
+/**
+ * Standardization statistics from the training split only (never validation or test). They become the first op
+ * of every model trained here rather than a transform of the data, so exported files take raw inputs and a
+ * teacher loaded from a file sees the same raw data as the students.
+ */
+export function fitInputStandardizer(cfg: RunConfig, splits: DataSplits): Standardizer | undefined {
+  return cfg.data.standardize ? fitStandardizer(splits.train) : undefined;
+}
+
+export function buildModel(m: ModelConfig, data: Dataset, standardize?: Standardizer): Model {
   switch (m.type) {
     case 'mlp':
-      return new Mlp({ inputShape: data.sampleShape, hidden: m.hidden, numClasses: data.numClasses, dropout: m.dropout, inputDropout: m.inputDropout });
+      return new Mlp({ inputShape: data.sampleShape, hidden: m.hidden, numClasses: data.numClasses, dropout: m.dropout, inputDropout: m.inputDropout, standardize });
   }
 }
 

@@ -36,10 +36,23 @@ export const stateIn = (name: string, slot: string) => `s:${name}:${slot}`;
 export const stateOut = (name: string, slot: string) => `s:${name}:${slot}:next`;
 export const at = (name: string, k: number) => `${name}@${k}`;
 
-export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readonly Term[], stepsPerRun = 1): StepGraph {
+export interface StepGraphOptions {
+  /**
+   * Run this (frozen) teacher inside the step graph, on the same inputs the student sees, instead of feeding
+   * teacher logits: for augmented inputs, where cached outputs do not apply, one runtime call then does
+   * teacher forward + student step (no second session alternating with the first).
+   */
+  teacher?: { model: Model; params: ParamValues };
+}
+
+export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readonly Term[], stepsPerRun = 1, options: StepGraphOptions = {}): StepGraph {
   const g = new Graph('train_step');
   const numClasses = model.numClasses;
   const needsTeacher = terms.some((t) => t.needsTeacher);
+  const embedded = options.teacher;
+  const teacherParams = embedded
+    ? new Map<string, Value>(embedded.model.params.map((p) => [p.name, g.constant(embedded.params.get(p.name)!, p.shape, 'float32')]))
+    : undefined;
   let params = new Map<string, Value>(model.params.map((p) => [p.name, g.input(paramIn(p.name), p.shape)]));
   let states = new Map<string, Value[]>(model.params.map((p) => [p.name, optimizer.slots.map((s) => g.input(stateIn(p.name, s), p.shape))]));
   const noise: NoiseSpec[] = [];
@@ -47,7 +60,11 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
   for (let k = 0; k < stepsPerRun; k++) {
     const x = g.input(at('x', k), [BATCH, ...model.inputShape]);
     const y = g.input(at('y', k), [BATCH], 'int64');
-    const teacherLogits = needsTeacher ? g.input(at('teacher', k), [BATCH, numClasses]) : undefined;
+    const teacherLogits = !needsTeacher
+      ? undefined
+      : embedded
+        ? embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)).logits
+        : g.input(at('teacher', k), [BATCH, numClasses]);
     const scalars: Record<string, Value> = {};
     for (const s of optimizer.scalars) scalars[s] = g.input(at(`opt:${s}`, k), []);
     const current = params;
@@ -96,7 +113,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     scalars: optimizer.scalars,
     slots: optimizer.slots,
     termNames: terms.map((t) => t.name),
-    needsTeacher,
+    needsTeacher: needsTeacher && !embedded,
   };
 }
 
