@@ -4,14 +4,15 @@ import { KdError, EXIT_STATUS, isKdError } from '../errors.js';
 import { getPreset, PRESET_NAMES } from '../config/presets.js';
 import { loadConfig, parseConfig } from '../config/load.js';
 import type { RunConfig } from '../config/schema.js';
-import { runDistillation } from '../pipeline/run.js';
-import { formatSummary, kdistillVersion, RUN_RECORD_FILE, HTML_REPORT_FILE } from '../report/index.js';
+import { readUnfinishedConfig, runDistillation } from '../pipeline/run.js';
+import { formatSummary, kdistillVersion, RUN_RECORD_FILE, HTML_REPORT_FILE, type RunRecord } from '../report/index.js';
 
 const HELP = `kdistill — knowledge distillation on ONNX Runtime
 
 Usage:
   kdistill demo [--preset demo|hinton] [options]   run a complete MNIST distillation (teacher, student alone, distilled)
   kdistill run <config.yaml> [options]             run the experiment a config file describes
+  kdistill run --resume <output folder>            continue a run that was stopped (Ctrl-C, SIGTERM, crash)
   kdistill check <config.yaml>                     validate a config file and print it with defaults filled
   kdistill --version | --help
 
@@ -20,6 +21,9 @@ Options:
   --seed N         random seed (overrides seed:)
   --threads N      runtime threads (overrides runtime.threads)
   --quiet          one line per finished phase instead of progress bars
+
+Ctrl-C (or SIGTERM) stops at the end of the current step, writes a checkpoint and exits with status 130;
+a second Ctrl-C exits at once (files stay intact; the last checkpoint is used on resume).
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -34,6 +38,7 @@ async function main(argv: string[]): Promise<number> {
         seed: { type: 'string' },
         threads: { type: 'string' },
         quiet: { type: 'boolean', default: false },
+        resume: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'v', default: false },
       },
@@ -65,24 +70,55 @@ async function main(argv: string[]): Promise<number> {
       break;
     }
     case 'run':
-    case 'check': {
-      if (rest.length !== 1) throw new KdError('KD_USAGE', `${command} takes one config file, got ${rest.length}`, { fix: `kdistill ${command} examples/mnist-demo.yaml` });
-      const fromFile = loadConfig(rest[0]!);
-      // Flags override the file; re-validate so an override cannot smuggle in a bad value.
-      cfg = parseConfig(overrides({ ...(fromFile as unknown as Record<string, unknown>) }), rest[0]);
-      if (command === 'check') {
-        process.stdout.write(`${rest[0]} is valid.\n${JSON.stringify(cfg, null, 2)}\n`);
-        return 0;
+      if (values.resume !== undefined) {
+        if (rest.length > 0) throw new KdError('KD_USAGE', 'run --resume takes the output folder only, not a config file', { fix: `kdistill run --resume ${values.resume}` });
+        cfg = readUnfinishedConfig(values.resume);
+        return finish(cfg, await runDistillation(cfg, { quiet: values.quiet, resume: true, shouldStop: installStopHandlers() }));
       }
-      break;
-    }
+      return runFromFile(command, rest);
+    case 'check':
+      return runFromFile(command, rest);
     default:
       throw new KdError('KD_USAGE', `unknown command "${command}"`, { fix: `use one of: demo, run, check (presets: ${PRESET_NAMES.join(', ')})` });
   }
-  const record = await runDistillation(cfg, { quiet: values.quiet });
+  return finish(cfg, await runDistillation(cfg, { quiet: values.quiet, shouldStop: installStopHandlers() }));
+
+  async function runFromFile(command: string, rest: string[]): Promise<number> {
+    if (rest.length !== 1) throw new KdError('KD_USAGE', `${command} takes one config file, got ${rest.length}`, { fix: `kdistill ${command} examples/mnist-demo.yaml` });
+    const fromFile = loadConfig(rest[0]!);
+    // Flags override the file; re-validate so an override cannot smuggle in a bad value.
+    const c = parseConfig(overrides({ ...(fromFile as unknown as Record<string, unknown>) }), rest[0]);
+    if (command === 'check') {
+      process.stdout.write(`${rest[0]} is valid.\n${JSON.stringify(c, null, 2)}\n`);
+      return 0;
+    }
+    return finish(c, await runDistillation(c, { quiet: values.quiet, shouldStop: installStopHandlers() }));
+  }
+}
+
+function finish(cfg: RunConfig, record: RunRecord): number {
   process.stdout.write(`\n${formatSummary(record)}\n`);
   process.stdout.write(`\nwritten to ${cfg.output}/: ${record.models.map((m) => m.onnxPath.split('/').pop()).join(', ')}, ${RUN_RECORD_FILE}, ${HTML_REPORT_FILE}\n`);
   return 0;
+}
+
+/**
+ * First Ctrl-C / SIGTERM: ask the trainer to stop after the current step (it checkpoints, then the run ends with
+ * KD_INTERRUPTED and a resume hint). Second: exit at once; every file is written atomically, so none is torn.
+ */
+function installStopHandlers(): () => boolean {
+  let requested = false;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (requested) {
+      process.stderr.write(`\n${sig} again: exiting now; the last checkpoint is kept (kdistill run --resume <output folder>)\n`);
+      process.exit(EXIT_STATUS.KD_INTERRUPTED);
+    }
+    requested = true;
+    process.stderr.write(`\n${sig}: stopping after the current step and writing a checkpoint (${sig === 'SIGINT' ? 'Ctrl-C' : sig} again to exit at once)\n`);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  return () => requested;
 }
 
 function intFlag(flag: string, v: string, min: number): number {

@@ -322,6 +322,13 @@ export const runtimeSchema = z.strictObject({
   threads: int(1, 1024).optional(),
   /** Optimizer steps fused into one runtime call (fewer calls, more memory). */
   stepsPerRun: int(1, 16).default(4),
+  /** Write a checkpoint every this many optimizer steps, besides every epoch end (0: epoch ends only). */
+  checkpointEvery: int(0).default(1000),
+  /**
+   * On a NaN/Inf loss or gradient: 0 stops the run (the last good checkpoint is kept); a factor in (0, 1) goes back
+   * to the last good state and retries with the learning rate multiplied by it, at most 3 times.
+   */
+  lrBackoff: num({ min: 0, lt: 1 }).default(0),
 });
 
 export const runConfigSchema = z
@@ -374,6 +381,8 @@ export type DistillConfig = z.output<typeof distillSchema>;
 export interface RuntimeConfig {
   threads: number;
   stepsPerRun: number;
+  checkpointEvery: number;
+  lrBackoff: number;
 }
 
 /** A fully resolved run config: every default filled, ready for the trainer. */

@@ -17,16 +17,21 @@ export async function evaluateOnnx(
   path: string,
   sets: readonly Dataset[],
   runtime?: RuntimeOptions,
+  onProgress?: (done: number, total: number) => void,
 ): Promise<{ results: SplitResult[]; inputName: string; inputShape: number[]; paramCount: number }> {
   const model = await OnnxTeacher.load(path, { runtime });
   try {
     const results: SplitResult[] = [];
+    const total = sets.reduce((n, d) => n + d.n, 0);
+    let before = 0;
     for (const ds of sets) {
       if (ds.n === 0) {
         results.push({ loss: NaN, acc: NaN, correct: 0, n: 0 });
         continue;
       }
-      const table = await model.logitTable([ds]);
+      const offset = before;
+      const table = await model.logitTable([ds], 1000, (d) => onProgress?.(offset + d, total));
+      before += ds.n;
       const logits = table.rows(ds.ids);
       results.push(scoreLogits(logits, ds.y, ds.numClasses));
     }

@@ -1,11 +1,12 @@
-import { mkdirSync, statSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
 import type { ModelConfig, RunConfig, TrainConfig } from '../config/schema.js';
 import { type DataSplits, type Dataset, type Standardizer, fitStandardizer, loadCsv, loadIdxPair, loadMnist, makeSplits } from '../data/index.js';
 import { Mlp, type Model, type ParamValues, countParams, initParams } from '../nn/index.js';
 import { createTerms, type TermConfig } from '../distill/index.js';
-import { train, type TrainCallbacks } from '../train/trainer.js';
+import { train, type TrainCallbacks, type TrainOptions } from '../train/trainer.js';
 import { buildExportGraph } from '../train/graphs.js';
 import { OnnxTeacher } from '../teachers/index.js';
 import { measureSpeed, type RuntimeOptions } from '../runtime/index.js';
@@ -30,6 +31,10 @@ export interface RunOptions {
   progress?: Progress;
   /** Skip latency/throughput measurement (tests). */
   skipSpeed?: boolean;
+  /** Continue the unfinished run in the output folder (finished phases are kept, the current one resumes). */
+  resume?: boolean;
+  /** Polled after every runtime call (e.g. set by Ctrl-C): checkpoint and stop with KD_INTERRUPTED. */
+  shouldStop?: () => boolean;
 }
 
 export const MODEL_FILES: Record<ModelRole, string> = {
@@ -38,53 +43,122 @@ export const MODEL_FILES: Record<ModelRole, string> = {
   'student-distilled': 'student-distilled.onnx',
 };
 
+/** What survives an interruption: the config and each finished phase. Rewritten atomically after every phase. */
+export const PROGRESS_FILE = 'progress.json';
+export const CHECKPOINT_DIR = 'checkpoints';
+
+interface PhaseDone {
+  history: ModelResult['history'];
+  seconds: number;
+}
+
+interface ProgressState {
+  kdistill: string;
+  config: RunConfig;
+  phases: Partial<Record<ModelRole, PhaseDone>>;
+  wallSeconds: Record<string, number>;
+}
+
+/** The config of the unfinished run in `dir`, for `kdistill run --resume <dir>`. */
+export function readUnfinishedConfig(dir: string): RunConfig {
+  const file = join(resolve(dir), PROGRESS_FILE);
+  if (!existsSync(file)) {
+    throw new KdError('KD_DATA_NOT_FOUND', `${dir} holds no run to resume (no ${PROGRESS_FILE})`, { fix: 'pass the output folder of a run that was stopped' });
+  }
+  try {
+    return (JSON.parse(readFileSync(file, 'utf8')) as ProgressState).config;
+  } catch (e) {
+    throw new KdError('KD_DATA_CORRUPT', `${file} is damaged (${(e as Error).message})`, { fix: 'start the run afresh into a new output folder' });
+  }
+}
+
 /**
  * The whole experiment of a config: data → teacher (trained here or loaded) → student alone (baseline) →
  * distilled student, each exported as ONNX, evaluated from its exported file on every split, timed, and
- * recorded in run.json + report.html in the output folder.
+ * recorded in run.json + report.html in the output folder. Each training phase checkpoints; an interrupted
+ * run continues with `resume: true`.
  */
 export async function runDistillation(cfg: RunConfig, options: RunOptions = {}): Promise<RunRecord> {
   const t0 = performance.now();
   const progress = options.progress ?? createProgress({ quiet: options.quiet ?? false });
+  options = { ...options, progress };
   const out = resolve(cfg.output);
   prepareOutput(out);
+  const lock = acquireLock(out);
+  try {
+    return await runLocked(cfg, options, out, progress, t0);
+  } finally {
+    lock.release();
+  }
+}
+
+async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progress: Progress, t0: number): Promise<RunRecord> {
+  const progressFile = join(out, PROGRESS_FILE);
+  let state: ProgressState;
+  if (options.resume) {
+    if (!existsSync(progressFile)) {
+      throw new KdError('KD_DATA_NOT_FOUND', `${out} holds no run to resume (no ${PROGRESS_FILE})`, { fix: 'pass the output folder of a run that was stopped' });
+    }
+    state = JSON.parse(readFileSync(progressFile, 'utf8')) as ProgressState;
+  } else {
+    if (existsSync(progressFile)) {
+      throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished run`, {
+        fix: `continue it with: kdistill run --resume ${cfg.output}  (or choose another output folder, or delete this one)`,
+      });
+    }
+    // A finished run in the same folder is replaced; its checkpoints (if any) are stale.
+    rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
+    state = { kdistill: kdistillVersion(), config: cfg, phases: {}, wallSeconds: {} };
+    writeFileAtomic(progressFile, JSON.stringify(state, null, 2));
+  }
+  const saveState = () => writeFileAtomic(progressFile, JSON.stringify(state, null, 2));
   const runtime: RuntimeOptions & { stepsPerRun: number } = { threads: cfg.runtime.threads, stepsPerRun: cfg.runtime.stepsPerRun };
-  const phases: Record<string, number> = {};
+  const phases = state.wallSeconds;
   const timed = async <T>(name: string, f: () => Promise<T> | T): Promise<T> => {
     const t = performance.now();
     try {
       return await f();
     } finally {
-      phases[name] = (performance.now() - t) / 1000;
+      phases[name] = (phases[name] ?? 0) + (performance.now() - t) / 1000;
     }
   };
 
   const splits = await timed('data', () => loadData(cfg));
   const standardizer = fitInputStandardizer(cfg, splits);
   progress.log(`data: train ${splits.train.n}, validation ${splits.validation.n}, test ${splits.test.n} samples of [${splits.train.sampleShape.join('x')}], ${splits.train.numClasses} classes`);
-  const models: ModelResult[] = [];
+  const teacherModel = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : undefined;
+  const studentModel = buildModel(cfg.student.model, splits.train, standardizer);
+  const estimate = checkMemory(cfg, splits, [teacherModel, studentModel]);
   const meta = { kdistill: kdistillVersion(), seed: String(cfg.seed) };
+  const phaseOptions = (role: ModelRole) => {
+    const ckpt = join(out, CHECKPOINT_DIR, `${role}.ckpt`);
+    return {
+      checkpoint: { path: ckpt, everySteps: cfg.runtime.checkpointEvery },
+      resumeFrom: options.resume && existsSync(ckpt) ? ckpt : undefined,
+      shouldStop: options.shouldStop,
+      lrBackoff: cfg.runtime.lrBackoff,
+    };
+  };
+  const finishPhase = (role: ModelRole, r: PhaseDone) => {
+    state.phases[role] = { history: r.history, seconds: r.seconds };
+    saveState();
+    rmSync(join(out, CHECKPOINT_DIR, `${role}.ckpt`), { force: true });
+  };
 
   // 1. Teacher.
   let teacherPath: string;
-  let teacherHistory: ModelResult['history'] = [];
-  let teacherSeconds = 0;
-  let teacherName = 'onnx';
-  let teacherParams: number | undefined;
-  if (cfg.teacher.type === 'train') {
+  if (teacherModel && cfg.teacher.type === 'train') {
     const tc = cfg.teacher;
-    const model = buildModel(tc.model, splits.train, standardizer);
-    teacherName = model.name;
-    teacherParams = countParams(model);
-    const r = await timed('teacher', () =>
-      trainPhase('teacher', model, initParams(model, Rng.derive(cfg.seed, 'teacher-init')), tc.train, splits, [{ type: 'ce', weight: 1 }], cfg.seed, runtime, progress, undefined, tc.jitter),
-    );
     teacherPath = join(out, MODEL_FILES.teacher);
-    writeFileAtomic(teacherPath, buildExportGraph(model, r.params, { ...meta, role: 'teacher' }));
-    teacherHistory = r.history;
-    teacherSeconds = r.seconds;
+    if (!state.phases.teacher || !existsSync(teacherPath)) {
+      const r = await timed('teacher', () =>
+        trainPhase('teacher', teacherModel, initParams(teacherModel, Rng.derive(cfg.seed, 'teacher-init')), tc.train, splits, [{ type: 'ce', weight: 1 }], cfg.seed, runtime, progress, phaseOptions('teacher'), undefined, tc.jitter),
+      );
+      writeFileAtomic(teacherPath, buildExportGraph(teacherModel, r.params, { ...meta, role: 'teacher' }));
+      finishPhase('teacher', r);
+    }
   } else {
-    teacherPath = resolve(cfg.teacher.path);
+    teacherPath = resolve((cfg.teacher as { path: string }).path);
   }
   const teacher = await OnnxTeacher.load(teacherPath, { output: cfg.teacher.type === 'onnx' ? cfg.teacher.output : undefined, runtime });
   let table;
@@ -96,24 +170,36 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
   } finally {
     await teacher.dispose();
   }
-  models.push({
-    ...(await finalize('teacher', teacherName, teacherPath, teacherParams, splits, runtime, options)),
-    history: teacherHistory,
-    trainSeconds: teacherSeconds,
-  });
 
   // 2. Student alone and 3. distilled student start from the same initial weights, so the comparison
   // isolates what the teacher's soft targets add.
-  const studentModel = buildModel(cfg.student.model, splits.train, standardizer);
   const init = initParams(studentModel, Rng.derive(cfg.seed, 'student-init'));
   const studentRuns: { role: ModelRole; terms: readonly TermConfig[] }[] = [];
   if (cfg.baseline) studentRuns.push({ role: 'student-alone', terms: [{ type: 'ce', weight: 1 }] });
   studentRuns.push({ role: 'student-distilled', terms: cfg.distill.terms as TermConfig[] });
   for (const s of studentRuns) {
-    const r = await timed(s.role, () => trainPhase(s.role, studentModel, init, cfg.student.train, splits, s.terms, cfg.seed, runtime, progress, table));
     const path = join(out, MODEL_FILES[s.role]);
+    if (state.phases[s.role] && existsSync(path)) continue;
+    const r = await timed(s.role, () => trainPhase(s.role, studentModel, init, cfg.student.train, splits, s.terms, cfg.seed, runtime, progress, phaseOptions(s.role), table));
     writeFileAtomic(path, buildExportGraph(studentModel, r.params, { ...meta, role: s.role }));
-    models.push({ ...(await finalize(s.role, studentModel.name, path, countParams(studentModel), splits, runtime, options)), history: r.history, trainSeconds: r.seconds });
+    finishPhase(s.role, r);
+  }
+
+  // Evaluation from the exported files, and speed.
+  const models: ModelResult[] = [];
+  const t = state.phases.teacher;
+  models.push({
+    ...(await finalize('teacher', teacherModel?.name ?? 'onnx', teacherPath, teacherModel ? countParams(teacherModel) : undefined, splits, runtime, options)),
+    history: t?.history ?? [],
+    trainSeconds: t?.seconds ?? 0,
+  });
+  for (const s of studentRuns) {
+    const done = state.phases[s.role]!;
+    models.push({
+      ...(await finalize(s.role, studentModel.name, join(out, MODEL_FILES[s.role]), countParams(studentModel), splits, runtime, options)),
+      history: done.history,
+      trainSeconds: done.seconds,
+    });
   }
 
   const record: RunRecord = {
@@ -127,10 +213,96 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
     models,
     phases,
     totalSeconds: (performance.now() - t0) / 1000,
+    resources: { memoryEstimateBytes: estimate, peakRssBytes: process.resourceUsage().maxRSS * 1024 },
   };
   writeRunRecord(out, record);
   writeHtmlReport(out, record);
+  rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
+  // The run is complete: progress.json existing is what marks a folder as holding an unfinished run.
+  rmSync(progressFile, { force: true });
   return record;
+}
+
+/**
+ * Refuses a run that cannot fit in memory, before any training: parameters and optimizer state of each model
+ * (in and out of every runtime call), activations at the batch size for K unrolled steps, the data set, and the
+ * teacher-output cache. A rough upper bound, not an exact count.
+ */
+export function checkMemory(cfg: RunConfig, splits: DataSplits, models: readonly (Model | undefined)[]): number {
+  const f = 4;
+  const data = (splits.train.x.length + splits.validation.x.length + splits.test.x.length) * f;
+  const cache = splits.train.n * splits.train.numClasses * f;
+  let peak = 0;
+  for (const m of models) {
+    if (!m) continue;
+    const params = countParams(m);
+    const widths = m.layers().reduce((n, l) => n + l.outputShape.reduce((a, b) => a * b, 1), 0) + splits.train.x.length / Math.max(splits.train.n, 1);
+    const batch = Math.max(cfg.student.train.batchSize, cfg.teacher.type === 'train' ? cfg.teacher.train.batchSize : 0);
+    // 3 copies of params + 2 optimizer slots, each both fed and returned; ~6 activation-sized buffers a layer.
+    const bytes = params * f * 5 * 2 + widths * batch * 6 * f * cfg.runtime.stepsPerRun;
+    peak = Math.max(peak, bytes);
+  }
+  const estimate = data + cache + peak + 200 * 1024 * 1024;
+  const total = totalmem();
+  if (estimate > 0.9 * total) {
+    throw new KdError('KD_RESOURCES', `this run needs about ${(estimate / 2 ** 30).toFixed(1)} GiB of memory; the machine has ${(total / 2 ** 30).toFixed(1)} GiB`, {
+      fix: 'lower the batch size or runtime.stepsPerRun, use smaller models, or limit the data (data.limitTrain)',
+    });
+  }
+  return estimate;
+}
+
+interface Lock {
+  release(): void;
+}
+
+/**
+ * One run per output folder: a lock file holding the owner's pid. A lock whose process is gone (a crash, a
+ * SIGKILL) is stale and taken over; a live owner makes the second run refuse to start.
+ */
+export function acquireLock(out: string): Lock {
+  const file = join(out, '.kdistill.lock');
+  const mine = JSON.stringify({ pid: process.pid, startedAt: new Date().toISOString() });
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(file, mine, { flag: 'wx' });
+      return {
+        release: () => {
+          try {
+            if (readFileSync(file, 'utf8') === mine) unlinkSync(file);
+          } catch {
+            /* already gone */
+          }
+        },
+      };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw new KdError('KD_OUTPUT_UNWRITABLE', `cannot create the lock file in ${out} (${(e as NodeJS.ErrnoException).code})`, { fix: 'choose an output folder you can write to' });
+      }
+      let owner: { pid?: number } = {};
+      try {
+        owner = JSON.parse(readFileSync(file, 'utf8')) as { pid?: number };
+      } catch {
+        /* unreadable: treat as stale */
+      }
+      if (owner.pid !== undefined && owner.pid !== process.pid && isAlive(owner.pid)) {
+        throw new KdError('KD_OUTPUT_LOCKED', `another kdistill run (pid ${owner.pid}) is writing to ${out}`, {
+          fix: 'wait for it to finish, stop it, or choose another output folder',
+        });
+      }
+      rmSync(file, { force: true });
+    }
+  }
+  throw new KdError('KD_OUTPUT_LOCKED', `could not take the lock of ${out}`, { fix: 'try again, or choose another output folder' });
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 function prepareOutput(out: string): void {
@@ -204,6 +376,7 @@ async function trainPhase(
   seed: number,
   runtime: RuntimeOptions & { stepsPerRun: number },
   progress: Progress,
+  phase: Pick<TrainOptions, 'checkpoint' | 'resumeFrom' | 'shouldStop' | 'lrBackoff'>,
   teacher?: import('../teachers/cache.js').LogitTable,
   jitter = 0,
 ) {
@@ -238,7 +411,12 @@ async function trainPhase(
     seed: seed ^ hash(label),
     runtime,
     callbacks: [cb],
+    ...phase,
   });
+}
+
+function pct(x: number): string {
+  return `${(100 * x).toFixed(2)}%`;
 }
 
 function hash(s: string): number {
@@ -256,8 +434,12 @@ async function finalize(
   runtime: RuntimeOptions,
   options: RunOptions,
 ): Promise<Omit<ModelResult, 'history' | 'trainSeconds'>> {
-  const ev = await evaluateOnnx(path, [splits.train, splits.validation, splits.test], runtime);
+  const total = splits.train.n + splits.validation.n + splits.test.n;
+  const bar = options.progress?.start(`evaluate ${role}`, total, 'samples');
+  const ev = await evaluateOnnx(path, [splits.train, splits.validation, splits.test], runtime, (d) => bar?.update(d));
   const [tr, va, te] = ev.results as [typeof ev.results[0], typeof ev.results[0], typeof ev.results[0]];
+  const [tr0, va0, te0] = ev.results;
+  bar?.stop(`train acc ${pct(tr0!.acc)} | val acc ${pct(va0!.acc)} | test acc ${pct(te0!.acc)}`);
   const speed = options.skipSpeed
     ? { latencyMs: NaN, throughput: NaN }
     : await measureSpeed(path, ev.inputName, ev.inputShape, { runtime });

@@ -71,6 +71,8 @@ export interface RunRecord {
   /** Wall seconds per phase, in the order the phases ran. */
   phases: Record<string, number>;
   totalSeconds: number;
+  /** Memory estimated before training, and the process's peak resident memory. */
+  resources?: { memoryEstimateBytes: number; peakRssBytes: number };
 }
 
 export const RUN_RECORD_FILE = 'run.json';
