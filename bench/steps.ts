@@ -37,7 +37,7 @@ const { values } = parseArgs({
     cases: { type: 'string', default: CASES.join(',') },
     batch: { type: 'string', default: '128' },
     seconds: { type: 'string', default: '2' },
-    'steps-per-run': { type: 'string', default: '1' },
+    'steps-per-run': { type: 'string', default: '4' },
     threads: { type: 'string', default: String(cpus().length) },
     'no-torch': { type: 'boolean', default: false },
     markdown: { type: 'boolean', default: false },

@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
@@ -94,6 +94,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
 
 async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progress: Progress, t0: number): Promise<RunRecord> {
   const progressFile = join(out, PROGRESS_FILE);
+  removeStrayTemporaries(out);
   let state: ProgressState;
   if (options.resume) {
     if (!existsSync(progressFile)) {
@@ -250,6 +251,17 @@ export function checkMemory(cfg: RunConfig, splits: DataSplits, models: readonly
     });
   }
   return estimate;
+}
+
+/**
+ * A process killed mid-write leaves its temporary file (`.<name>.<pid>.<time>.tmp`) beside the intact target;
+ * whoever holds the lock next removes them.
+ */
+function removeStrayTemporaries(out: string): void {
+  for (const dir of [out, join(out, CHECKPOINT_DIR)]) {
+    if (!existsSync(dir)) continue;
+    for (const f of readdirSync(dir)) if (f.startsWith('.') && f.endsWith('.tmp')) rmSync(join(dir, f), { force: true });
+  }
 }
 
 interface Lock {

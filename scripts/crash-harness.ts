@@ -1,0 +1,161 @@
+/**
+ * Crash-safety harness: kills a training run with SIGKILL at random moments, resumes it each time with
+ * `kdistill run --resume`, checks after every kill that no file in the output folder is corrupt, and at the end
+ * that the run's metrics and models equal those of an uninterrupted run with the same seed.
+ *
+ *   node dist/scripts/crash-harness.js [--kills 20] [--seed 1] [--keep DIR]
+ *
+ * A short version (2 kills) runs in `npm test` (test/crash.test.ts). Results: docs/RELIABILITY.md.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { readOnnx } from '../src/graph/index.js';
+import { readCheckpoint } from '../src/train/checkpoint.js';
+import { Rng } from '../src/util/rng.js';
+import type { RunRecord } from '../src/report/index.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const CLI = resolve(here, '../src/cli/main.js');
+
+export const HARNESS_CONFIG = `
+seed: 5
+data: { dataset: mnist, limitTrain: 3000, limitTest: 500 }
+teacher:
+  type: train
+  model: { type: mlp, hidden: [128], dropout: 0.2 }
+  train: { epochs: 3, batchSize: 64 }
+student:
+  model: { type: mlp, hidden: [24] }
+  train: { epochs: 3, batchSize: 64, optimizer: { type: adam, lr: 0.003 } }
+runtime: { threads: 1, stepsPerRun: 2, checkpointEvery: 10 }
+`;
+
+export interface HarnessResult {
+  kills: number;
+  /** What the run was doing when killed, as seen from the files: phase name or 'startup'/'finalize'. */
+  killedDuring: Record<string, number>;
+  integrityChecks: number;
+  strayTempFiles: number;
+  resumes: number;
+  identical: boolean;
+  seconds: number;
+}
+
+function runCli(args: string[]): { status: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [CLI, ...args, '--quiet'], { encoding: 'utf8' });
+  return { status: r.status, stderr: r.stderr };
+}
+
+/** Starts the run (or resumes it) and kills it with SIGKILL after `ms`; resolves when the process is gone. */
+function runAndKill(args: string[], ms: number): Promise<'killed' | 'finished'> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [CLI, ...args, '--quiet'], { stdio: 'ignore' });
+    const timer = setTimeout(() => child.kill('SIGKILL'), ms);
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      done(signal === 'SIGKILL' ? 'killed' : code === 0 ? 'finished' : 'killed');
+    });
+  });
+}
+
+/** Every finished file must parse; returns the number of stray temporary files (allowed, cleaned on resume). */
+function checkIntegrity(dir: string): { phase: string; stray: number } {
+  let stray = 0;
+  const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : [join(d, e.name)]));
+  const files = existsSync(dir) ? walk(dir) : [];
+  for (const f of files) {
+    if (f.endsWith('.tmp')) {
+      stray++;
+      continue;
+    }
+    if (f.endsWith('.onnx')) {
+      const m = readOnnx(readFileSync(f));
+      if (!m.graph || (m.graph.node ?? []).length === 0) throw new Error(`${f} is not a complete ONNX model`);
+    } else if (f.endsWith('.json')) {
+      JSON.parse(readFileSync(f, 'utf8'));
+    } else if (f.endsWith('.ckpt')) {
+      readCheckpoint(f);
+    } else if (f.endsWith('.html')) {
+      if (!readFileSync(f, 'utf8').includes('</html>')) throw new Error(`${f} is cut short`);
+    }
+  }
+  const progress = join(dir, 'progress.json');
+  let phase = 'startup';
+  if (existsSync(progress)) {
+    const p = JSON.parse(readFileSync(progress, 'utf8')) as { phases: Record<string, unknown> };
+    const done = Object.keys(p.phases);
+    phase = done.includes('student-distilled') ? 'finalize' : done.includes('student-alone') ? 'student-distilled' : done.includes('teacher') ? 'student-alone' : 'teacher';
+  }
+  return { phase, stray };
+}
+
+function metrics(r: RunRecord) {
+  return JSON.stringify(r.models.map((m) => ({ role: m.role, final: m.final, history: m.history.map(({ seconds: _s, ...rest }) => rest) })));
+}
+
+export async function crashHarness(options: { kills: number; seed: number; dir?: string; log?: (s: string) => void }): Promise<HarnessResult> {
+  const t0 = performance.now();
+  const log = options.log ?? (() => {});
+  const root = options.dir ?? mkdtempSync(join(tmpdir(), 'kd-crash-'));
+  const cfgFile = join(root, 'config.yaml');
+  writeFileSync(cfgFile, HARNESS_CONFIG);
+  const refDir = join(root, 'reference');
+  const crashDir = join(root, 'crashed');
+  rmSync(refDir, { recursive: true, force: true });
+  rmSync(crashDir, { recursive: true, force: true });
+
+  const tr = performance.now();
+  const ref = runCli(['run', cfgFile, '--out', refDir]);
+  if (ref.status !== 0) throw new Error(`reference run failed: ${ref.stderr}`);
+  const refSeconds = (performance.now() - tr) / 1000;
+  log(`reference run: ${refSeconds.toFixed(1)} s`);
+
+  const rng = new Rng(options.seed);
+  const result: HarnessResult = { kills: 0, killedDuring: {}, integrityChecks: 0, strayTempFiles: 0, resumes: 0, identical: false, seconds: 0 };
+  let finished = false;
+  while (result.kills < options.kills && !finished) {
+    const started = existsSync(join(crashDir, 'progress.json'));
+    const args = started ? ['run', '--resume', crashDir] : ['run', cfgFile, '--out', crashDir];
+    if (started) result.resumes++;
+    // Kill moments spread over the whole run, startup and finalization included.
+    const ms = 150 + rng.uniform() * refSeconds * 1000;
+    const outcome = await runAndKill(args, ms);
+    if (outcome === 'finished') {
+      finished = true;
+      break;
+    }
+    result.kills++;
+    const check = checkIntegrity(crashDir);
+    result.integrityChecks++;
+    result.strayTempFiles += check.stray;
+    result.killedDuring[check.phase] = (result.killedDuring[check.phase] ?? 0) + 1;
+    log(`kill ${result.kills} after ${ms.toFixed(0)} ms, during ${check.phase}: files intact${check.stray ? ` (${check.stray} stray .tmp)` : ''}`);
+  }
+  if (!finished) {
+    const started = existsSync(join(crashDir, 'progress.json'));
+    if (started) result.resumes++;
+    const last = runCli(started ? ['run', '--resume', crashDir] : ['run', cfgFile, '--out', crashDir]);
+    if (last.status !== 0) throw new Error(`final resume failed: ${last.stderr}`);
+  }
+  checkIntegrity(crashDir);
+  const a = JSON.parse(readFileSync(join(refDir, 'run.json'), 'utf8')) as RunRecord;
+  const b = JSON.parse(readFileSync(join(crashDir, 'run.json'), 'utf8')) as RunRecord;
+  const sameModels = ['teacher.onnx', 'student-alone.onnx', 'student-distilled.onnx'].every((f) => readFileSync(join(refDir, f)).equals(readFileSync(join(crashDir, f))));
+  result.identical = metrics(a) === metrics(b) && sameModels;
+  const leftovers = readdirSync(crashDir).filter((f) => f.endsWith('.tmp') || f === 'checkpoints' || f === 'progress.json' || f.startsWith('.kdistill'));
+  if (leftovers.length > 0) throw new Error(`finished run left ${leftovers.join(', ')}`);
+  result.seconds = (performance.now() - t0) / 1000;
+  if (!options.dir) rmSync(root, { recursive: true, force: true });
+  return result;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const { values } = parseArgs({ options: { kills: { type: 'string', default: '20' }, seed: { type: 'string', default: '1' }, keep: { type: 'string' } } });
+  const r = await crashHarness({ kills: Number(values.kills), seed: Number(values.seed), dir: values.keep, log: (s) => console.error(s) });
+  console.log(JSON.stringify(r, null, 2));
+  process.exitCode = r.identical ? 0 : 1;
+}
