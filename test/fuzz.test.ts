@@ -23,9 +23,9 @@ import {
   checkCliResult,
   cliOutcome,
   cleanupFuzzFiles,
-  cliCaseArb,
   runCliCases,
   runProperty,
+  sampleCliCases,
   type InputClass,
 } from '../scripts/fuzz.js';
 
@@ -42,7 +42,7 @@ for (const p of PROPERTIES) {
 }
 
 test(`fuzz cli: ${CLI_RUNS} bad configs give exit 2/3/4/5 by code, "✖ KD_…" and no stack trace (seed ${SEED})`, { timeout: 120_000 }, async (t) => {
-  const cases = fc.sample(cliCaseArb, { seed: SEED, numRuns: CLI_RUNS });
+  const cases = sampleCliCases(SEED, CLI_RUNS);
   const results = await runCliCases(cases, 2);
   const problems: string[] = [];
   for (const r of results) {
@@ -86,6 +86,9 @@ test('the fuzz checker rejects an accepted input, a raw error, a wrong code, a m
   };
   await fails(leaving, /partial output left behind/);
   assert.equal(await checkCase({ ...base, exec: () => { throw new KdError('KD_DATA_CORRUPT', 'x', { fix: 'y' }); } }, 0, { dir }), 'KD_DATA_CORRUPT');
+  // A hang fails the property (the per-input timeout), it does not stall the suite.
+  const hang: InputClass<unknown> = { ...(base as InputClass<unknown>), exec: () => new Promise(() => {}) };
+  await assert.rejects(runProperty({ name: 'self-hang', fastRuns: 1, timeoutMs: 100, classes: [hang] }, { numRuns: 1, seed: SEED, stats: new FuzzStats() }), /timeout|Property failed/i);
 });
 
 // ---------------------------------------------------------------------------------------------------------------
