@@ -6,7 +6,7 @@
  *
  * This file is both the library used by test/fuzz.test.ts (few runs, part of `npm test`) and a command:
  *
- *   node dist/scripts/fuzz.js --runs 500 [--seed 20260601] [--only csv] [--cli-runs 40]
+ *   node dist/scripts/fuzz.js --runs 500 [--seed 20260601] [--only csv] [--cli-runs 40] [--known-bugs]
  *
  * which runs every property with `--runs` generated inputs and prints the counts per input class and per error
  * code as Markdown (docs/FUZZ.md). Input classes that hit a known bug are generated and counted but not run
@@ -962,7 +962,6 @@ export const CSV_BAD: fc.Arbitrary<CsvBad>[] = [
     const row = grid[r % grid.length]!;
     if (d > 0) row.push(...Array.from({ length: d }, (_, i) => (i === 0 ? '' : '1')));
     else row.splice(Math.max(1, row.length + d));
-    if (row.length === grid[(r + 1) % grid.length]!.length) row.push('7');
     return { kind: 'ragged-row', text: renderCsv(grid), options: csvOptions(c), expect: 'KD_DATA_CORRUPT' };
   }),
   // a non-numeric feature value

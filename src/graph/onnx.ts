@@ -52,32 +52,25 @@ export function toOnnx(g: Graph, options: OnnxOptions = {}): Uint8Array {
   const nodes: onnxProto.onnx.INodeProto[] = [];
   const initializers: onnxProto.onnx.ITensorProto[] = [];
   const constCache = new Map<string, string>();
+  /** One initializer per distinct small constant (axes, shapes, one-hot values), shared by every node using it. */
+  const sharedConst = (dtype: 'int64' | 'float32', values: readonly number[], shape?: readonly number[]): string => {
+    const s = shape ?? [values.length];
+    const key = `${dtype}:${s.join('x')}:${values.join(',')}`;
+    let n = constCache.get(key);
+    if (!n) {
+      n = freshName('k');
+      const data = dtype === 'int64' ? BigInt64Array.from(values.map((x) => BigInt(x))) : Float32Array.from(values);
+      initializers.push(tensorProto(n, data, s, dtype));
+      constCache.set(key, n);
+    }
+    return n;
+  };
   const emitter: Emitter = {
     node(opType, inputs, outputs, attrs = {}) {
       nodes.push({ opType, input: inputs, output: outputs, name: `${opType}_${nodes.length}`, attribute: toAttributes(attrs) });
     },
-    constInt64(values, shape) {
-      const s = shape ?? [values.length];
-      const key = `i64:${s.join('x')}:${values.join(',')}`;
-      let n = constCache.get(key);
-      if (!n) {
-        n = freshName('k');
-        initializers.push(tensorProto(n, BigInt64Array.from(values.map((x) => BigInt(x))), s, 'int64'));
-        constCache.set(key, n);
-      }
-      return n;
-    },
-    constFloat(values, shape) {
-      const s = shape ?? [values.length];
-      const key = `f32:${s.join('x')}:${values.join(',')}`;
-      let n = constCache.get(key);
-      if (!n) {
-        n = freshName('k');
-        initializers.push(tensorProto(n, Float32Array.from(values), s, 'float32'));
-        constCache.set(key, n);
-      }
-      return n;
-    },
+    constInt64: (values, shape) => sharedConst('int64', values, shape),
+    constFloat: (values, shape) => sharedConst('float32', values, shape),
     name: nameOf,
     fresh: freshName,
   };

@@ -13,17 +13,9 @@ import { KdError } from '../errors.js';
  *
  * JSON has no NaN or Infinity: a diverged loss is written as `null`. Readers must treat a non-number as missing.
  */
-export interface EpochMetrics {
-  epoch: number;
-  lr: number;
-  trainLoss: number;
-  trainAcc: number;
-  valLoss: number;
-  valAcc: number;
-  seconds: number;
-  /** The weighted distillation terms of the training loss, by name (e.g. `{ kd: 0.41, ce: 0.12 }`). */
-  terms?: Record<string, number>;
-}
+/** Per-epoch metrics, as the trainer reports them (`terms`: each objective term's mean over the epoch). */
+export type { EpochMetrics } from '../train/trainer.js';
+import type { EpochMetrics } from '../train/trainer.js';
 
 export type ModelRole = 'teacher' | 'student-alone' | 'student-distilled';
 
