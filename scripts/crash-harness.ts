@@ -21,16 +21,31 @@ import type { RunRecord } from '../src/report/index.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = resolve(here, '../src/cli/main.js');
 
+/** Training dominates this run (about 20 s on 2 cores), so most kills land inside a training phase. */
 export const HARNESS_CONFIG = `
 seed: 5
-data: { dataset: mnist, limitTrain: 3000, limitTest: 500 }
+data: { dataset: mnist, limitTrain: 8000, limitTest: 500 }
+teacher:
+  type: train
+  model: { type: mlp, hidden: [256], dropout: 0.2 }
+  train: { epochs: 6, batchSize: 64 }
+student:
+  model: { type: mlp, hidden: [32] }
+  train: { epochs: 6, batchSize: 32, optimizer: { type: adam, lr: 0.003 } }
+runtime: { threads: 1, stepsPerRun: 2, checkpointEvery: 25 }
+`;
+
+/** A quick run for the short version in npm test. */
+export const QUICK_CONFIG = `
+seed: 5
+data: { dataset: mnist, limitTrain: 3000, limitTest: 300 }
 teacher:
   type: train
   model: { type: mlp, hidden: [128], dropout: 0.2 }
   train: { epochs: 3, batchSize: 64 }
 student:
   model: { type: mlp, hidden: [24] }
-  train: { epochs: 3, batchSize: 64, optimizer: { type: adam, lr: 0.003 } }
+  train: { epochs: 3, batchSize: 32, optimizer: { type: adam, lr: 0.003 } }
 runtime: { threads: 1, stepsPerRun: 2, checkpointEvery: 10 }
 `;
 
@@ -43,6 +58,8 @@ export interface HarnessResult {
   resumes: number;
   identical: boolean;
   seconds: number;
+  /** Whole runs completed (each killed one or more times, then compared with the reference). */
+  cycles: number;
 }
 
 function runCli(args: string[]): { status: number | null; stderr: string } {
@@ -97,16 +114,14 @@ function metrics(r: RunRecord) {
   return JSON.stringify(r.models.map((m) => ({ role: m.role, final: m.final, history: m.history.map(({ seconds: _s, ...rest }) => rest) })));
 }
 
-export async function crashHarness(options: { kills: number; seed: number; dir?: string; log?: (s: string) => void }): Promise<HarnessResult> {
+export async function crashHarness(options: { kills: number; seed: number; dir?: string; config?: string; log?: (s: string) => void }): Promise<HarnessResult> {
   const t0 = performance.now();
   const log = options.log ?? (() => {});
   const root = options.dir ?? mkdtempSync(join(tmpdir(), 'kd-crash-'));
   const cfgFile = join(root, 'config.yaml');
-  writeFileSync(cfgFile, HARNESS_CONFIG);
+  writeFileSync(cfgFile, options.config ?? HARNESS_CONFIG);
   const refDir = join(root, 'reference');
-  const crashDir = join(root, 'crashed');
   rmSync(refDir, { recursive: true, force: true });
-  rmSync(crashDir, { recursive: true, force: true });
 
   const tr = performance.now();
   const ref = runCli(['run', cfgFile, '--out', refDir]);
@@ -115,39 +130,39 @@ export async function crashHarness(options: { kills: number; seed: number; dir?:
   log(`reference run: ${refSeconds.toFixed(1)} s`);
 
   const rng = new Rng(options.seed);
-  const result: HarnessResult = { kills: 0, killedDuring: {}, integrityChecks: 0, strayTempFiles: 0, resumes: 0, identical: false, seconds: 0 };
-  let finished = false;
-  while (result.kills < options.kills && !finished) {
-    const started = existsSync(join(crashDir, 'progress.json'));
-    const args = started ? ['run', '--resume', crashDir] : ['run', cfgFile, '--out', crashDir];
-    if (started) result.resumes++;
-    // Kill moments spread over the whole run, startup and finalization included.
-    const ms = 150 + rng.uniform() * refSeconds * 1000;
-    const outcome = await runAndKill(args, ms);
-    if (outcome === 'finished') {
-      finished = true;
-      break;
-    }
-    result.kills++;
-    const check = checkIntegrity(crashDir);
-    result.integrityChecks++;
-    result.strayTempFiles += check.stray;
-    result.killedDuring[check.phase] = (result.killedDuring[check.phase] ?? 0) + 1;
-    log(`kill ${result.kills} after ${ms.toFixed(0)} ms, during ${check.phase}: files intact${check.stray ? ` (${check.stray} stray .tmp)` : ''}`);
-  }
-  if (!finished) {
-    const started = existsSync(join(crashDir, 'progress.json'));
-    if (started) result.resumes++;
-    const last = runCli(started ? ['run', '--resume', crashDir] : ['run', cfgFile, '--out', crashDir]);
-    if (last.status !== 0) throw new Error(`final resume failed: ${last.stderr}`);
-  }
-  checkIntegrity(crashDir);
+  const result: HarnessResult = { kills: 0, killedDuring: {}, integrityChecks: 0, strayTempFiles: 0, resumes: 0, identical: true, seconds: 0, cycles: 0 };
   const a = JSON.parse(readFileSync(join(refDir, 'run.json'), 'utf8')) as RunRecord;
-  const b = JSON.parse(readFileSync(join(crashDir, 'run.json'), 'utf8')) as RunRecord;
-  const sameModels = ['teacher.onnx', 'student-alone.onnx', 'student-distilled.onnx'].every((f) => readFileSync(join(refDir, f)).equals(readFileSync(join(crashDir, f))));
-  result.identical = metrics(a) === metrics(b) && sameModels;
-  const leftovers = readdirSync(crashDir).filter((f) => f.endsWith('.tmp') || f === 'checkpoints' || f === 'progress.json' || f.startsWith('.kdistill'));
-  if (leftovers.length > 0) throw new Error(`finished run left ${leftovers.join(', ')}`);
+  // Each cycle is one whole run, killed and resumed until it completes, then compared with the reference; cycles
+  // repeat until the requested number of kills has happened.
+  while (result.kills < options.kills) {
+    const crashDir = join(root, `crashed-${result.cycles}`);
+    rmSync(crashDir, { recursive: true, force: true });
+    for (;;) {
+      const started = existsSync(join(crashDir, 'progress.json'));
+      const args = started ? ['run', '--resume', crashDir] : ['run', cfgFile, '--out', crashDir];
+      if (started) result.resumes++;
+      // Kill moments spread over the whole run, startup and finalization included; after the requested kills,
+      // the run is left to finish.
+      const ms = result.kills < options.kills ? 150 + rng.uniform() * refSeconds * 1000 : 1e9;
+      const outcome = await runAndKill(args, ms);
+      if (outcome === 'finished') break;
+      result.kills++;
+      const check = checkIntegrity(crashDir);
+      result.integrityChecks++;
+      result.strayTempFiles += check.stray;
+      result.killedDuring[check.phase] = (result.killedDuring[check.phase] ?? 0) + 1;
+      log(`kill ${result.kills} after ${ms.toFixed(0)} ms, during ${check.phase}: files intact${check.stray ? ` (${check.stray} stray .tmp)` : ''}`);
+    }
+    checkIntegrity(crashDir);
+    const b = JSON.parse(readFileSync(join(crashDir, 'run.json'), 'utf8')) as RunRecord;
+    const sameModels = ['teacher.onnx', 'student-alone.onnx', 'student-distilled.onnx'].every((f) => readFileSync(join(refDir, f)).equals(readFileSync(join(crashDir, f))));
+    const same = metrics(a) === metrics(b) && sameModels;
+    log(`cycle ${result.cycles + 1}: run completed, ${same ? 'identical to' : 'DIFFERENT from'} the uninterrupted run`);
+    result.identical &&= same;
+    const leftovers = readdirSync(crashDir).filter((f) => f.endsWith('.tmp') || f === 'checkpoints' || f === 'progress.json' || f.startsWith('.kdistill'));
+    if (leftovers.length > 0) throw new Error(`finished run left ${leftovers.join(', ')}`);
+    result.cycles++;
+  }
   result.seconds = (performance.now() - t0) / 1000;
   if (!options.dir) rmSync(root, { recursive: true, force: true });
   return result;

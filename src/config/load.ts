@@ -26,12 +26,59 @@ export type CheckResult = { ok: true; config: ParsedRunConfig } | { ok: false; p
 
 /** Validates without throwing: the parsed config (defaults filled, not yet resolved) or every problem found. */
 export function checkConfig(obj: unknown, locate?: Locator): CheckResult {
+  const depth = nestingDepth(obj, MAX_DEPTH);
+  if (depth > MAX_DEPTH) {
+    return { ok: false, problems: [{ kind: 'invalid', path: '(top level)', value: `(nested more than ${MAX_DEPTH} levels deep)`, expected: `a config nested at most ${MAX_DEPTH} levels deep` }] };
+  }
   const r = runConfigSchema.safeParse(obj, { reportInput: true, error: configErrorMap });
   if (r.success) return { ok: true, config: r.data };
   const problems = problemsFromIssues(r.error.issues, locate);
   // File order reads best when lines are known; the sort is stable, so the rest keep schema order.
   if (problems.every((p) => p.line !== undefined)) problems.sort((a, b) => a.line! - b.line! || a.column! - b.column!);
   return { ok: false, problems };
+}
+
+/** No real config nests deeper than a few levels; very deep values would overflow the validator's recursion. */
+const MAX_DEPTH = 64;
+
+/** Deepest nesting of [ ] and { } in a YAML/JSON text, outside quoted strings (stops counting past the limit). */
+function flowDepth(text: string): number {
+  let depth = 0;
+  let max = 0;
+  let quote = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (quote) {
+      if (c === '\\' && quote === '"') i++;
+      else if (c === quote) quote = '';
+    } else if (c === '"' || c === "'") {
+      // A quote starts a string only at a value's start (after space, [, {, :, or ,), not inside a word (it's).
+      const prev = i > 0 ? text[i - 1]! : ' ';
+      if (/[\s\[{:,]/.test(prev)) quote = c;
+    } else if (c === '[' || c === '{') {
+      if (++depth > max) max = depth;
+      if (max > MAX_DEPTH) return max;
+    } else if (c === ']' || c === '}') {
+      depth = Math.max(0, depth - 1);
+    } else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) {
+      while (i < text.length && text[i] !== '\n') i++;
+    }
+  }
+  return max;
+}
+
+/** Depth of nested objects/arrays, counted iteratively and only up to `limit + 1` (so it never overflows). */
+function nestingDepth(root: unknown, limit: number): number {
+  let max = 0;
+  const stack: [unknown, number][] = [[root, 0]];
+  while (stack.length > 0) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d + 1 > max) max = d + 1;
+    if (max > limit) return max;
+    for (const c of Object.values(v as object)) stack.push([c, d + 1]);
+  }
+  return max;
 }
 
 /**
@@ -77,6 +124,8 @@ export function loadConfig(file: string, options: Omit<ParseOptions, 'locate'> =
   try {
     const st = statSync(file);
     if (st.isDirectory()) throw notFound(file, 'it is a folder', 'pass the path of a .yaml or .json config file inside it');
+    // A device or pipe reports size 0 and may never end (/dev/zero): only regular files are read.
+    if (!st.isFile()) throw notFound(file, 'it is not a regular file', 'pass the path of a .yaml or .json config file');
     if (st.size > MAX_CONFIG_BYTES) throw notFound(file, `it is ${st.size} bytes, too large for a config`, 'pass a .yaml or .json config file');
     text = readFileSync(file, 'utf8');
   } catch (e) {
@@ -87,6 +136,10 @@ export function loadConfig(file: string, options: Omit<ParseOptions, 'locate'> =
   }
   if (text.includes('\u0000')) throw notFound(file, 'it is a binary file, not YAML or JSON', 'pass a .yaml or .json config file');
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  if (flowDepth(text) > MAX_DEPTH) {
+    // Checked on the text, before any parser: the YAML parser recurses per level and can exhaust the process.
+    throw invalidConfig([{ kind: 'invalid', path: '(top level)', value: `(brackets nested more than ${MAX_DEPTH} levels deep)`, expected: `a config nested at most ${MAX_DEPTH} levels deep` }], file);
+  }
 
   if (ext === '.json') {
     let data: unknown;
@@ -94,6 +147,14 @@ export function loadConfig(file: string, options: Omit<ParseOptions, 'locate'> =
       data = JSON.parse(text);
     } catch (e) {
       throw syntaxError(file, jsonErrorPosition(text, e));
+    }
+    // JSON.parse keeps the last of repeated keys silently; JSON is YAML, so the YAML parser finds them.
+    const dup = parseDocument(text, { uniqueKeys: true, prettyErrors: false }).errors.find((err) => err.code === 'DUPLICATE_KEY');
+    if (dup) {
+      const lc = new LineCounter();
+      parseDocument(text, { lineCounter: lc, uniqueKeys: true });
+      const pos = dup.linePos?.[0] ?? lc.linePos(dup.pos[0]);
+      throw syntaxError(file, [{ line: pos.line, column: pos.col, message: dup.message.split('\n')[0]! }]);
     }
     return parseConfig(data, file, { ...options, locate: jsonLocator(text) });
   }
@@ -110,7 +171,15 @@ export function loadConfig(file: string, options: Omit<ParseOptions, 'locate'> =
     );
   }
   // Aliases are allowed (to share a train block); the limit guards against "billion laughs" expansion.
-  const data = doc.toJS({ maxAliasCount: 1000 }) as unknown;
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 1000 }) as unknown;
+  } catch (e) {
+    // An alias to no anchor, or an alias expansion past the limit ("billion laughs").
+    throw new KdError('KD_CONFIG_INVALID', `config ${file} cannot be read: ${(e as Error).message.split('\n')[0]}`, {
+      fix: `edit ${file}: every *alias needs an &anchor defined before it, and aliases must not expand exponentially`,
+    });
+  }
   return parseConfig(data, file, { ...options, locate: yamlLocator(doc, lineCounter) });
 }
 

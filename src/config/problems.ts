@@ -45,7 +45,12 @@ export function showValue(v: unknown): string {
     try {
       s = JSON.stringify(v) ?? String(v);
     } catch {
-      s = String(v);
+      // Too deep or circular for JSON.stringify; String() of such a value can overflow too.
+      try {
+        s = String(v);
+      } catch {
+        s = Array.isArray(v) ? '[…]' : '{…}';
+      }
     }
   }
   return s.length > VALUE_MAX ? `${s.slice(0, VALUE_MAX - 1)}…` : s;

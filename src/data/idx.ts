@@ -92,6 +92,9 @@ export function readIdxImages(path: string, options: IdxReadOptions = {}): IdxIm
   const buf = readDataFile(path);
   const { dims, offset } = parseIdx(path, buf, MAGIC_IMAGES, 'uint8 images with 3 dimensions');
   const [totalCount, rows, cols] = dims;
+  if (rows === 0 || cols === 0) {
+    throw new KdError('KD_DATA_CORRUPT', `${path} declares images of ${rows}x${cols} pixels`, { fix: 'use an IDX image file whose images have at least one row and column' });
+  }
   const count = checkLimit(options.limit, totalCount, path);
   const len = count * rows * cols;
   const data = new Float32Array(len);

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { KdError } from '../errors.js';
 
@@ -10,8 +10,14 @@ import { KdError } from '../errors.js';
 export function readDataFile(path: string): Buffer {
   let raw: Buffer;
   try {
+    // A device or pipe (/dev/zero) would be read without end: only regular files are data files.
+    const st = statSync(path);
+    if (!st.isFile() && !st.isDirectory()) {
+      throw new KdError('KD_DATA_NOT_FOUND', `cannot read data file ${path}: it is not a regular file`, { fix: 'point the config at a data file' });
+    }
     raw = readFileSync(path);
   } catch (e) {
+    if (e instanceof KdError) throw e;
     const code = (e as NodeJS.ErrnoException)?.code;
     const why =
       code === 'ENOENT' ? 'the file does not exist'

@@ -1,9 +1,9 @@
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
 import type { ModelConfig, RunConfig, TrainConfig } from '../config/schema.js';
-import { type DataSplits, type Dataset, type Standardizer, fitStandardizer, loadCsv, loadIdxPair, loadMnist, makeSplits } from '../data/index.js';
+import { type DataSplits, type Dataset, type Standardizer, fitStandardizer, subset, loadCsv, loadIdxPair, loadMnist, makeSplits } from '../data/index.js';
 import { Mlp, type Model, type ParamValues, countParams, initParams } from '../nn/index.js';
 import { createTerms, type TermConfig } from '../distill/index.js';
 import { train, type TrainCallbacks, type TrainOptions } from '../train/trainer.js';
@@ -23,7 +23,7 @@ import {
   writeHtmlReport,
   writeRunRecord,
 } from '../report/index.js';
-import { writeFileAtomic } from '../util/fs.js';
+import { ensureDir, writeFileAtomic } from '../util/fs.js';
 import { Rng } from '../util/rng.js';
 
 export interface RunOptions {
@@ -107,10 +107,7 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
         fix: `continue it with: kdistill run --resume ${cfg.output}  (or choose another output folder, or delete this one)`,
       });
     }
-    // A finished run in the same folder is replaced; its checkpoints (if any) are stale.
-    rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
     state = { kdistill: kdistillVersion(), config: cfg, phases: {}, wallSeconds: {} };
-    writeFileAtomic(progressFile, JSON.stringify(state, null, 2));
   }
   const saveState = () => writeFileAtomic(progressFile, JSON.stringify(state, null, 2));
   const runtime: RuntimeOptions & { stepsPerRun: number } = { threads: cfg.runtime.threads, stepsPerRun: cfg.runtime.stepsPerRun };
@@ -130,6 +127,22 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const teacherModel = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : undefined;
   const studentModel = buildModel(cfg.student.model, splits.train, standardizer);
   const estimate = checkMemory(cfg, splits, [teacherModel, studentModel]);
+  if (cfg.teacher.type === 'onnx') {
+    // A teacher file that does not fit is rejected before anything is trained or written.
+    const probe = await OnnxTeacher.load(resolve(cfg.teacher.path), { output: cfg.teacher.output, runtime: { threads: cfg.runtime.threads } });
+    try {
+      probe.checkFits(splits.train);
+      await probe.logitTable([subset(splits.train, [0])]);
+    } finally {
+      await probe.dispose();
+    }
+  }
+  if (!options.resume) {
+    // Only now, with the input validated, does the folder become a run: a run that fails on bad input leaves no
+    // progress.json behind (rerunning the fixed command just works). A finished run here is replaced.
+    rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
+    writeFileAtomic(progressFile, JSON.stringify(state, null, 2));
+  }
   const meta = { kdistill: kdistillVersion(), seed: String(cfg.seed) };
   const phaseOptions = (role: ModelRole) => {
     const ckpt = join(out, CHECKPOINT_DIR, `${role}.ckpt`);
@@ -318,15 +331,7 @@ function isAlive(pid: number): boolean {
 }
 
 function prepareOutput(out: string): void {
-  try {
-    mkdirSync(out, { recursive: true });
-    if (!statSync(out).isDirectory()) throw new Error('not a folder');
-  } catch (e) {
-    throw new KdError('KD_OUTPUT_UNWRITABLE', `cannot create the output folder ${out} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, {
-      fix: 'set output: in the config (or --out) to a folder you can write',
-      cause: e,
-    });
-  }
+  ensureDir(out);
   // Probe writability up front: finding out after an hour of training would lose the run.
   const probe = join(out, '.write-test');
   writeFileAtomic(probe, 'ok');

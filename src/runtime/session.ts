@@ -40,7 +40,8 @@ export class Session {
     readonly outputNames: readonly string[],
   ) {}
 
-  static async create(model: Uint8Array | string, options: RuntimeOptions = {}): Promise<Session> {
+  /** `name` (a file path) is used in error messages when the model is given as bytes. */
+  static async create(model: Uint8Array | string, options: RuntimeOptions = {}, name?: string): Promise<Session> {
     const so: ort.InferenceSession.SessionOptions = {
       executionProviders: [options.executionProvider ?? 'cpu'],
       graphOptimizationLevel: 'all',
@@ -62,7 +63,7 @@ export class Session {
     try {
       inner = typeof model === 'string' ? await ort.InferenceSession.create(model, so) : await ort.InferenceSession.create(model, so);
     } catch (e) {
-      const where = typeof model === 'string' ? model : 'an in-memory model';
+      const where = typeof model === 'string' ? model : name ?? 'an in-memory model';
       throw new KdError('KD_MODEL_INVALID', `ONNX Runtime cannot load ${where}: ${(e as Error).message.split('\n')[0]}`, {
         fix: 'check that the file is an ONNX model (opset 7-21) with standard operators',
         cause: e,

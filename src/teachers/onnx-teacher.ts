@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { KdError } from '../errors.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
 import { type RuntimeOptions, Session } from '../runtime/session.js';
@@ -24,8 +24,12 @@ export class OnnxTeacher {
   static async load(path: string, options: { output?: string; runtime?: RuntimeOptions } = {}): Promise<OnnxTeacher> {
     let bytes: Uint8Array;
     try {
+      if (!statSync(path).isFile()) {
+        throw new KdError('KD_MODEL_INVALID', `teacher ${path} is not a regular file`, { fix: 'give teacher.path an .onnx file' });
+      }
       bytes = readFileSync(path);
     } catch (e) {
+      if (e instanceof KdError) throw e;
       throw new KdError('KD_DATA_NOT_FOUND', `cannot read teacher file ${path} (${(e as NodeJS.ErrnoException).code ?? e})`, { fix: 'check teacher.path in the config' });
     }
     let model;
@@ -44,13 +48,15 @@ export class OnnxTeacher {
     const outputs = graph.output ?? [];
     const out = options.output ? outputs.find((o) => o.name === options.output) : outputs[0];
     if (!out) {
-      throw new KdError('KD_MODEL_INVALID', `${path} has no output named "${options.output}"; outputs are: ${outputs.map((o) => o.name).join(', ')}`, { fix: 'set teacher.output to one of those names' });
+      throw new KdError('KD_MODEL_INVALID', outputs.length === 0 ? `${path} has no outputs` : `${path} has no output named "${options.output}"; outputs are: ${outputs.map((o) => o.name).join(', ')}`, {
+        fix: outputs.length === 0 ? 'export the teacher with its logits as a graph output' : 'set teacher.output to one of those names',
+      });
     }
     const dims = (t: typeof inputs[number]) => (t.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue ?? 0)));
     const inDims = dims(inputs[0]!);
     const outDims = dims(out);
     const last = outDims[outDims.length - 1];
-    const session = await Session.create(bytes, options.runtime);
+    const session = await Session.create(bytes, options.runtime, path);
     const t = new OnnxTeacher(session, path, inputs[0]!.name!, out.name!, inDims.slice(1), typeof last === 'number' && last > 0 ? last : undefined);
     for (const init of graph.initializer ?? []) {
       if (init.dataType === 1) t.paramCount += (init.dims ?? []).reduce((a: number, b) => a * Number(b), 1);
@@ -99,7 +105,15 @@ export class OnnxTeacher {
       const dims = this.feedShape(ds);
       for (let i = 0; i < numBatches(ds.n, batchSize); i++) {
         const b = batchAt(ds, order, i, batchSize, buffers);
-        const out = await this.session.run({ [this.inputName]: { data: b.x, dims: [b.size, ...dims] } }, [this.outputName]);
+        let out;
+        try {
+          out = await this.session.run({ [this.inputName]: { data: b.x, dims: [b.size, ...dims] } }, [this.outputName]);
+        } catch (e) {
+          throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} cannot run on this data set's samples of shape [${ds.sampleShape.join(', ')}]: ${(e as Error).message.split('\n')[0]}`, {
+            fix: 'use a teacher trained on this data set, with the same input size',
+            cause: e,
+          });
+        }
         const data = out[this.outputName]!.data as Float32Array;
         if (data.length !== b.size * c) {
           throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} returned ${data.length / b.size} values per sample, expected ${c} class logits`, { fix: 'name the logits output with teacher.output' });

@@ -1,5 +1,5 @@
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
-import { dirname, basename, join } from 'node:path';
+import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
+import { dirname, basename, join, resolve, sep } from 'node:path';
 import { KdError } from '../errors.js';
 
 /**
@@ -9,11 +9,7 @@ import { KdError } from '../errors.js';
  */
 export function writeFileAtomic(path: string, data: string | Uint8Array): void {
   const dir = dirname(path);
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw unwritable(dir, e);
-  }
+  ensureDir(dir);
   const tmp = join(dir, `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
   let fd: number | undefined;
   try {
@@ -37,6 +33,35 @@ export function writeFileAtomic(path: string, data: string | Uint8Array): void {
     const dfd = openSync(dir, 'r');
     try { fsyncSync(dfd); } finally { closeSync(dfd); }
   } catch { /* some file systems refuse fsync on folders; the rename is still atomic */ }
+}
+
+/**
+ * mkdir -p, one level at a time. Node's recursive mkdir spins forever on some pseudo file systems (a folder
+ * under /proc); creating each missing level ourselves fails fast with the real reason instead.
+ */
+export function ensureDir(dir: string): void {
+  const full = resolve(dir);
+  const parts = full.split(sep).filter(Boolean);
+  let current: string = sep;
+  for (const part of parts) {
+    current = join(current, part);
+    let exists = false;
+    try {
+      const st = statSync(current);
+      if (!st.isDirectory()) throw unwritable(full, Object.assign(new Error('not a folder'), { code: 'ENOTDIR' }));
+      exists = true;
+    } catch (e) {
+      if (e instanceof KdError) throw e;
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw unwritable(full, e);
+    }
+    if (!exists) {
+      try {
+        mkdirSync(current);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw unwritable(full, e);
+      }
+    }
+  }
 }
 
 function unwritable(path: string, cause: unknown): KdError {
