@@ -26,6 +26,9 @@ Conventions (kdistill's, followed exactly):
              computed from log_softmax of both (t: teacher logits, s: student logits)
     combined (1 - alpha) * ce(s, y) + alpha * kd(s, t, T)
     mse      mean over all elements of (s - t)^2
+  * response_losses.json (DKD, DIST): each paper's official code run in float64 (mdistiller's dkd_loss,
+    hunto/DIST_KD's DIST), checked against the same quantities written another way; its "definitions" say what
+    each value is.
   * optimizers are torch.optim.SGD / Adam / AdamW themselves (foreach=False); their update rules, in the
     order PyTorch 1.13 evaluates them, are written into mlp_steps.json under "optimizer_rules".
 """
@@ -490,6 +493,171 @@ def build_kd_step():
     }
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Response-based losses from later papers (float64 references): DKD and DIST, written after each paper's
+# official code, with the alternative closed forms below as a check of that code on these inputs.
+
+
+def dkd_reference(s, t, y, alpha, beta, T):
+    """mdistiller's dkd_loss (megvii-research/mdistiller, mdistiller/distillers/DKD.py), with
+    size_average=False (deprecated) written as reduction="sum"; returns (alpha*tckd + beta*nckd, tckd, nckd)."""
+    gt_mask = torch.zeros_like(s).scatter_(1, y[:, None], 1).bool()
+    other_mask = torch.ones_like(s).scatter_(1, y[:, None], 0).bool()
+
+    def cat_mask(v):
+        return torch.cat([(v * gt_mask).sum(1, keepdims=True), (v * other_mask).sum(1, keepdims=True)], dim=1)
+
+    pred_student = cat_mask(F.softmax(s / T, dim=1))
+    pred_teacher = cat_mask(F.softmax(t / T, dim=1))
+    tckd = F.kl_div(torch.log(pred_student), pred_teacher, reduction="sum") * (T ** 2) / y.shape[0]
+    pred_teacher_part2 = F.softmax(t / T - 1000.0 * gt_mask, dim=1)
+    log_pred_student_part2 = F.log_softmax(s / T - 1000.0 * gt_mask, dim=1)
+    nckd = F.kl_div(log_pred_student_part2, pred_teacher_part2, reduction="sum") * (T ** 2) / y.shape[0]
+    return alpha * tckd + beta * nckd, tckd, nckd
+
+
+def dkd_closed_form(s, t, y, T):
+    """TCKD and NCKD straight from the paper's definitions (renormalised non-target distributions)."""
+    p, q = torch.softmax(t / T, 1), torch.softmax(s / T, 1)
+    other = torch.ones_like(p).scatter_(1, y[:, None], 0.0)
+    p_y, q_y = p.gather(1, y[:, None])[:, 0], q.gather(1, y[:, None])[:, 0]
+    p_r, q_r = (p * other).sum(1), (q * other).sum(1)  # 1 - p_y without the cancellation
+    tckd = p_y * torch.log(p_y / q_y) + p_r * torch.log(p_r / q_r)
+    p_hat, q_hat = p * other / p_r[:, None], q * other / q_r[:, None]
+    nckd = torch.where(other > 0, torch.xlogy(p_hat, p_hat) - p_hat * torch.log(q_hat + (1 - other)), 0.0 * p)
+    return (T * T) * tckd.mean(), (T * T) * nckd.sum(1).mean()
+
+
+def dist_reference(s, t, beta, gamma, T):
+    """DIST.forward of the official code (hunto/DIST_KD; Pearson eps 1e-8); returns (total, inter, intra)."""
+
+    def cosine_similarity(a, b, eps=1e-8):
+        return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
+
+    def pearson_correlation(a, b, eps=1e-8):
+        return cosine_similarity(a - a.mean(1).unsqueeze(1), b - b.mean(1).unsqueeze(1), eps)
+
+    def inter_class_relation(y_s, y_t):
+        return 1 - pearson_correlation(y_s, y_t).mean()
+
+    def intra_class_relation(y_s, y_t):
+        return inter_class_relation(y_s.transpose(0, 1), y_t.transpose(0, 1))
+
+    y_s = (s / T).softmax(dim=1)
+    y_t = (t / T).softmax(dim=1)
+    inter = T ** 2 * inter_class_relation(y_s, y_t)
+    intra = T ** 2 * intra_class_relation(y_s, y_t)
+    return beta * inter + gamma * intra, inter, intra
+
+
+def dist_closed_form(s, t, T):
+    """inter and intra from numpy's corrcoef (no eps), for inputs whose centred vectors are far from 0."""
+    y_s, y_t = torch.softmax(s / T, 1).numpy(), torch.softmax(t / T, 1).numpy()
+    rows = [np.corrcoef(y_s[b], y_t[b])[0, 1] for b in range(y_s.shape[0])]
+    cols = [np.corrcoef(y_s[:, c], y_t[:, c])[0, 1] for c in range(y_s.shape[1])]
+    return T * T * (1 - float(np.mean(rows))), T * T * (1 - float(np.mean(cols)))
+
+
+def make_response_case(name, batch, classes, T, dkd, dist, scale=1.0, saturate=False, same=False):
+    s = torch.randn(batch, classes, dtype=torch.float64) * scale
+    t = torch.randn(batch, classes, dtype=torch.float64) * scale
+    y = torch.randint(0, classes, (batch,))
+    if saturate:
+        # Exact +-20 entries: a dominant student class, rows of one sign, a teacher sure of the label (row 2)
+        # and a student sure of a wrong class (row 3), so p_y, 1 - p_y and q_y reach ~e^-40.
+        s[:, 0] = 20.0
+        s[0, :] = -20.0
+        s[0, 1] = 20.0
+        t[:, -1] = -20.0
+        t[1, :] = 20.0
+        t[1, 0] = -20.0
+        t[2, :] = -20.0
+        t[2, y[2]] = 20.0
+        s[3, :] = -20.0
+        s[3, (y[3] + 1) % classes] = 20.0
+        s = s.clamp(-20.0, 20.0)
+        t = t.clamp(-20.0, 20.0)
+    s, t = round4(s), round4(t)
+    if same:
+        s = t.clone()
+
+    fns = {
+        "dkd": lambda v: dkd_reference(v, t, y, dkd["alpha"], dkd["beta"], T)[0],
+        "dist": lambda v: dist_reference(v, t, dist["beta"], dist["gamma"], T)[0],
+    }
+    outputs, grads = {}, {}
+    for key, fn in fns.items():
+        outputs[key], grads[key] = grad_of(fn, s)
+    _, tckd, nckd = dkd_reference(s, t, y, dkd["alpha"], dkd["beta"], T)
+    _, inter, intra = dist_reference(s, t, dist["beta"], dist["gamma"], T)
+    outputs.update(tckd=tckd.item(), nckd=nckd.item(), inter=inter.item(), intra=intra.item())
+
+    # The official code against the paper's definitions written another way.
+    for key, v in zip(["tckd", "nckd"], dkd_closed_form(s, t, y, T)):
+        assert abs(v.item() - outputs[key]) <= 1e-10 * max(1.0, abs(outputs[key])), (name, key, v.item(), outputs[key])
+    if not saturate and batch > 1 and not same:
+        for key, v in zip(["inter", "intra"], dist_closed_form(s, t, T)):
+            assert abs(v - outputs[key]) <= 1e-5 * T * T, (name, key, v, outputs[key])
+    if batch == 1:
+        assert outputs["intra"] == T * T, (name, "a 1-sample batch has intra = T^2 exactly")
+    for key in grads:
+        assert torch.isfinite(grads[key]).all(), (name, key)
+
+    return {
+        "name": name,
+        "inputs": {
+            "student_logits": tensor(s),
+            "teacher_logits": tensor(t),
+            "labels": [int(v) for v in y.tolist()],
+            "T": T,
+            "dkd": dict(dkd),
+            "dist": dict(dist),
+        },
+        "outputs": outputs,
+        "grads": {k: tensor(g) for k, g in grads.items()},
+    }
+
+
+def build_response_losses():
+    torch.manual_seed(4242)
+    mdistiller = {"alpha": 1.0, "beta": 8.0}
+    official = {"beta": 1.0, "gamma": 1.0}
+    cases = [
+        make_response_case("c10_b4_T1", 4, 10, 1.0, mdistiller, official, scale=2.0),
+        make_response_case("c10_b6_T4", 6, 10, 4.0, mdistiller, {"beta": 2.0, "gamma": 2.0}, scale=3.0),
+        make_response_case("c3_b5_T1", 5, 3, 1.0, {"alpha": 0.5, "beta": 2.0}, {"beta": 1.0, "gamma": 0.5}, scale=2.0),
+        make_response_case("c3_b8_T4", 8, 3, 4.0, mdistiller, official, scale=3.0),
+        make_response_case("c10_b6_T1_large", 6, 10, 1.0, mdistiller, official, scale=8.0, saturate=True),
+        make_response_case("c10_b8_T4_large", 8, 10, 4.0, {"alpha": 2.0, "beta": 0.5}, {"beta": 1.0, "gamma": 2.0},
+                           scale=8.0, saturate=True),
+        make_response_case("c3_b6_T1_large", 6, 3, 1.0, mdistiller, official, scale=8.0, saturate=True),
+        make_response_case("c10_b1_T4", 1, 10, 4.0, mdistiller, official, scale=3.0),
+        make_response_case("c10_b5_T4_same", 5, 10, 4.0, mdistiller, official, scale=3.0, same=True),
+    ]
+    return {
+        "generator": GENERATOR,
+        "torch": torch.__version__,
+        "dtype": "float64",
+        "definitions": {
+            "p, q": "p = softmax(t/T) (teacher_logits), q = softmax(s/T) (student_logits), y = labels",
+            "tckd": "T^2 * mean_b KL([p_y, 1-p_y] || [q_y, 1-q_y]), 1-p_y as the sum of the non-target p_c",
+            "nckd": "T^2 * mean_b KL(phat || qhat), phat_c = p_c / (1-p_y) over c != y",
+            "dkd": "dkd.alpha * tckd + dkd.beta * nckd (mdistiller dkd_loss, megvii-research/mdistiller "
+                   "mdistiller/distillers/DKD.py; its 1000-logit target mask is exact for these inputs)",
+            "inter": "T^2 * (1 - mean_b pearson(q_b, p_b)), correlation over the classes of each sample",
+            "intra": "T^2 * (1 - mean_c pearson(q[:, c], p[:, c])), correlation over the batch of each class",
+            "pearson": "sum(u' * v') / (|u'| * |v'| + 1e-8), u' = u - mean(u); the gradient of |u'| at 0 is 0 "
+                       "(torch's norm)",
+            "dist": "dist.beta * inter + dist.gamma * intra (hunto/DIST_KD DIST.forward)",
+            "grads": "d loss / d student_logits for dkd and dist, same shape as student_logits",
+        },
+        "notes": "Logits are rounded to 4 decimals; *_large cases hold exact +-20 entries (probabilities down to "
+                 "~e^-40); c10_b1_T4 is a 1-sample batch (intra = T^2 exactly, its gradient 0); "
+                 "c10_b5_T4_same has student = teacher (dkd = 0, dist ~ 0).",
+        "cases": cases,
+    }
+
+
 README = """# PyTorch reference fixtures
 
 These JSON files were produced by an independent PyTorch implementation, `scripts/fixtures.py`
@@ -523,6 +691,7 @@ def main():
         "mlp_steps.json": dumps(build_mlp_steps()),
         "kd_step.json": dumps(build_kd_step()),
         "README.md": README,
+        "response_losses.json": dumps(build_response_losses()),
     }
     changed = 0
     for name, text in files.items():

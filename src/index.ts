@@ -9,7 +9,7 @@ export { createOptimizer, learningRate, type OptimizerConfig, type ScheduleConfi
 export { Session, measureSpeed, type RuntimeOptions, type HostTensor } from './runtime/index.js';
 export * from './data/index.js';
 export { OnnxTeacher, LogitTable } from './teachers/index.js';
-export { kdLoss, createTerms, buildObjective, TERMS as TERM_BUILDERS, type Term, type TermConfig } from './distill/index.js';
+export { kdLoss, dkdLoss, distLoss, createTerms, buildObjective, TERMS as TERM_BUILDERS, type Term, type TermConfig } from './distill/index.js';
 export { train, Evaluator, type TrainOptions, type TrainResult, type TrainCallbacks, type EpochMetrics } from './train/trainer.js';
 export { buildStepGraph, buildEvalGraph, buildExportGraph } from './train/graphs.js';
 export { parseConfig, loadConfig, checkConfig } from './config/load.js';

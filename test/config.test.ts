@@ -268,6 +268,49 @@ test('semantic checks: weights, warm-up, cosine floor, idx test pair, csv label 
   assert.ok(checkConfig(demoWith((c) => ((c.data.validation = 0.5), (c.data.test = 0.5)))).ok);
 });
 
+test('dkd and dist terms parse from YAML with their defaults; a typo suggests the key; all-zero parts are refused', () => {
+  const p = file(
+    'response.yaml',
+    [
+      'data: {dataset: mnist}',
+      'teacher: {type: train, model: {type: mlp, hidden: [100]}}',
+      'student: {model: {type: mlp, hidden: [10]}}',
+      'distill:',
+      '  terms:',
+      '    - {type: ce, weight: 0.1}',
+      '    - {type: dkd, alpha: 1, beta: 8, temperature: 4, weight: 1}',
+      '    - {type: dist}',
+      '    - {type: dkd, beta: 0.5, temperature: 1}',
+      '    - {type: dist, beta: 2, gamma: 2, temperature: 4, weight: 0.5}',
+      '',
+    ].join('\n'),
+  );
+  assert.deepEqual(loadConfig(p).distill.terms, [
+    { type: 'ce', weight: 0.1 },
+    { type: 'dkd', alpha: 1, beta: 8, temperature: 4, weight: 1 },
+    { type: 'dist', beta: 1, gamma: 1, temperature: 1, weight: 1 },
+    { type: 'dkd', alpha: 1, beta: 0.5, temperature: 1, weight: 1 },
+    { type: 'dist', beta: 2, gamma: 2, temperature: 4, weight: 0.5 },
+  ]);
+
+  const typo = (terms: unknown[]) => throwsKd(() => parseConfig({ ...minimal, distill: { terms } }), 'KD_CONFIG_INVALID');
+  const e = typo([{ type: 'dkd', bta: 8 }]);
+  assert.ok(
+    e.message.includes('✖ unknown key "bta" → at distill.terms[0]; expected one of: type, alpha, beta, temperature, weight; did you mean "beta"?'),
+    e.message,
+  );
+  assert.equal(problemsOf(typo([{ type: 'dist', gama: 2 }]))[0]!.suggestion, 'gamma');
+  assert.equal(problemsOf(typo([{ type: 'dkdd' }]))[0]!.suggestion, 'dkd');
+  assert.deepEqual(
+    problemsOf(typo([{ type: 'dkd', alpha: 0, beta: 0 }, { type: 'dist', beta: 0, gamma: 0 }, { type: 'dkd', alpha: -1 }])).map((x) => [x.path, x.expected]),
+    [
+      ['distill.terms[0].beta', 'a number > 0 when alpha is 0 (with both 0 the dkd term is always 0)'],
+      ['distill.terms[1].gamma', 'a number > 0 when beta is 0 (with both 0 the dist term is always 0)'],
+      ['distill.terms[2].alpha', 'a number >= 0'],
+    ],
+  );
+});
+
 test('values are shown as JSON, cut to 60 characters', () => {
   assert.equal(showValue('abc'), '"abc"');
   assert.equal(showValue(Number.NaN), 'NaN');

@@ -67,6 +67,23 @@ function flowDepth(text: string): number {
   return max;
 }
 
+/** Deepest block nesting of a YAML text: indentation levels plus `- ` sequence markers on a line. */
+function blockDepth(text: string): number {
+  const stack: number[] = [];
+  let max = 0;
+  for (const line of text.split('\n')) {
+    const m = /^( *)((?:- +)*)(.*)$/.exec(line)!;
+    if (m[3]!.trim() === '' || m[3]!.startsWith('#')) continue;
+    const indent = m[1]!.length;
+    while (stack.length > 0 && stack[stack.length - 1]! >= indent) stack.pop();
+    stack.push(indent);
+    const depth = stack.length + (m[2]!.match(/-/g)?.length ?? 0);
+    if (depth > max) max = depth;
+    if (max > MAX_DEPTH) return max;
+  }
+  return max;
+}
+
 /** Depth of nested objects/arrays, counted iteratively and only up to `limit + 1` (so it never overflows). */
 function nestingDepth(root: unknown, limit: number): number {
   let max = 0;
@@ -136,7 +153,7 @@ export function loadConfig(file: string, options: Omit<ParseOptions, 'locate'> =
   }
   if (text.includes('\u0000')) throw notFound(file, 'it is a binary file, not YAML or JSON', 'pass a .yaml or .json config file');
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  if (flowDepth(text) > MAX_DEPTH) {
+  if (flowDepth(text) > MAX_DEPTH || blockDepth(text) > MAX_DEPTH) {
     // Checked on the text, before any parser: the YAML parser recurses per level and can exhaust the process.
     throw invalidConfig([{ kind: 'invalid', path: '(top level)', value: `(brackets nested more than ${MAX_DEPTH} levels deep)`, expected: `a config nested at most ${MAX_DEPTH} levels deep` }], file);
   }
@@ -160,7 +177,13 @@ export function loadConfig(file: string, options: Omit<ParseOptions, 'locate'> =
   }
 
   const lineCounter = new LineCounter();
-  const doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  let doc: ReturnType<typeof parseDocument>;
+  try {
+    doc = parseDocument(text, { lineCounter, uniqueKeys: true, prettyErrors: false });
+  } catch (e) {
+    // The parser recurses per nesting level: a pathologically deep file overflows the stack.
+    throw new KdError('KD_CONFIG_INVALID', `config ${file} cannot be parsed (${(e as Error).message})`, { fix: `edit ${file}: a config nests a few levels deep, not hundreds` });
+  }
   if (doc.errors.length > 0) {
     throw syntaxError(
       file,

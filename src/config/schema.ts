@@ -279,6 +279,45 @@ export const TERMS = {
     doc: 'KL divergence between temperature-softened teacher and student outputs, scaled by T²',
     schema: z.strictObject({ type: z.literal('kd'), temperature: num({ gt: 0, max: 100 }).default(4), weight }),
   },
+  /**
+   * Zhao et al. 2022, "Decoupled Knowledge Distillation": α·TCKD + β·NCKD, KD's KL split into the target-vs-rest
+   * binary KL and the KL among the non-target classes, each scaled by T². Defaults: mdistiller's CIFAR-100 ones.
+   */
+  dkd: {
+    needsTeacher: true,
+    doc: 'decoupled KD: alpha · target-vs-rest KL + beta · KL among the non-target classes, each scaled by T² (needs labels)',
+    schema: z
+      .strictObject({
+        type: z.literal('dkd'),
+        alpha: num({ min: 0 }).default(1),
+        beta: num({ min: 0 }).default(8),
+        temperature: num({ gt: 0, max: 100 }).default(4),
+        weight,
+      })
+      .superRefine((t, ctx) => {
+        if (t.alpha + t.beta <= 0) semantic(ctx, ['beta'], t.beta, 'a number > 0 when alpha is 0 (with both 0 the dkd term is always 0)');
+      }, whenValid()),
+  },
+  /**
+   * Huang et al. 2022, "Knowledge Distillation from A Stronger Teacher": β·(1 − Pearson over classes, per sample)
+   * + γ·(1 − Pearson over the batch, per class) of the softened outputs, each scaled by T². Defaults: the official
+   * code's (beta = gamma = tau = 1).
+   */
+  dist: {
+    needsTeacher: true,
+    doc: 'DIST: beta · inter-class + gamma · intra-class Pearson-correlation distance of softened outputs, scaled by T²',
+    schema: z
+      .strictObject({
+        type: z.literal('dist'),
+        beta: num({ min: 0 }).default(1),
+        gamma: num({ min: 0 }).default(1),
+        temperature: num({ gt: 0, max: 100 }).default(1),
+        weight,
+      })
+      .superRefine((t, ctx) => {
+        if (t.beta + t.gamma <= 0) semantic(ctx, ['gamma'], t.gamma, 'a number > 0 when beta is 0 (with both 0 the dist term is always 0)');
+      }, whenValid()),
+  },
 } as const;
 
 export type TermType = keyof typeof TERMS;

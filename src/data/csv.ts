@@ -22,8 +22,6 @@ export interface CsvOptions {
   name?: string;
 }
 
-const FLOAT32_MAX = 3.4028234663852886e38;
-
 /** Plain decimal numbers only: Number() alone would also accept '', ' ', '0x1f' and 'Infinity'. */
 const NUMERIC = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 
@@ -163,7 +161,7 @@ export function loadCsv(path: string, options: CsvOptions = {}): Dataset {
       }
       const v = Number(c);
       // Features become float32: a value beyond its range would silently turn into Infinity.
-      if (!(Math.abs(v) <= FLOAT32_MAX)) {
+      if (!Number.isFinite(Math.fround(v))) {
         throw new KdError('KD_DATA_CORRUPT', `${path}, line ${line}, ${colName(j)}: ${c} is too large for a 32-bit float (|x| <= 3.4e38)`, {
           fix: `rescale the column or fix the value on line ${line}`,
         });

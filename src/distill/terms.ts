@@ -2,7 +2,8 @@ import { KdError } from '../errors.js';
 import { type Value, mul, addN } from '../graph/index.js';
 import type { ForwardResult } from '../nn/model.js';
 import { crossEntropy } from '../nn/losses.js';
-import { kdLoss } from './response.js';
+import type { TermConfig as ParsedTermConfig, TermType as ConfigTermType } from '../config/schema.js';
+import { distLoss, dkdLoss, kdLoss } from './response.js';
 
 /**
  * The objective is a weighted sum of terms. A term declares what it needs (labels, teacher logits, named
@@ -19,6 +20,8 @@ export interface Term {
   readonly name: string;
   readonly weight: number;
   readonly needsTeacher: boolean;
+  /** The term's whole config (type, weight and options), so a checkpoint can tell whether a resume changed it. */
+  readonly config?: TermConfig;
   build(inputs: TermInputs): Value;
 }
 
@@ -35,15 +38,44 @@ export const TERMS = {
     name,
     weight: cfg.weight,
     needsTeacher: true,
-    build: ({ student, teacherLogits }) => {
-      if (!teacherLogits) throw new KdError('KD_CONFIG_INVALID', `term "${name}" needs a teacher, but none is configured`, { fix: 'add a teacher: block or remove the kd term' });
-      return kdLoss(student.logits, teacherLogits, cfg.temperature);
-    },
+    build: ({ student, teacherLogits }) => kdLoss(student.logits, needTeacher(name, teacherLogits), cfg.temperature),
+  }),
+  /** Decoupled KD (TCKD + NCKD), see response.ts. Config: `{ type: dkd, alpha: 1, beta: 8, temperature: 4, weight: 1 }` */
+  dkd: (cfg: { weight: number; alpha: number; beta: number; temperature: number }, name: string): Term => ({
+    name,
+    weight: cfg.weight,
+    needsTeacher: true,
+    build: ({ student, labels, teacherLogits }) => dkdLoss(student.logits, needTeacher(name, teacherLogits), labels, cfg),
+  }),
+  /** DIST, inter- and intra-class Pearson relations, see response.ts. Config: `{ type: dist, beta: 1, gamma: 1, temperature: 1, weight: 1 }` */
+  dist: (cfg: { weight: number; beta: number; gamma: number; temperature: number }, name: string): Term => ({
+    name,
+    weight: cfg.weight,
+    needsTeacher: true,
+    build: ({ student, teacherLogits }) => distLoss(student.logits, needTeacher(name, teacherLogits), cfg),
   }),
 } as const;
 
+function needTeacher(name: string, teacherLogits: Value | undefined): Value {
+  if (!teacherLogits) throw new KdError('KD_CONFIG_INVALID', `term "${name}" needs a teacher, but none is configured`, { fix: `add a teacher: block or remove the ${name} term` });
+  return teacherLogits;
+}
+
 export type TermType = keyof typeof TERMS;
-export type TermConfig = { type: 'ce'; weight: number } | { type: 'kd'; weight: number; temperature: number };
+export type TermConfig =
+  | { type: 'ce'; weight: number }
+  | { type: 'kd'; weight: number; temperature: number }
+  | { type: 'dkd'; weight: number; alpha: number; beta: number; temperature: number }
+  | { type: 'dist'; weight: number; beta: number; gamma: number; temperature: number };
+
+/**
+ * Compile-time guards: this registry and the config schema's (src/config/schema.ts) have the same term types, and
+ * every parsed term config is a valid TermConfig (a type missing here, or a field the schema lacks, names itself).
+ */
+type UnmatchedType = Exclude<TermType, ConfigTermType> | Exclude<ConfigTermType, TermType> | Exclude<TermConfig['type'], TermType>;
+const registriesMatch: [UnmatchedType] extends [never] ? true : UnmatchedType = true;
+const parsedFits = (c: ParsedTermConfig): TermConfig => c;
+void registriesMatch, void parsedFits;
 
 export function createTerms(configs: readonly TermConfig[]): Term[] {
   const seen = new Map<string, number>();
@@ -51,12 +83,19 @@ export function createTerms(configs: readonly TermConfig[]): Term[] {
     const k = (seen.get(c.type) ?? 0) + 1;
     seen.set(c.type, k);
     const name = k === 1 ? c.type : `${c.type}#${k}`;
-    switch (c.type) {
-      case 'ce':
-        return TERMS.ce(c, name);
-      case 'kd':
-        return TERMS.kd(c, name);
-    }
+    const term = ((): Term => {
+      switch (c.type) {
+        case 'ce':
+          return TERMS.ce(c, name);
+        case 'kd':
+          return TERMS.kd(c, name);
+        case 'dkd':
+          return TERMS.dkd(c, name);
+        case 'dist':
+          return TERMS.dist(c, name);
+      }
+    })();
+    return { ...term, config: c };
   });
 }
 

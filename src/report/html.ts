@@ -189,7 +189,7 @@ function plotsSection(models: readonly ModelResult[], colors: readonly string[])
       lineChart({
         title: `Loss terms per epoch — ${modelLabel(m)}`,
         xLabel: 'epoch',
-        yLabel: 'weighted term',
+        yLabel: 'term value (before weighting)',
         xInteger: true,
         series: names.map((name, k) => ({
           name,

@@ -48,6 +48,9 @@ export class Session {
       intraOpNumThreads: options.threads ?? 0,
       interOpNumThreads: 1,
       executionMode: 'sequential',
+      // kdistill reports ONNX Runtime's errors itself (as coded KdErrors); its own log lines would only repeat
+      // them, in red, before the real message.
+      logSeverityLevel: 4,
       enableCpuMemArena: true,
       enableMemPattern: true,
       extra: {

@@ -120,7 +120,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     throw new KdError('KD_CONFIG_INVALID', 'a distillation term needs teacher outputs but no teacher was given', { fix: 'configure a teacher' });
   }
   const k = Math.max(1, o.runtime?.stepsPerRun ?? 1);
-  const fingerprint = JSON.stringify([o.model.name, o.optimizer, o.schedule, o.epochs, o.batchSize, o.seed, o.terms.map((t) => [t.name, t.weight]), o.train.n, k]);
+  const fingerprint = JSON.stringify([o.model.name, o.optimizer, o.schedule, o.epochs, o.batchSize, o.seed, o.terms.map((t) => t.config ?? [t.name, t.weight]), o.train.n, k]);
   const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1), o.runtime);
   const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k), o.runtime) : undefined;
   const evaluator = await Evaluator.create(o.model, o.runtime);
