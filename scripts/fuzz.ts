@@ -815,18 +815,19 @@ export const DEEP_FORMS: Record<string, (depth: number) => [string, string]> = {
   'yaml-flow': (d) => ['.yaml', '['.repeat(d) + ']'.repeat(d)],
   'yaml-flow-in-block': (d) => ['.yaml', `seed: 1\ndata:\n  dataset: ${'{a: '.repeat(d)}1${'}'.repeat(d)}\n`],
   'yaml-flow-quoted-keys': (d) => ['.yaml', `"x": ${'{"a": ['.repeat(d)}1${']}'.repeat(d)}\n`],
-  // block style, below the depth where the YAML parser itself overflows (B11)
-  'yaml-block-seq': (d) => ['.yaml', '- '.repeat(d) + 'x\n'],
-  'yaml-block-map': (d) => ['.yaml', Array.from({ length: d }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n') + ' 1\n'],
+  // block style (a first version of B11's fix): compact `- - - x`, indentation (1 MiB allows some 1,400 levels)
+  'yaml-compact-seq': (d) => ['.yaml', '- '.repeat(d) + 'x\n'],
+  'yaml-indented-seq': (d) => ['.yaml', Array.from({ length: Math.min(d, 1400) }, (_, i) => `${' '.repeat(i)}-`).join('\n') + ' 1\n'],
+  'yaml-indented-map': (d) => ['.yaml', Array.from({ length: Math.min(d, 1400) }, (_, i) => `${' '.repeat(i)}k${i}:`).join('\n') + ' 1\n'],
 };
-const FLOW_FORMS = Object.keys(DEEP_FORMS).filter((f) => !f.startsWith('yaml-block'));
 
-/** A config nested too deeply for the YAML parser (B11): block style, or flow brackets after a quote in a plain scalar. */
+/** Deep YAML that still gets past loadConfig's pre-scans to the YAML parser, whose stack it overflows (B11, open). */
 export const DEEP_BLOCK_FORMS: Record<string, (depth: number) => string> = {
-  'compact-seq': (d) => '- '.repeat(d) + 'x\n',
   'compact-key': (d) => '? '.repeat(d) + 'x\n',
-  'indented-seq': (d) => Array.from({ length: d }, (_, i) => `${' '.repeat(i)}-`).join('\n') + ' 1\n',
+  'seq-key-mix': (d) => '- ? '.repeat(d) + 'x\n',
+  'tab-after-dash': (d) => '-\t'.repeat(d) + 'x\n',
   'flow-after-apostrophe': (d) => `name: don 't\nseed: ${'['.repeat(d)}${']'.repeat(d)}\n`,
+  'flow-after-quote': (d) => `name: say "hi\nseed: ${'['.repeat(d)}${']'.repeat(d)}\n`,
 };
 
 /** `levels` anchors, each a list of 9 aliases to the one before: 9^levels nodes once expanded. */
@@ -834,6 +835,11 @@ function aliasBomb(levels: number): string {
   let text = 'a0: &a0 [x, x, x, x, x, x, x, x, x]\n';
   for (let i = 1; i < levels; i++) text += `a${i}: &a${i} [${Array.from({ length: 9 }, () => `*a${i - 1}`).join(', ')}]\n`;
   return text;
+}
+
+/** B14 (open): blockDepth's line regex does not match a line holding `\r`, U+2028 or U+2029; `.exec(line)!` is null. */
+function lineBreakBug(e: unknown): string | undefined {
+  return e instanceof TypeError && /blockDepth/.test(e.stack ?? '') ? 'B14' : undefined;
 }
 
 /** YAML lines `key: value` whose value can be replaced by an alias. */
@@ -858,6 +864,24 @@ const configFileClasses: InputClass<unknown>[] = [
       if (ext !== '.json' && problems.some((p) => p.line === undefined)) throw new Error(`a problem without a line number: ${JSON.stringify(problems)}`);
     },
   }),
+  defineClass<{ m: ConfigMutation; ext: string; eol: string }>({
+    name: 'config-file.crlf',
+    // the same mistakes in a file with Windows line endings (or a U+2028 line separator, legal inside YAML and JSON)
+    arb: fc.record({ m: badConfigArb, ext: fc.constantFrom('.yaml', '.json'), eol: fc.constantFrom('\r\n', '\r\n', '\u2028') }),
+    expect: 'KD_CONFIG_INVALID',
+    exec: ({ m, ext, eol }, { dir }) => {
+      const obj = applyMutation(m);
+      const text = ext === '.json' ? JSON.stringify(obj, null, 2) : yamlText(obj);
+      const file = join(dir, `config${ext}`);
+      writeFileSync(file, eol === '\u2028' ? text.replace(/\n/, ' # \u2028\n') : text.replace(/\n/g, eol));
+      return loadConfig(file);
+    },
+    mentions: ({ ext }, { dir }) => [join(dir, `config${ext}`)],
+    check: (e, { m }) => {
+      const problems = problemsOf(e);
+      if (!problems.some((p) => related(p.path, m.at) || p.kind === 'syntax')) throw new Error(`no problem at ${m.at}: ${JSON.stringify(problems)}`);
+    },
+  }),
   defineClass<{ cut: number; json: boolean }>({
     name: 'config-file.truncated',
     arb: fc.record({ cut: fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), json: fc.boolean() }),
@@ -875,8 +899,9 @@ const configFileClasses: InputClass<unknown>[] = [
     name: 'config-file.random-bytes',
     arb: fc.record({ bytes: fc.uint8Array({ maxLength: 512 }), ext: fc.constantFrom('.yaml', '.json', '') }),
     // A NUL byte marks a binary file (not a config at all); anything else is parsed and found wanting.
-    // random bytes may hold `*xyz`, a YAML alias to no anchor (B2, fixed)
+    // random bytes may hold `*xyz`, a YAML alias to no anchor (B2, fixed), or a carriage return (B14, open)
     expect: ({ bytes }) => (bytes.includes(0) ? 'KD_CONFIG_NOT_FOUND' : 'KD_CONFIG_INVALID'),
+    knownRaw: lineBreakBug,
     exec: ({ bytes, ext }, { dir }) => {
       const file = join(dir, `bytes${ext}`);
       writeFileSync(file, bytes);
@@ -972,13 +997,11 @@ const configFileClasses: InputClass<unknown>[] = [
   }),
   defineClass<{ form: string; depth: number }>({
     name: 'config-file.deep-nesting',
-    arb: fc.oneof(
-      fc.record({ form: fc.constantFrom(...FLOW_FORMS), depth: fc.oneof(fc.integer({ min: 65, max: 2000 }), fc.integer({ min: 5000, max: 100000 })) }),
-      fc.record({ form: fc.constantFrom('yaml-block-seq', 'yaml-block-map'), depth: fc.integer({ min: 65, max: 400 }) }),
-    ),
+    arb: fc.record({ form: fc.constantFrom(...Object.keys(DEEP_FORMS)), depth: fc.oneof(fc.integer({ min: 65, max: 2000 }), fc.integer({ min: 5000, max: 100000 })) }),
     expect: 'KD_CONFIG_INVALID',
     exec: ({ form, depth }, { dir }) => {
-      // Before the fix (B1): a raw RangeError, and a later deep file in the same process aborted V8.
+      // Before the fixes (B1, B11): a raw RangeError or a stack overflow reported as a syntax error, and a later deep
+      // file in the same process aborted V8.
       const [ext, text] = DEEP_FORMS[form]!(depth);
       writeFileSync(join(dir, `deep${ext}`), text);
       return loadConfig(join(dir, `deep${ext}`));
@@ -990,13 +1013,12 @@ const configFileClasses: InputClass<unknown>[] = [
   }),
   defineClass<{ form: string; depth: number }>({
     name: 'config-file.deep-block-nesting',
-    arb: fc.record({ form: fc.constantFrom(...Object.keys(DEEP_BLOCK_FORMS)), depth: fc.integer({ min: 1000, max: 1400 }) }),
+    arb: fc.record({ form: fc.constantFrom(...Object.keys(DEEP_BLOCK_FORMS)), depth: fc.integer({ min: 1000, max: 50000 }) }),
     expect: 'KD_CONFIG_INVALID',
     exec: ({ form, depth }, { dir }) => {
       writeFileSync(join(dir, 'deep.yaml'), DEEP_BLOCK_FORMS[form]!(depth));
       return loadConfig(join(dir, 'deep.yaml'));
     },
-    todo: 'B11: the YAML parser overflows its stack on block-style nesting (or flow brackets after a quote in a plain scalar), which the bracket pre-scan does not see; a second such file aborts the process',
   }),
   defineClass<number>({
     name: 'config-file.alias-bomb',
@@ -2045,21 +2067,15 @@ export function checkCliResult(r: CliResult): { problem?: string; note?: string 
   const want = EXIT_STATUS[r.c.expect];
   const fail = (why: string) => ({ problem: `${r.c.kind}: ${why}; stderr:\n${r.stderr}` });
   if (r.status !== want) return fail(`exit status ${r.status}, expected ${want} (${r.c.expect})`);
-  // B13 (open): a teacher that fails to run makes ONNX Runtime log its own (red) error line to stderr first.
+  if (/^\s+at /m.test(r.stderr)) return fail('a stack trace');
+  if (/internal error/.test(r.stderr)) return fail('an internal error');
+  if (r.stderr.match(ORT_LOG_LINE)) return fail("ONNX Runtime's own log line (B13)");
+  if (!/^ {2}fix: \S/m.test(r.stderr)) return fail('no "fix:" line');
+  if (r.stderr.startsWith(`✖ ${r.c.expect}: `)) return {};
+  const at = r.stderr.indexOf(`\n✖ ${r.c.expect}: `);
+  const before = at < 0 ? [] : r.stderr.slice(0, at).split('\n');
   const afterData = r.c.kind.startsWith('teacher:');
-  const stderr = afterData ? r.stderr.replace(ORT_LOG_LINE, '') : r.stderr;
-  const notes = stderr !== r.stderr ? ['B13'] : [];
-  if (/^\s+at /m.test(stderr)) return fail('a stack trace');
-  if (/internal error/.test(stderr)) return fail('an internal error');
-  if (!/^ {2}fix: \S/m.test(stderr)) return fail('no "fix:" line');
-  const note = () => (notes.length ? { note: notes.join(') (') } : {});
-  if (stderr.startsWith(`✖ ${r.c.expect}: `)) return note();
-  const at = stderr.indexOf(`\n✖ ${r.c.expect}: `);
-  const before = at < 0 ? [] : stderr.slice(0, at).split('\n');
-  if (afterData && at >= 0 && before.every((l) => /^data: train \d+, validation \d+, test \d+ samples/.test(l))) {
-    notes.unshift('O1');
-    return note();
-  }
+  if (afterData && at >= 0 && before.every((l) => /^data: train \d+, validation \d+, test \d+ samples/.test(l))) return { note: 'O1' };
   return fail(`stderr does not start with "✖ ${r.c.expect}: "`);
 }
 
@@ -2299,10 +2315,12 @@ export const KNOWN_BUGS: KnownBug[] = [
   {
     id: 'B11',
     title: 'YAML nested deeply in block style (or flow brackets after a quote in a plain scalar) → "Maximum call stack size exceeded"; a second such file aborts the process',
-    open: 'loadConfig pre-scans flow brackets only (src/config/load.ts flowDepth)',
     reproduce: async () => {
       const dir = freshDir();
-      writeFileSync(join(dir, 'seq.yaml'), DEEP_BLOCK_FORMS['compact-seq']!(1000));
+      writeFileSync(join(dir, 'compact.yaml'), DEEP_FORMS['yaml-compact-seq']!(1000)[1]);
+      writeFileSync(join(dir, 'indented.yaml'), DEEP_FORMS['yaml-indented-seq']!(1000)[1]);
+      writeFileSync(join(dir, 'keys.yaml'), DEEP_BLOCK_FORMS['compact-key']!(1000));
+      writeFileSync(join(dir, 'tabs.yaml'), DEEP_BLOCK_FORMS['tab-after-dash']!(2000));
       writeFileSync(join(dir, 'quote.yaml'), DEEP_BLOCK_FORMS['flow-after-apostrophe']!(5000));
       // Each load must end in KD_CONFIG_INVALID saying the config is nested too deeply.
       const loads = (...files: string[]) => `import { loadConfig } from ${modUrl('src/config/load.js')};
@@ -2313,16 +2331,18 @@ export const KNOWN_BUGS: KnownBug[] = [
         }
         console.log('RESULT ' + (out.length ? out.join(', ') : 'ok'));`;
       return childVerdicts([
-        ['`- - - … x` (1,000 deep)', loads('seq.yaml'), 20_000],
+        // fixed by blockDepth: stay fixed
+        ['`- - - … x` and a 1,000-deep indented sequence, each twice', loads('compact.yaml', 'indented.yaml', 'compact.yaml', 'indented.yaml'), 20_000],
+        ['`? ? ? … x` (1,000 deep)', loads('keys.yaml'), 20_000],
         ["flow brackets after `name: don 't`", loads('quote.yaml'), 20_000],
-        ['`- - - … x` loaded twice', loads('seq.yaml', 'seq.yaml'), 20_000],
+        ['`? ? ? … x` loaded twice', loads('keys.yaml', 'keys.yaml'), 20_000],
+        ['`-<tab>-<tab>… x` loaded twice', loads('tabs.yaml', 'tabs.yaml'), 20_000],
       ]);
     },
   },
   {
     id: 'B12',
     title: "CSV value 3.4028235e+38 (float32's largest, as numpy prints it) is rejected as too large for a 32-bit float",
-    open: 'src/data/csv.ts compares the double with FLOAT32_MAX instead of rounding it to float32',
     reproduce: async () => {
       const dir = freshDir();
       writeFileSync(join(dir, 'max.csv'), 'a,b,y\n3.4028235e+38,1,p\n-3.4028235e38,2,q\n1,2,p\n3,4,q\n');
@@ -2337,13 +2357,32 @@ export const KNOWN_BUGS: KnownBug[] = [
   {
     id: 'B13',
     title: 'a teacher that cannot run on the data: ONNX Runtime logs its own red error line to stderr before "✖ KD_SHAPE_MISMATCH"',
-    open: 'src/runtime/session.ts leaves ONNX Runtime logging errors that kdistill reports itself',
     reproduce: async () => {
       const b: PipelineBad = { kind: 'symbolic', onnx: { kind: 'symbolic-input-mismatch:input', bytes: symbolicTeacher('input'), data: { shape: [2], classes: 3 }, expect: 'KD_SHAPE_MISMATCH' }, expect: 'KD_SHAPE_MISMATCH' };
       const [r] = await runCliCases([{ kind: 'teacher:symbolic-input-mismatch', p: b, expect: 'KD_SHAPE_MISMATCH' }], 1);
       const ort = r!.stderr.match(ORT_LOG_LINE);
       if (r!.status !== EXIT_STATUS.KD_SHAPE_MISMATCH) return `exit status ${r!.status}: ${r!.stderr.slice(0, 300)}`;
       return ort ? `stderr holds ${JSON.stringify(ort[0].trim().slice(0, 110))}…` : undefined;
+    },
+  },
+  {
+    id: 'B14',
+    title: 'a valid config with Windows line endings (CRLF), or a U+2028 in it, → raw TypeError "Cannot read properties of null" (every command: internal error)',
+    reproduce: async () => {
+      const dir = freshDir();
+      const base = BASES.mnist!();
+      writeFileSync(join(dir, 'crlf.yaml'), yamlText(base).replace(/\n/g, '\r\n'));
+      writeFileSync(join(dir, 'crlf.json'), JSON.stringify(base, null, 2).replace(/\n/g, '\r\n'));
+      writeFileSync(join(dir, 'ls.yaml'), `${yamlText(base)}# a comment with a line separator \u2028 in it\n`);
+      const out: string[] = [];
+      for (const f of ['crlf.yaml', 'crlf.json', 'ls.yaml']) {
+        try {
+          loadConfig(join(dir, f));
+        } catch (e) {
+          out.push(`${f}: ${isKdError(e) ? e.code : `raw ${(e as Error).name}`}: ${(e as Error).message.split('\n')[0]}`);
+        }
+      }
+      return out.length ? out.join('; ') : undefined;
     },
   },
 ];

@@ -41,43 +41,52 @@ export function checkConfig(obj: unknown, locate?: Locator): CheckResult {
 /** No real config nests deeper than a few levels; very deep values would overflow the validator's recursion. */
 const MAX_DEPTH = 64;
 
-/** Deepest nesting of [ ] and { } in a YAML/JSON text, outside quoted strings (stops counting past the limit). */
+/** Every line-break form YAML (and JavaScript) recognises. */
+const LINE_BREAK = /\r\n|\r|\n|\u2028|\u2029/;
+
+/**
+ * Deepest nesting of [ ] and { } in a YAML/JSON text, outside quoted strings. A quote opens a string only where a
+ * YAML value can start (line start, or after `[ { , : - ?` and blanks); inside a plain word (don't) it is a letter.
+ */
 function flowDepth(text: string): number {
   let depth = 0;
   let max = 0;
   let quote = '';
+  let prev = '\n';
   for (let i = 0; i < text.length; i++) {
     const c = text[i]!;
     if (quote) {
       if (c === '\\' && quote === '"') i++;
-      else if (c === quote) quote = '';
-    } else if (c === '"' || c === "'") {
-      // A quote starts a string only at a value's start (after space, [, {, :, or ,), not inside a word (it's).
-      const prev = i > 0 ? text[i - 1]! : ' ';
-      if (/[\s\[{:,]/.test(prev)) quote = c;
-    } else if (c === '[' || c === '{') {
+      else if (c === quote) {
+        if (quote === "'" && text[i + 1] === "'") i++;
+        else quote = '';
+      }
+      continue;
+    }
+    if ((c === '"' || c === "'") && /[\n\r\u2028\u2029[{,:\-?]/.test(prev)) quote = c;
+    else if (c === '[' || c === '{') {
       if (++depth > max) max = depth;
       if (max > MAX_DEPTH) return max;
-    } else if (c === ']' || c === '}') {
-      depth = Math.max(0, depth - 1);
-    } else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]!))) {
-      while (i < text.length && text[i] !== '\n') i++;
+    } else if (c === ']' || c === '}') depth = Math.max(0, depth - 1);
+    else if (c === '#' && /[ \t\n\r]/.test(text[i - 1] ?? '\n')) {
+      while (i + 1 < text.length && !LINE_BREAK.test(text[i + 1]!)) i++;
     }
+    if (c !== ' ' && c !== '\t') prev = c;
   }
   return max;
 }
 
-/** Deepest block nesting of a YAML text: indentation levels plus `- ` sequence markers on a line. */
+/** Deepest block nesting of a YAML text: indentation levels plus the `-`, `?` and `:` indicators opening a line. */
 function blockDepth(text: string): number {
   const stack: number[] = [];
   let max = 0;
-  for (const line of text.split('\n')) {
-    const m = /^( *)((?:- +)*)(.*)$/.exec(line)!;
-    if (m[3]!.trim() === '' || m[3]!.startsWith('#')) continue;
+  for (const line of text.split(LINE_BREAK)) {
+    const m = /^([ \t]*)((?:[-?:][ \t]+)*)([\s\S]*)$/.exec(line);
+    if (!m || m[3]!.trim() === '' || m[3]!.startsWith('#')) continue;
     const indent = m[1]!.length;
     while (stack.length > 0 && stack[stack.length - 1]! >= indent) stack.pop();
     stack.push(indent);
-    const depth = stack.length + (m[2]!.match(/-/g)?.length ?? 0);
+    const depth = stack.length + (m[2]!.match(/[-?:]/g)?.length ?? 0);
     if (depth > max) max = depth;
     if (max > MAX_DEPTH) return max;
   }
