@@ -29,6 +29,9 @@ Conventions (kdistill's, followed exactly):
   * response_losses.json (DKD, DIST): each paper's official code run in float64 (mdistiller's dkd_loss,
     hunto/DIST_KD's DIST), checked against the same quantities written another way; its "definitions" say what
     each value is.
+  * relation_losses.json (RKD, SP, PKT): each method's official code run in float64 on batches of embeddings
+    (lenscape/RKD's RkdDistance and RKdAngle, HobbitLong/RepDistiller's Similarity and PKT), checked against
+    the same quantities written another way and against finite differences (torch.autograd.gradcheck).
   * optimizers are torch.optim.SGD / Adam / AdamW themselves (foreach=False); their update rules, in the
     order PyTorch 1.13 evaluates them, are written into mlp_steps.json under "optimizer_rules".
 """
@@ -658,6 +661,249 @@ def build_response_losses():
     }
 
 
+# ---------------------------------------------------------------------------------------------------------
+# Relation-based losses (float64 references): RKD, SP and PKT over a batch of embeddings, written after each
+# method's official code, with the same quantities computed another way (NumPy, one pair or triplet at a time)
+# as a check of that code on these inputs.
+
+
+def rkd_pdist(e, squared=False, eps=1e-12):
+    """pdist of lenscape/RKD metric/loss.py (HobbitLong/RepDistiller's RKDLoss.pdist is the same)."""
+    e_square = e.pow(2).sum(dim=1)
+    prod = e @ e.t()
+    res = (e_square.unsqueeze(1) + e_square.unsqueeze(0) - 2 * prod).clamp(min=eps)
+
+    if not squared:
+        res = res.sqrt()
+
+    res = res.clone()
+    res[range(len(e)), range(len(e))] = 0
+    return res
+
+
+def rkd_distance_reference(student, teacher):
+    """RkdDistance.forward (lenscape/RKD metric/loss.py)."""
+    with torch.no_grad():
+        t_d = rkd_pdist(teacher, squared=False)
+        mean_td = t_d[t_d > 0].mean()
+        t_d = t_d / mean_td
+
+    d = rkd_pdist(student, squared=False)
+    mean_d = d[d > 0].mean()
+    d = d / mean_d
+
+    return F.smooth_l1_loss(d, t_d, reduction="mean")
+
+
+def rkd_angle_reference(student, teacher):
+    """RKdAngle.forward (lenscape/RKD metric/loss.py)."""
+    with torch.no_grad():
+        td = teacher.unsqueeze(0) - teacher.unsqueeze(1)
+        norm_td = F.normalize(td, p=2, dim=2)
+        t_angle = torch.bmm(norm_td, norm_td.transpose(1, 2)).view(-1)
+
+    sd = student.unsqueeze(0) - student.unsqueeze(1)
+    norm_sd = F.normalize(sd, p=2, dim=2)
+    s_angle = torch.bmm(norm_sd, norm_sd.transpose(1, 2)).view(-1)
+
+    return F.smooth_l1_loss(s_angle, t_angle, reduction="mean")
+
+
+def sp_reference(f_s, f_t):
+    """Similarity.similarity_loss (HobbitLong/RepDistiller distiller_zoo/SP.py), as a scalar (it returns shape [1])."""
+    bsz = f_s.shape[0]
+    f_s = f_s.view(bsz, -1)
+    f_t = f_t.view(bsz, -1)
+
+    G_s = torch.mm(f_s, torch.t(f_s))
+    G_s = torch.nn.functional.normalize(G_s)
+    G_t = torch.mm(f_t, torch.t(f_t))
+    G_t = torch.nn.functional.normalize(G_t)
+
+    G_diff = G_t - G_s
+    return ((G_diff * G_diff).view(-1, 1).sum(0) / (bsz * bsz))[0]
+
+
+def pkt_reference(output_net, target_net, eps=0.0000001):
+    """PKT.cosine_similarity_loss (HobbitLong/RepDistiller distiller_zoo/PKT.py, from passalis/probabilistic_kt)."""
+    output_net_norm = torch.sqrt(torch.sum(output_net ** 2, dim=1, keepdim=True))
+    output_net = output_net / (output_net_norm + eps)
+    output_net[output_net != output_net] = 0
+
+    target_net_norm = torch.sqrt(torch.sum(target_net ** 2, dim=1, keepdim=True))
+    target_net = target_net / (target_net_norm + eps)
+    target_net[target_net != target_net] = 0
+
+    model_similarity = torch.mm(output_net, output_net.transpose(0, 1))
+    target_similarity = torch.mm(target_net, target_net.transpose(0, 1))
+
+    model_similarity = (model_similarity + 1.0) / 2.0
+    target_similarity = (target_similarity + 1.0) / 2.0
+
+    model_similarity = model_similarity / torch.sum(model_similarity, dim=1, keepdim=True)
+    target_similarity = target_similarity / torch.sum(target_similarity, dim=1, keepdim=True)
+
+    return torch.mean(target_similarity * torch.log((target_similarity + eps) / (model_similarity + eps)))
+
+
+RKD_WEIGHTS = {"distance": 25.0, "angle": 50.0}  # RepDistiller RKDLoss(w_d=25, w_a=50)
+
+RELATION_FNS = {
+    "rkd_distance": rkd_distance_reference,
+    "rkd_angle": rkd_angle_reference,
+    "rkd": lambda s, t: RKD_WEIGHTS["distance"] * rkd_distance_reference(s, t)
+    + RKD_WEIGHTS["angle"] * rkd_angle_reference(s, t),
+    "sp": sp_reference,
+    "pkt": pkt_reference,
+}
+
+
+def relation_closed_form(s, t):
+    """The papers' definitions one pair / triplet at a time in NumPy (true zeros where the official code clamps);
+    returns (rkd_distance, rkd_angle, sp, pkt) and the number of smooth-L1 arguments with |d| >= 1 per RKD term."""
+    s, t = s.numpy(), t.numpy()
+    B = s.shape[0]
+
+    def huber(d):
+        return 0.5 * d * d if abs(d) < 1 else abs(d) - 0.5
+
+    def distances(x):
+        d = np.array([[np.linalg.norm(x[i] - x[j]) for j in range(B)] for i in range(B)])
+        return d / (d.sum() / (B * (B - 1)))
+
+    def units(x):
+        e = np.zeros((B, B, x.shape[1]))
+        for i in range(B):
+            for j in range(B):
+                v = x[j] - x[i]
+                n = np.linalg.norm(v)
+                e[i, j] = v / n if n > 0 else 0.0 * v
+        return e
+
+    ds, dt = distances(s), distances(t)
+    diffs_d = [ds[i, j] - dt[i, j] for i in range(B) for j in range(B)]
+    es, et = units(s), units(t)
+    diffs_a = [es[i, j] @ es[i, k] - et[i, j] @ et[i, k] for i in range(B) for j in range(B) for k in range(B)]
+
+    def sp_rows(x):
+        g = x @ x.T
+        return g / np.linalg.norm(g, axis=1, keepdims=True)
+
+    sp = float(((sp_rows(t) - sp_rows(s)) ** 2).sum()) / (B * B)
+
+    eps = 1e-7
+
+    def pkt_probs(x):
+        n = np.linalg.norm(x, axis=1)
+        k = np.array([[(1 + x[i] @ x[j] / ((n[i] + eps) * (n[j] + eps))) / 2 for j in range(B)] for i in range(B)])
+        return k / k.sum(1, keepdims=True)
+
+    p, q = pkt_probs(t), pkt_probs(s)
+    pkt = float((p * np.log((p + eps) / (q + eps))).sum()) / (B * B)
+    values = (sum(map(huber, diffs_d)) / B ** 2, sum(map(huber, diffs_a)) / B ** 3, sp, pkt)
+    linear = {"rkd_distance": sum(abs(d) >= 1 for d in diffs_d), "rkd_angle": sum(abs(d) >= 1 for d in diffs_a)}
+    return values, linear
+
+
+ANGLE_DUP_NOTE = ("omitted: at two identical student embeddings the official code's F.normalize divides a zero "
+                  "difference by eps = 1e-12, so its gradient there is of order 1e9 (kdistill takes 0, see "
+                  "src/distill/relation.ts)")
+
+
+def make_relation_case(name, batch, ds, dt, scale_s=1.0, scale_t=1.0, relu=False, outlier=False, dup=False,
+                       same=False):
+    s = torch.randn(batch, ds, dtype=torch.float64) * scale_s
+    t = torch.randn(batch, dt, dtype=torch.float64) * scale_t
+    if relu:
+        # Nonnegative features with exact zeros, as after a ReLU.
+        s, t = s.clamp(min=0.0), t.clamp(min=0.0)
+    if outlier:
+        # A far teacher sample: its normalized distances exceed the student's by more than 1 (smooth-L1's linear part).
+        t[0] = t[0] * 8.0
+    s, t = round4(s), round4(t)
+    if dup:
+        s[4] = s[1]  # two identical student embeddings: a zero distance off the diagonal
+        t[2] = t[0]  # and two identical teacher embeddings
+    if same:
+        s = t.clone()
+
+    outputs, grads, omitted = {}, {}, {}
+    for key, fn in RELATION_FNS.items():
+        outputs[key], g = grad_of(lambda v: fn(v, t), s)
+        if dup and key in ("rkd_angle", "rkd"):
+            assert g.abs().max().item() > 1e6, (name, key, "the official gradient at a duplicate is ~1/eps")
+            omitted[key] = ANGLE_DUP_NOTE
+        else:
+            assert torch.isfinite(g).all(), (name, key)
+            grads[key] = g
+
+    # The official code against the definitions written another way, and its autograd against finite differences.
+    closed, linear = relation_closed_form(s, t)
+    tol = 1e-7 if dup else 1e-10  # the official clamp gives identical samples a distance of 1e-6 instead of 0
+    for key, v in zip(["rkd_distance", "rkd_angle", "sp", "pkt"], closed):
+        assert abs(v - outputs[key]) <= tol * max(1.0, abs(v)), (name, key, v, outputs[key])
+    smooth = ["sp", "pkt"] if dup else list(RELATION_FNS)
+    for key in smooth:
+        assert torch.autograd.gradcheck(lambda v: RELATION_FNS[key](v, t), (s.clone().requires_grad_(True),)), (name, key)
+    if same:
+        for key in RELATION_FNS:
+            assert outputs[key] == 0.0, (name, key, outputs[key])
+
+    case = {
+        "name": name,
+        "inputs": {"student": tensor(s), "teacher": tensor(t), "rkd": dict(RKD_WEIGHTS)},
+        "outputs": outputs,
+        "grads": {k: tensor(g) for k, g in grads.items()},
+    }
+    if omitted:
+        case["grads_omitted"] = omitted
+    return case, linear
+
+
+def build_relation_losses():
+    torch.manual_seed(2019)
+    made = [
+        make_relation_case("b4_ds6_dt10", 4, 6, 10),
+        make_relation_case("b6_ds6_dt10_scales", 6, 6, 10, scale_s=0.3, scale_t=5.0),
+        make_relation_case("b8_ds10_dt6", 8, 10, 6, scale_s=2.0),
+        make_relation_case("b5_ds6_dt10_relu", 5, 6, 10, relu=True),
+        make_relation_case("b7_ds6_dt10_outlier", 7, 6, 10, outlier=True),
+        make_relation_case("b6_ds6_dt10_dup", 6, 6, 10, dup=True),
+        make_relation_case("b5_d8_same", 5, 8, 8, same=True),
+    ]
+    # Both pieces of smooth-L1 are exercised by both RKD terms.
+    for key in ("rkd_distance", "rkd_angle"):
+        assert any(linear[key] > 0 for _, linear in made), key
+    return {
+        "generator": GENERATOR,
+        "torch": torch.__version__,
+        "dtype": "float64",
+        "definitions": {
+            "student, teacher": "embeddings [B, Ds] and [B, Dt]; every loss is a function of the student, the "
+                                "teacher a constant (torch.no_grad in the official code)",
+            "rkd_distance": "mean over all B^2 entries of smooth_l1(d_s / mu_s - d_t / mu_t), d_ij = |x_i - x_j| "
+                            "(lenscape/RKD pdist: squared distances clamped to >= 1e-12, diagonal 0), mu = mean of "
+                            "the d_ij > 0 (RkdDistance)",
+            "rkd_angle": "mean over all B^3 entries of smooth_l1(<e_ij, e_ik>_s - <e_ij, e_ik>_t), e_ij = "
+                         "F.normalize(x_j - x_i) (RKdAngle)",
+            "rkd": "inputs.rkd.distance * rkd_distance + inputs.rkd.angle * rkd_angle (RepDistiller RKDLoss, "
+                   "w_d = 25, w_a = 50)",
+            "sp": "|normalize_rows(s s^T) - normalize_rows(t t^T)|_F^2 / B^2 (RepDistiller Similarity)",
+            "pkt": "mean over the B^2 entries of p_t * log((p_t + 1e-7) / (p_s + 1e-7)), p = rows of "
+                   "(cos + 1) / 2 scaled to sum 1, cos with norms + 1e-7 (RepDistiller PKT)",
+            "smooth_l1": "0.5 d^2 if |d| < 1 else |d| - 0.5",
+            "grads": "d loss / d student, same shape as student",
+            "grads_omitted": "gradients left out of a case, with the reason",
+        },
+        "notes": "Embeddings are rounded to 4 decimals. b6_ds6_dt10_scales: student x0.3, teacher x5 (all three "
+                 "losses are scale invariant); b5_ds6_dt10_relu: nonnegative with exact zeros; "
+                 "b7_ds6_dt10_outlier: teacher sample 0 scaled x8 (normalized distances differ by more than 1); "
+                 "b6_ds6_dt10_dup: student rows 1 and 4 identical, teacher rows 0 and 2 identical; "
+                 "b5_d8_same: student = teacher (every loss 0).",
+        "cases": [case for case, _ in made],
+    }
+
+
 README = """# PyTorch reference fixtures
 
 These JSON files were produced by an independent PyTorch implementation, `scripts/fixtures.py`
@@ -692,6 +938,7 @@ def main():
         "kd_step.json": dumps(build_kd_step()),
         "README.md": README,
         "response_losses.json": dumps(build_response_losses()),
+        "relation_losses.json": dumps(build_relation_losses()),
     }
     changed = 0
     for name, text in files.items():

@@ -1,2 +1,3 @@
 export * from './response.js';
+export * from './relation.js';
 export * from './terms.js';
