@@ -922,6 +922,8 @@ Conventions: dense W is `[in, out]` (PyTorch Linear's weight transposed), tensor
 | `losses.json` | float64 values and student-logit gradients of ce, soft_ce, kd, combined, mse on 8 cases (C = 10 and 3; T = 1, 4, 20; logits up to +-30) |
 | `mlp_steps.json` | MLP 12-16-8-5, batch 6, CE: two float32 steps from the same init for SGD momentum, SGD Nesterov + weight decay, Adam, Adam + L2, AdamW |
 | `kd_step.json` | teacher MLP 12-20-20-5 (frozen) -> student 12-16-5, (1-alpha)CE + alpha*KD at T = 4, alpha = 0.9, two steps with SGD momentum and with Adam |
+| `response_losses.json` | float64 DKD (TCKD, NCKD) and DIST (inter, intra) values and student-logit gradients, following mdistiller and the official DIST code, 9 cases |
+| `relation_losses.json` | float64 RKD (distance, angle), SP and PKT values and student-embedding gradients, following lenscape/RKD and RepDistiller, 7 cases |
 
 See the docstring of `scripts/fixtures.py` for the exact definitions.
 """
