@@ -5,6 +5,7 @@ import { getPreset, PRESET_NAMES } from '../config/presets.js';
 import { loadConfig, parseConfig } from '../config/load.js';
 import type { RunConfig } from '../config/schema.js';
 import { readUnfinishedConfig, runDistillation } from '../pipeline/run.js';
+import { inspect } from '../pipeline/inspect.js';
 import { formatSummary, kdistillVersion, RUN_RECORD_FILE, HTML_REPORT_FILE, type RunRecord } from '../report/index.js';
 
 const HELP = `kdistill — knowledge distillation on ONNX Runtime
@@ -14,6 +15,7 @@ Usage:
   kdistill run <config.yaml> [options]             run the experiment a config file describes
   kdistill run --resume <output folder>            continue a run that was stopped (Ctrl-C, SIGTERM, crash)
   kdistill check <config.yaml>                     validate a config file and print it with defaults filled
+  kdistill inspect <config.yaml | model.onnx>      list the layers (names for feature/relation terms) with shapes
   kdistill --version | --help
 
 Options:
@@ -78,8 +80,12 @@ async function main(argv: string[]): Promise<number> {
       return runFromFile(command, rest);
     case 'check':
       return runFromFile(command, rest);
+    case 'inspect':
+      if (rest.length !== 1) throw new KdError('KD_USAGE', `inspect takes one config or .onnx file, got ${rest.length}`, { fix: 'kdistill inspect examples/mnist-demo.yaml' });
+      process.stdout.write(await inspect(rest[0]!));
+      return 0;
     default:
-      throw new KdError('KD_USAGE', `unknown command "${command}"`, { fix: `use one of: demo, run, check (presets: ${PRESET_NAMES.join(', ')})` });
+      throw new KdError('KD_USAGE', `unknown command "${command}"`, { fix: `use one of: demo, run, check, inspect (presets: ${PRESET_NAMES.join(', ')})` });
   }
   return finish(cfg, await runDistillation(cfg, { quiet: values.quiet, shouldStop: installStopHandlers() }));
 

@@ -262,6 +262,8 @@ export const studentSchema = z.strictObject({
 // `TermConfig` are derived from it. (Its loss goes in src/distill/terms.ts, whose TERMS uses the same tags.)
 
 const weight = num({ min: 0 }).default(1);
+/** A layer by the name the model builder gives it (`kdistill inspect` lists them); `penultimate` is the last hidden layer. */
+const layer = z.string().min(1).describe('a layer name such as fc2, or "penultimate"').default('penultimate');
 
 export const TERMS = {
   /** Cross-entropy of the student's softmax against the hard labels. */
@@ -317,6 +319,31 @@ export const TERMS = {
       .superRefine((t, ctx) => {
         if (t.beta + t.gamma <= 0) semantic(ctx, ['gamma'], t.gamma, 'a number > 0 when beta is 0 (with both 0 the dist term is always 0)');
       }, whenValid()),
+  },
+  /**
+   * Park et al. 2019, "Relational Knowledge Distillation": smooth-L1 between the student's and the teacher's
+   * normalized pairwise distances (weight `distance`) and triplet angles (weight `angle`) of a layer's outputs.
+   */
+  rkd: {
+    needsTeacher: true,
+    doc: 'RKD: distance-wise and angle-wise relations between the samples of a batch, on named layers',
+    schema: z
+      .strictObject({ type: z.literal('rkd'), distance: num({ min: 0 }).default(25), angle: num({ min: 0 }).default(50), student: layer, teacher: layer, weight })
+      .superRefine((t, ctx) => {
+        if (t.distance + t.angle <= 0) semantic(ctx, ['angle'], t.angle, 'a number > 0 when distance is 0 (with both 0 the rkd term is always 0)');
+      }, whenValid()),
+  },
+  /** Tung & Mori 2019, "Similarity-Preserving Knowledge Distillation": row-normalized batch Gram matrices match. */
+  sp: {
+    needsTeacher: true,
+    doc: 'SP: the batch similarity (Gram) matrices of named student and teacher layers match',
+    schema: z.strictObject({ type: z.literal('sp'), student: layer, teacher: layer, weight: num({ min: 0 }).default(3000) }),
+  },
+  /** Passalis & Tefas 2018, "Learning Deep Representations with Probabilistic Knowledge Transfer". */
+  pkt: {
+    needsTeacher: true,
+    doc: 'PKT: KL between the conditional probability distributions of cosine similarities in a batch',
+    schema: z.strictObject({ type: z.literal('pkt'), student: layer, teacher: layer, weight: num({ min: 0 }).default(30000) }),
   },
 } as const;
 

@@ -1,9 +1,10 @@
 import { KdError } from '../errors.js';
-import { type Value, mul, addN } from '../graph/index.js';
+import { type Value, mul, addN, flatten } from '../graph/index.js';
 import type { ForwardResult } from '../nn/model.js';
 import { crossEntropy } from '../nn/losses.js';
 import type { TermConfig as ParsedTermConfig, TermType as ConfigTermType } from '../config/schema.js';
 import { distLoss, dkdLoss, kdLoss } from './response.js';
+import { pktLoss, rkdLoss, spLoss } from './relation.js';
 
 /**
  * The objective is a weighted sum of terms. A term declares what it needs (labels, teacher logits, named
@@ -13,6 +14,14 @@ export interface TermInputs {
   student: ForwardResult;
   labels: Value;
   teacherLogits?: Value;
+  /** Teacher layer outputs by tensor name (`feature:fc2`), flattened to [B, width]. */
+  teacherFeatures?: ReadonlyMap<string, Value>;
+}
+
+/** The layers a feature- or relation-based term reads: a student layer name and a teacher tensor name. */
+export interface FeatureNeed {
+  student: string;
+  teacher: string;
 }
 
 export interface Term {
@@ -22,6 +31,8 @@ export interface Term {
   readonly needsTeacher: boolean;
   /** The term's whole config (type, weight and options), so a checkpoint can tell whether a resume changed it. */
   readonly config?: TermConfig;
+  /** Set when the term reads intermediate layers (after `resolveLayers`, the teacher name is a tensor name). */
+  readonly features?: FeatureNeed;
   build(inputs: TermInputs): Value;
 }
 
@@ -54,7 +65,32 @@ export const TERMS = {
     needsTeacher: true,
     build: ({ student, teacherLogits }) => distLoss(student.logits, needTeacher(name, teacherLogits), cfg),
   }),
+  /** RKD on named layers, see relation.ts. Config: `{ type: rkd, student: fc2, teacher: fc2, distance: 25, angle: 50, weight: 1 }` */
+  rkd: (cfg: { weight: number; distance: number; angle: number; student: string; teacher: string }, name: string): Term =>
+    relationTerm(name, cfg, (s, t) => rkdLoss(s, t, cfg)),
+  /** Similarity-preserving KD, see relation.ts. Config: `{ type: sp, student: fc2, teacher: fc2, weight: 3000 }` */
+  sp: (cfg: { weight: number; student: string; teacher: string }, name: string): Term => relationTerm(name, cfg, spLoss),
+  /** Probabilistic knowledge transfer, see relation.ts. Config: `{ type: pkt, student: fc2, teacher: fc2, weight: 30000 }` */
+  pkt: (cfg: { weight: number; student: string; teacher: string }, name: string): Term => relationTerm(name, cfg, pktLoss),
 } as const;
+
+function relationTerm(name: string, cfg: { weight: number; student: string; teacher: string }, loss: (s: Value, t: Value) => Value): Term {
+  return {
+    name,
+    weight: cfg.weight,
+    needsTeacher: true,
+    features: { student: cfg.student, teacher: cfg.teacher },
+    build: ({ student, teacherFeatures }) => {
+      const s = student.features.get(cfg.student);
+      if (!s) {
+        throw new KdError('KD_CONFIG_INVALID', `term "${name}": the student has no layer "${cfg.student}"`, { fix: `use one of: ${[...student.features.keys()].join(', ')}` });
+      }
+      const t = teacherFeatures?.get(cfg.teacher);
+      if (!t) throw new KdError('KD_CONFIG_INVALID', `term "${name}": the teacher's layer "${cfg.teacher}" is not available`, { fix: 'name a layer the teacher has (kdistill inspect lists them)' });
+      return loss(s.rank > 2 ? flatten(s, 1) : s, t);
+    },
+  };
+}
 
 function needTeacher(name: string, teacherLogits: Value | undefined): Value {
   if (!teacherLogits) throw new KdError('KD_CONFIG_INVALID', `term "${name}" needs a teacher, but none is configured`, { fix: `add a teacher: block or remove the ${name} term` });
@@ -66,7 +102,10 @@ export type TermConfig =
   | { type: 'ce'; weight: number }
   | { type: 'kd'; weight: number; temperature: number }
   | { type: 'dkd'; weight: number; alpha: number; beta: number; temperature: number }
-  | { type: 'dist'; weight: number; beta: number; gamma: number; temperature: number };
+  | { type: 'dist'; weight: number; beta: number; gamma: number; temperature: number }
+  | { type: 'rkd'; weight: number; distance: number; angle: number; student: string; teacher: string }
+  | { type: 'sp'; weight: number; student: string; teacher: string }
+  | { type: 'pkt'; weight: number; student: string; teacher: string };
 
 /**
  * Compile-time guards: this registry and the config schema's (src/config/schema.ts) have the same term types, and
@@ -93,6 +132,12 @@ export function createTerms(configs: readonly TermConfig[]): Term[] {
           return TERMS.dkd(c, name);
         case 'dist':
           return TERMS.dist(c, name);
+        case 'rkd':
+          return TERMS.rkd(c, name);
+        case 'sp':
+          return TERMS.sp(c, name);
+        case 'pkt':
+          return TERMS.pkt(c, name);
       }
     })();
     return { ...term, config: c };
@@ -110,4 +155,29 @@ export function buildObjective(terms: readonly Term[], inputs: TermInputs): { to
   }
   if (weighted.length === 0) throw new KdError('KD_CONFIG_INVALID', 'every distillation term has weight 0', { fix: 'give at least one term a positive weight' });
   return { total: addN(weighted), values };
+}
+
+/**
+ * Replaces `penultimate` by real layer names: the student's last hidden layer, and the teacher tensor
+ * `feature:<layer>` (kdistill's exports name each layer's output so). `teacherLayers` lists the teacher's layers in
+ * order (for a kdistill model, its layer names; for an ONNX file, its `feature:*` tensors without the prefix).
+ */
+export function resolveLayers(configs: readonly TermConfig[], studentLayers: readonly string[], teacherLayers: readonly string[]): TermConfig[] {
+  const penultimate = (layers: readonly string[], who: string) => {
+    const hidden = layers.filter((l) => l !== 'logits');
+    if (hidden.length === 0) throw new KdError('KD_CONFIG_INVALID', `the ${who} has no hidden layer to distill from`, { fix: `give a layer name explicitly, or use a ${who} with hidden layers` });
+    return hidden[hidden.length - 1]!;
+  };
+  return configs.map((c) => {
+    if (!('student' in c)) return c;
+    const student = c.student === 'penultimate' ? penultimate(studentLayers, 'student') : c.student;
+    if (!studentLayers.includes(student)) {
+      throw new KdError('KD_CONFIG_INVALID', `term ${c.type}: the student has no layer "${student}"`, { fix: `use one of: ${studentLayers.join(', ')}` });
+    }
+    const t = c.teacher === 'penultimate' ? penultimate(teacherLayers, 'teacher') : c.teacher.replace(/^feature:/, '');
+    if (!teacherLayers.includes(t)) {
+      throw new KdError('KD_CONFIG_INVALID', `term ${c.type}: the teacher has no layer "${t}"`, { fix: teacherLayers.length > 0 ? `use one of: ${teacherLayers.join(', ')}` : 'the teacher file exposes no named layers (feature:* tensors)' });
+    }
+    return { ...c, student, teacher: `feature:${t}` };
+  });
 }

@@ -136,6 +136,14 @@ export class Graph {
     return v;
   }
 
+  /** ONNX names chosen for intermediate values (feature taps), so a file's readers can fetch them by name. */
+  readonly valueNames = new Map<number, string>();
+
+  /** Gives an intermediate value a fixed name in the ONNX file (it stays internal unless made an output). */
+  nameValue(v: Value, name: string): void {
+    if (v.kind === 'node' && ![...this.valueNames.values()].includes(name)) this.valueNames.set(v.id, name);
+  }
+
   constData(v: Value): ConstData | undefined {
     return v.kind === 'const' ? this.consts.find((c) => c.value === v) : undefined;
   }

@@ -77,6 +77,12 @@ export function toOnnx(g: Graph, options: OnnxOptions = {}): Uint8Array {
 
   // Graph outputs are named by the caller: a node output gets the output's name directly; an output that is an
   // input, a constant or already another output gets an Identity, so each output name has one producer.
+  for (const [id, name] of g.valueNames) {
+    if (!usedNames.has(name)) {
+      names.set(id, name);
+      usedNames.add(name);
+    }
+  }
   const identities: onnxProto.onnx.INodeProto[] = [];
   for (const o of g.outputs) {
     const v = o.value;
@@ -158,6 +164,11 @@ function valueInfo(name: string, v: Value): onnxProto.onnx.IValueInfoProto {
       },
     },
   };
+}
+
+/** Serializes a (possibly edited) decoded model. */
+export function encodeOnnx(model: onnxProto.onnx.IModelProto): Uint8Array {
+  return onnx.ModelProto.encode(model).finish();
 }
 
 /** Reads the initializers of an ONNX model (used to load exported weights back and to inspect teacher files). */

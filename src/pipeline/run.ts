@@ -5,7 +5,7 @@ import { KdError } from '../errors.js';
 import type { ModelConfig, RunConfig, TrainConfig } from '../config/schema.js';
 import { type DataSplits, type Dataset, type Standardizer, fitStandardizer, subset, loadCsv, loadIdxPair, loadMnist, makeSplits } from '../data/index.js';
 import { Mlp, type Model, type ParamValues, countParams, initParams } from '../nn/index.js';
-import { createTerms, type TermConfig } from '../distill/index.js';
+import { createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
 import { train, type TrainCallbacks, type TrainOptions } from '../train/trainer.js';
 import { buildExportGraph } from '../train/graphs.js';
 import { OnnxTeacher } from '../teachers/index.js';
@@ -127,6 +127,10 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const teacherModel = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : undefined;
   const studentModel = buildModel(cfg.student.model, splits.train, standardizer);
   const estimate = checkMemory(cfg, splits, [teacherModel, studentModel]);
+  // Layer names in feature- and relation-based terms, checked against both models before anything runs.
+  const teacherLayers = teacherModel ? teacherModel.layers().map((l) => l.name) : OnnxTeacher.layerNames(resolve((cfg.teacher as { path: string }).path));
+  const distillTerms = resolveLayers(cfg.distill.terms as TermConfig[], studentModel.layers().map((l) => l.name), teacherLayers);
+  const teacherFeatureNames = [...new Set(distillTerms.flatMap((t) => ('teacher' in t ? [t.teacher] : [])))];
   if (cfg.teacher.type === 'onnx') {
     // A teacher file that does not fit is rejected before anything is trained or written.
     const probe = await OnnxTeacher.load(resolve(cfg.teacher.path), { output: cfg.teacher.output, runtime: { threads: cfg.runtime.threads } });
@@ -174,12 +178,15 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   } else {
     teacherPath = resolve((cfg.teacher as { path: string }).path);
   }
-  const teacher = await OnnxTeacher.load(teacherPath, { output: cfg.teacher.type === 'onnx' ? cfg.teacher.output : undefined, runtime });
+  const teacher = await OnnxTeacher.load(teacherPath, { output: cfg.teacher.type === 'onnx' ? cfg.teacher.output : undefined, runtime, features: teacherFeatureNames });
   let table;
+  let featureTables;
   try {
     teacher.checkFits(splits.train);
     const bar = progress.start('teacher outputs', splits.train.n, 'samples');
-    table = await timed('teacher-cache', () => teacher.logitTable([splits.train], 1000, (d) => bar.update(d)));
+    const t = await timed('teacher-cache', () => teacher.tables([splits.train], 1000, (d) => bar.update(d)));
+    table = t.logits;
+    featureTables = t.features;
     bar.stop();
   } finally {
     await teacher.dispose();
@@ -190,11 +197,11 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const init = initParams(studentModel, Rng.derive(cfg.seed, 'student-init'));
   const studentRuns: { role: ModelRole; terms: readonly TermConfig[] }[] = [];
   if (cfg.baseline) studentRuns.push({ role: 'student-alone', terms: [{ type: 'ce', weight: 1 }] });
-  studentRuns.push({ role: 'student-distilled', terms: cfg.distill.terms as TermConfig[] });
+  studentRuns.push({ role: 'student-distilled', terms: distillTerms });
   for (const s of studentRuns) {
     const path = join(out, MODEL_FILES[s.role]);
     if (state.phases[s.role] && existsSync(path)) continue;
-    const r = await timed(s.role, () => trainPhase(s.role, studentModel, init, cfg.student.train, splits, s.terms, cfg.seed, runtime, progress, phaseOptions(s.role), table));
+    const r = await timed(s.role, () => trainPhase(s.role, studentModel, init, cfg.student.train, splits, s.terms, cfg.seed, runtime, progress, { ...phaseOptions(s.role), teacherFeatures: featureTables }, table));
     writeFileAtomic(path, buildExportGraph(studentModel, r.params, { ...meta, role: s.role }));
     finishPhase(s.role, r);
   }
@@ -393,7 +400,7 @@ async function trainPhase(
   seed: number,
   runtime: RuntimeOptions & { stepsPerRun: number },
   progress: Progress,
-  phase: Pick<TrainOptions, 'checkpoint' | 'resumeFrom' | 'shouldStop' | 'lrBackoff'>,
+  phase: Pick<TrainOptions, 'checkpoint' | 'resumeFrom' | 'shouldStop' | 'lrBackoff' | 'teacherFeatures'>,
   teacher?: import('../teachers/cache.js').LogitTable,
   jitter = 0,
 ) {

@@ -2,7 +2,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { KdError } from '../errors.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
 import { type RuntimeOptions, Session } from '../runtime/session.js';
-import { readOnnx } from '../graph/index.js';
+import { encodeOnnx, readOnnx } from '../graph/index.js';
 import { LogitTable } from './cache.js';
 
 /**
@@ -21,7 +21,14 @@ export class OnnxTeacher {
     readonly numClasses: number | undefined,
   ) {}
 
-  static async load(path: string, options: { output?: string; runtime?: RuntimeOptions } = {}): Promise<OnnxTeacher> {
+  /** Intermediate tensors fetched with the logits (feature taps), by their name in the file. */
+  features: readonly string[] = [];
+
+  /**
+   * @param options.features names of intermediate tensors to expose (kdistill's exports name each layer's output
+   *   `feature:<layer>`); they are made extra graph outputs of the session, the file is not changed.
+   */
+  static async load(path: string, options: { output?: string; runtime?: RuntimeOptions; features?: readonly string[] } = {}): Promise<OnnxTeacher> {
     let bytes: Uint8Array;
     try {
       if (!statSync(path).isFile()) {
@@ -56,12 +63,37 @@ export class OnnxTeacher {
     const inDims = dims(inputs[0]!);
     const outDims = dims(out);
     const last = outDims[outDims.length - 1];
+    const wanted = [...new Set(options.features ?? [])];
+    if (wanted.length > 0) {
+      const produced = new Set((graph.node ?? []).flatMap((n) => n.output ?? []));
+      const missing = wanted.filter((f) => !produced.has(f));
+      if (missing.length > 0) {
+        const available = [...produced].filter((n) => n.startsWith('feature:'));
+        throw new KdError('KD_CONFIG_INVALID', `teacher ${path} has no tensor named ${missing.map((m) => `"${m}"`).join(', ')}`, {
+          fix: available.length > 0 ? `use one of its layers: ${available.map((a) => a.slice('feature:'.length)).join(', ')}` : 'name a tensor of the teacher graph (kdistill inspect lists them)',
+        });
+      }
+      for (const f of wanted) graph.output!.push({ name: f, type: { tensorType: { elemType: 1 } } });
+      bytes = encodeOnnx(model);
+    }
     const session = await Session.create(bytes, options.runtime, path);
     const t = new OnnxTeacher(session, path, inputs[0]!.name!, out.name!, inDims.slice(1), typeof last === 'number' && last > 0 ? last : undefined);
+    t.features = wanted;
     for (const init of graph.initializer ?? []) {
       if (init.dataType === 1) t.paramCount += (init.dims ?? []).reduce((a: number, b) => a * Number(b), 1);
     }
     return t;
+  }
+
+  /** The layers an ONNX file names (`feature:<layer>` tensors, in graph order), without the prefix. */
+  static layerNames(path: string): string[] {
+    let model;
+    try {
+      model = readOnnx(readFileSync(path));
+    } catch {
+      return [];
+    }
+    return (model.graph?.node ?? []).flatMap((n) => n.output ?? []).filter((o) => o.startsWith('feature:')).map((o) => o.slice('feature:'.length));
   }
 
   /** Rejects a teacher that cannot serve this data set, before any training starts. */
@@ -93,9 +125,15 @@ export class OnnxTeacher {
 
   /** Teacher logits for every sample of the given data sets, keyed by sample id. */
   async logitTable(sets: readonly Dataset[], batchSize = 1000, onProgress?: (done: number) => void): Promise<LogitTable> {
+    return (await this.tables(sets, batchSize, onProgress)).logits;
+  }
+
+  /** Logits and every exposed feature (flattened per sample) for every sample, keyed by sample id. */
+  async tables(sets: readonly Dataset[], batchSize = 1000, onProgress?: (done: number) => void): Promise<{ logits: LogitTable; features: Map<string, LogitTable> }> {
     const total = sets.reduce((n, d) => n + d.n, 0);
     const c = sets[0]!.numClasses;
     const logits = new Float32Array(total * c);
+    const feats = new Map<string, { width: number; data: Float32Array }>();
     const ids = new Int32Array(total);
     let row = 0;
     for (const ds of sets) {
@@ -107,7 +145,7 @@ export class OnnxTeacher {
         const b = batchAt(ds, order, i, batchSize, buffers);
         let out;
         try {
-          out = await this.session.run({ [this.inputName]: { data: b.x, dims: [b.size, ...dims] } }, [this.outputName]);
+          out = await this.session.run({ [this.inputName]: { data: b.x, dims: [b.size, ...dims] } }, [this.outputName, ...this.features]);
         } catch (e) {
           throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} cannot run on this data set's samples of shape [${ds.sampleShape.join(', ')}]: ${(e as Error).message.split('\n')[0]}`, {
             fix: 'use a teacher trained on this data set, with the same input size',
@@ -119,12 +157,24 @@ export class OnnxTeacher {
           throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} returned ${data.length / b.size} values per sample, expected ${c} class logits`, { fix: 'name the logits output with teacher.output' });
         }
         logits.set(data, row * c);
+        for (const f of this.features) {
+          const fd = out[f]!.data as Float32Array;
+          const width = fd.length / b.size;
+          let t = feats.get(f);
+          if (!t) {
+            t = { width, data: new Float32Array(total * width) };
+            feats.set(f, t);
+          }
+          t.data.set(fd, row * width);
+        }
         ids.set(b.ids, row);
         row += b.size;
         onProgress?.(row);
       }
     }
-    return new LogitTable(c, logits, ids);
+    const features = new Map<string, LogitTable>();
+    for (const [f, t] of feats) features.set(f, new LogitTable(t.width, t.data, ids));
+    return { logits: new LogitTable(c, logits, ids), features };
   }
 
   async dispose(): Promise<void> {

@@ -1,4 +1,5 @@
-import { type Value, Graph, addN, gradients, isInf, isNaN, numel, or, reduceSumSquare, toOnnx } from '../graph/index.js';
+import { KdError } from '../errors.js';
+import { type Value, Graph, addN, flatten, gradients, isInf, isNaN, numel, or, reduceSumSquare, toOnnx } from '../graph/index.js';
 import type { ForwardContext, Model, ParamValues } from '../nn/model.js';
 import { correctCount, crossEntropySum } from '../nn/losses.js';
 import type { Optimizer } from '../optim/optimizers.js';
@@ -12,6 +13,8 @@ import { buildObjective, type Term } from '../distill/terms.js';
  * - the export graph: parameters baked in as initializers, `input` → `logits`, no dropout.
  */
 export const BATCH = 'B';
+/** ONNX name of a model's intermediate layer output in exported files: `feature:fc2`. */
+export const FEATURE_PREFIX = 'feature:';
 /** Gradients up to this many elements are checked for NaN/Inf every step. */
 const HEALTH_CHECK_MAX = 65536;
 
@@ -28,6 +31,8 @@ export interface StepGraph {
   slots: readonly string[];
   termNames: string[];
   needsTeacher: boolean;
+  /** Teacher tensors fed per step as `tfeat:<name>@k`. */
+  teacherFeatures: string[];
 }
 
 export const paramIn = (name: string) => `p:${name}`;
@@ -43,6 +48,8 @@ export interface StepGraphOptions {
    * teacher forward + student step (no second session alternating with the first).
    */
   teacher?: { model: Model; params: ParamValues };
+  /** Width (values per sample) of each teacher tensor a term reads (`feature:fc2` → 1200), fed per step. */
+  teacherFeatureWidths?: ReadonlyMap<string, number>;
 }
 
 export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readonly Term[], stepsPerRun = 1, options: StepGraphOptions = {}): StepGraph {
@@ -77,7 +84,20 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
       },
     };
     const student = model.forward(x, ctx);
-    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits });
+    const teacherFeatures = new Map<string, Value>();
+    for (const t of terms) {
+      if (!t.features || teacherFeatures.has(t.features.teacher)) continue;
+      const name = t.features.teacher;
+      if (embedded) {
+        const f = embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)).features.get(name.replace(/^feature:/, ''));
+        if (f) teacherFeatures.set(name, f.rank > 2 ? flatten(f, 1) : f);
+      } else {
+        const width = options.teacherFeatureWidths?.get(name);
+        if (width === undefined) throw new KdError('KD_CONFIG_INVALID', `term "${t.name}" reads teacher tensor "${name}", which the teacher does not provide`, { fix: 'name a layer the teacher has (kdistill inspect lists them)' });
+        teacherFeatures.set(name, g.input(at(`tfeat:${name}`, k), [BATCH, width]));
+      }
+    }
+    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits, teacherFeatures });
     const plist = model.params.map((p) => current.get(p.name)!);
     const grads = gradients(total, plist);
 
@@ -114,6 +134,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     slots: optimizer.slots,
     termNames: terms.map((t) => t.name),
     needsTeacher: needsTeacher && !embedded,
+    teacherFeatures: embedded ? [] : [...new Set(terms.flatMap((t) => (t.features ? [t.features.teacher] : [])))],
   };
 }
 
@@ -135,7 +156,9 @@ export function buildExportGraph(model: Model, values: ParamValues, metadata: Re
   const g = new Graph(model.name);
   const params = new Map<string, Value>(model.params.map((p) => [p.name, g.constant(values.get(p.name)!, p.shape, 'float32', p.name)]));
   const x = g.input('input', [BATCH, ...model.inputShape]);
-  const { logits } = model.forward(x, inferenceContext((n) => params.get(n)!));
+  const { logits, features } = model.forward(x, inferenceContext((n) => params.get(n)!));
+  // Named feature tensors, so a distillation run can read this model's intermediate layers as a teacher.
+  for (const [name, v] of features) if (name !== 'logits') g.nameValue(v, `${FEATURE_PREFIX}${name}`);
   g.output('logits', logits);
   return toOnnx(g, { doc: `kdistill model ${model.name}: input [batch, ${model.inputShape.join(', ')}] float32 → logits [batch, ${model.numClasses}]`, metadata });
 }

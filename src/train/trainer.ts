@@ -59,6 +59,8 @@ export interface TrainOptions {
   terms: readonly Term[];
   /** Teacher logits by sample id, when a term needs the teacher. */
   teacher?: LogitTable;
+  /** Teacher layer outputs by tensor name (`feature:fc2`) and sample id, for feature- and relation-based terms. */
+  teacherFeatures?: ReadonlyMap<string, LogitTable>;
   /** Random translation by up to this many pixels (images only). */
   jitter?: number;
   seed: number;
@@ -121,8 +123,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   const k = Math.max(1, o.runtime?.stepsPerRun ?? 1);
   const fingerprint = JSON.stringify([o.model.name, o.optimizer, o.schedule, o.epochs, o.batchSize, o.seed, o.terms.map((t) => t.config ?? [t.name, t.weight]), o.train.n, k]);
-  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1), o.runtime);
-  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k), o.runtime) : undefined;
+  const widths = new Map([...(o.teacherFeatures ?? new Map<string, LogitTable>())].map(([n, t]) => [n, t.numClasses]));
+  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, { teacherFeatureWidths: widths }), o.runtime);
+  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, { teacherFeatureWidths: widths }), o.runtime) : undefined;
   const evaluator = await Evaluator.create(o.model, o.runtime);
   try {
     const stepsPerEpoch = numBatches(o.train.n, o.batchSize);
@@ -192,6 +195,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const jitterBufs = o.jitter ? buffers.map(() => new Float32Array(o.batchSize * ss)) : [];
     const noiseBufs = single.graph.noise.map((n) => buffers.map(() => new Float32Array(o.batchSize * n.perSample.reduce((a, b) => a * b, 1))));
     const teacherBufs = needsTeacher ? buffers.map(() => new Float32Array(o.batchSize * o.model.numClasses)) : [];
+    const featureBufs = single.graph.teacherFeatures.map((name) => {
+      const table = o.teacherFeatures?.get(name);
+      if (!table) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
+      return { name, table, bufs: buffers.map(() => new Float32Array(o.batchSize * table.numClasses)) };
+    });
     let te = performance.now();
 
     while (st.epoch <= o.epochs) {
@@ -225,6 +233,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
             const tb = teacherBufs[j]!.subarray(0, b.size * o.model.numClasses);
             o.teacher!.gather(b.ids, b.size, tb);
             feeds[at('teacher', j)] = { data: tb, dims: [b.size, o.model.numClasses] };
+          }
+          for (const f of featureBufs) {
+            const w = f.table.numClasses;
+            const buf = f.bufs[j]!.subarray(0, b.size * w);
+            f.table.gather(b.ids, b.size, buf);
+            feeds[at(`tfeat:${f.name}`, j)] = { data: buf, dims: [b.size, w] };
           }
           compiled.graph.noise.forEach((n, ni) => {
             const per = n.perSample.reduce((a, c) => a * c, 1);

@@ -1,0 +1,82 @@
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { parseConfig } from '../src/config/load.js';
+import { runDistillation } from '../src/pipeline/run.js';
+import { createProgress } from '../src/report/index.js';
+import { OnnxTeacher } from '../src/teachers/index.js';
+import { loadMnist } from '../src/data/index.js';
+import { KdError } from '../src/errors.js';
+
+const root = mkdtempSync(join(tmpdir(), 'kd-rel-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const silent = () => createProgress({ quiet: true, stream: { write: () => true } });
+
+function config(out: string, terms: unknown[], teacher: unknown = { type: 'train', model: { type: 'mlp', hidden: [64, 32] }, train: { epochs: 1 } }) {
+  return parseConfig({
+    output: out,
+    data: { dataset: 'mnist', limitTrain: 800, limitTest: 200 },
+    teacher,
+    student: { model: { type: 'mlp', hidden: [16, 8] }, train: { epochs: 2, batchSize: 64 } },
+    baseline: false,
+    distill: { terms },
+    runtime: { threads: 1 },
+  });
+}
+
+test('relation terms (rkd, sp, pkt) read named layers of both models; each term is logged per epoch', async () => {
+  const out = join(root, 'run');
+  const r = await runDistillation(
+    config(out, [{ type: 'ce', weight: 1 }, { type: 'rkd', weight: 1 }, { type: 'sp', student: 'fc1', teacher: 'fc1', weight: 100 }, { type: 'pkt', weight: 100 }]),
+    { progress: silent(), skipSpeed: true },
+  );
+  const distilled = r.models.find((m) => m.role === 'student-distilled')!;
+  for (const h of distilled.history) {
+    for (const t of ['ce', 'rkd', 'sp', 'pkt']) assert.ok(Number.isFinite(h.terms[t]), `${t} logged and finite in epoch ${h.epoch}`);
+  }
+  // penultimate resolved to fc2 of both, recorded in the checkpoint fingerprint via the run's terms.
+  const teacher = await OnnxTeacher.load(join(out, 'teacher.onnx'), { features: ['feature:fc1', 'feature:fc2'] });
+  try {
+    const { train } = loadMnist({ limitTrain: 10 });
+    const t = await teacher.tables([train]);
+    assert.equal(t.features.get('feature:fc1')!.numClasses, 64);
+    assert.equal(t.features.get('feature:fc2')!.numClasses, 32);
+  } finally {
+    await teacher.dispose();
+  }
+  assert.deepEqual(OnnxTeacher.layerNames(join(out, 'teacher.onnx')), ['fc1', 'fc2']);
+
+  // The same teacher as an ONNX file serves relation terms too; a layer it lacks is named with the ones it has.
+  const fromFile = { type: 'onnx', path: join(out, 'teacher.onnx') };
+  await runDistillation(config(join(root, 'file'), [{ type: 'ce', weight: 1 }, { type: 'sp', weight: 10 }], fromFile), { progress: silent(), skipSpeed: true });
+  await assert.rejects(runDistillation(config(join(root, 'bad-t'), [{ type: 'sp', teacher: 'fc9' }], fromFile), { progress: silent(), skipSpeed: true }), (e: KdError) => {
+    assert.equal(e.code, 'KD_CONFIG_INVALID');
+    assert.match(e.fix ?? '', /fc1, fc2/);
+    return true;
+  });
+});
+
+test('a relation term naming a student layer that does not exist fails before training, listing the layers', async () => {
+  await assert.rejects(runDistillation(config(join(root, 'bad-s'), [{ type: 'rkd', student: 'fc7' }]), { progress: silent(), skipSpeed: true }), (e: KdError) => {
+    assert.equal(e.code, 'KD_CONFIG_INVALID');
+    assert.match(e.message, /fc7/);
+    assert.match(e.fix ?? '', /fc1, fc2, logits/);
+    return true;
+  });
+});
+
+test('config: relation terms have defaults, and a typo gets a did-you-mean', () => {
+  const c = config(join(root, 'x'), [{ type: 'rkd' }, { type: 'sp' }, { type: 'pkt' }]);
+  assert.deepEqual(c.distill.terms[0], { type: 'rkd', distance: 25, angle: 50, student: 'penultimate', teacher: 'penultimate', weight: 1 });
+  assert.throws(() => config(join(root, 'x'), [{ type: 'rkd', angel: 2 }]), (e: KdError) => /did you mean "angle"/.test(e.message));
+});
+
+test('kdistill inspect lists the layers of a config and of an ONNX file', () => {
+  const r = spawnSync(process.execPath, ['dist/src/cli/main.js', 'inspect', 'examples/mnist-demo.yaml'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /teacher: mlp-784-1200-1200-10/);
+  assert.match(r.stdout, /fc2 +│ dense\+relu │ \[30\]/);
+});
