@@ -80,3 +80,26 @@ test('kdistill inspect lists the layers of a config and of an ONNX file', () => 
   assert.match(r.stdout, /teacher: mlp-784-1200-1200-10/);
   assert.match(r.stdout, /fc2 +│ dense\+relu │ \[30\]/);
 });
+
+test('a term weight with warmupEpochs ramps from 0, then the objective is the plain weighted sum', async () => {
+  const { train: trainSet, test: testSet } = loadMnist({ limitTrain: 600, limitTest: 100 });
+  const { makeSplits } = await import('../src/data/index.js');
+  const { Mlp, initParams } = await import('../src/nn/index.js');
+  const { createTerms } = await import('../src/distill/index.js');
+  const { train } = await import('../src/train/trainer.js');
+  const { LogitTable } = await import('../src/teachers/index.js');
+  const { Rng } = await import('../src/util/rng.js');
+  const splits = makeSplits({ train: trainSet, test: testSet }, { validation: 0.1 }, 1);
+  const logits = new Float32Array(splits.train.n * 10);
+  new Rng(4).fillUniform(logits);
+  const teacher = new LogitTable(10, logits.map((v) => 6 * v), splits.train.ids);
+  const model = new Mlp({ inputShape: [1, 28, 28], hidden: [16], numClasses: 10 });
+  const r = await train({
+    model, params: initParams(model, new Rng(1)), train: splits.train, validation: splits.validation, epochs: 3, batchSize: 50,
+    optimizer: { type: 'sgd', lr: 0.05, momentum: 0.9 }, schedule: { type: 'constant' },
+    terms: createTerms([{ type: 'ce', weight: 1 }, { type: 'kd', temperature: 4, weight: 1, warmupEpochs: 2 }]), teacher, seed: 1, runtime: { threads: 1, stepsPerRun: 2 },
+  });
+  const [e1, , e3] = r.history as [typeof r.history[0], typeof r.history[0], typeof r.history[0]];
+  assert.ok(e1.trainLoss > e1.terms.ce! && e1.trainLoss < e1.terms.ce! + 0.5 * e1.terms.kd!, `epoch 1 weighs kd by the ramp (< 0.5): ${JSON.stringify(e1)}`);
+  assert.ok(Math.abs(e3.trainLoss - (e3.terms.ce! + e3.terms.kd!)) < 1e-4 * e3.trainLoss, 'after the warm-up the weight is 1');
+});

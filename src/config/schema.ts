@@ -262,6 +262,8 @@ export const studentSchema = z.strictObject({
 // `TermConfig` are derived from it. (Its loss goes in src/distill/terms.ts, whose TERMS uses the same tags.)
 
 const weight = num({ min: 0 }).default(1);
+/** Per-term weight schedule: the weight ramps linearly from 0 over this many epochs (optional, on every term). */
+const warmup = num({ min: 0 }).describe('epochs over which the term\'s weight ramps up from 0').optional();
 /** A layer by the name the model builder gives it (`kdistill inspect` lists them); `penultimate` is the last hidden layer. */
 const layer = z.string().min(1).describe('a layer name such as fc2, or "penultimate"').default('penultimate');
 
@@ -270,7 +272,7 @@ export const TERMS = {
   ce: {
     needsTeacher: false,
     doc: 'cross-entropy with the hard labels',
-    schema: z.strictObject({ type: z.literal('ce'), weight }),
+    schema: z.strictObject({ type: z.literal('ce'), warmupEpochs: warmup, weight }),
   },
   /**
    * Hinton et al. 2015, "Distilling the Knowledge in a Neural Network":
@@ -279,7 +281,7 @@ export const TERMS = {
   kd: {
     needsTeacher: true,
     doc: 'KL divergence between temperature-softened teacher and student outputs, scaled by T²',
-    schema: z.strictObject({ type: z.literal('kd'), temperature: num({ gt: 0, max: 100 }).default(4), weight }),
+    schema: z.strictObject({ type: z.literal('kd'), warmupEpochs: warmup, temperature: num({ gt: 0, max: 100 }).default(4), weight }),
   },
   /**
    * Zhao et al. 2022, "Decoupled Knowledge Distillation": α·TCKD + β·NCKD, KD's KL split into the target-vs-rest
@@ -290,7 +292,7 @@ export const TERMS = {
     doc: 'decoupled KD: alpha · target-vs-rest KL + beta · KL among the non-target classes, each scaled by T² (needs labels)',
     schema: z
       .strictObject({
-        type: z.literal('dkd'),
+        type: z.literal('dkd'), warmupEpochs: warmup,
         alpha: num({ min: 0 }).default(1),
         beta: num({ min: 0 }).default(8),
         temperature: num({ gt: 0, max: 100 }).default(4),
@@ -310,7 +312,7 @@ export const TERMS = {
     doc: 'DIST: beta · inter-class + gamma · intra-class Pearson-correlation distance of softened outputs, scaled by T²',
     schema: z
       .strictObject({
-        type: z.literal('dist'),
+        type: z.literal('dist'), warmupEpochs: warmup,
         beta: num({ min: 0 }).default(1),
         gamma: num({ min: 0 }).default(1),
         temperature: num({ gt: 0, max: 100 }).default(1),
@@ -328,7 +330,7 @@ export const TERMS = {
     needsTeacher: true,
     doc: 'RKD: distance-wise and angle-wise relations between the samples of a batch, on named layers',
     schema: z
-      .strictObject({ type: z.literal('rkd'), distance: num({ min: 0 }).default(25), angle: num({ min: 0 }).default(50), student: layer, teacher: layer, weight })
+      .strictObject({ type: z.literal('rkd'), warmupEpochs: warmup, distance: num({ min: 0 }).default(25), angle: num({ min: 0 }).default(50), student: layer, teacher: layer, weight })
       .superRefine((t, ctx) => {
         if (t.distance + t.angle <= 0) semantic(ctx, ['angle'], t.angle, 'a number > 0 when distance is 0 (with both 0 the rkd term is always 0)');
       }, whenValid()),
@@ -337,13 +339,13 @@ export const TERMS = {
   sp: {
     needsTeacher: true,
     doc: 'SP: the batch similarity (Gram) matrices of named student and teacher layers match',
-    schema: z.strictObject({ type: z.literal('sp'), student: layer, teacher: layer, weight: num({ min: 0 }).default(3000) }),
+    schema: z.strictObject({ type: z.literal('sp'), warmupEpochs: warmup, student: layer, teacher: layer, weight: num({ min: 0 }).default(3000) }),
   },
   /** Passalis & Tefas 2018, "Learning Deep Representations with Probabilistic Knowledge Transfer". */
   pkt: {
     needsTeacher: true,
     doc: 'PKT: KL between the conditional probability distributions of cosine similarities in a batch',
-    schema: z.strictObject({ type: z.literal('pkt'), student: layer, teacher: layer, weight: num({ min: 0 }).default(30000) }),
+    schema: z.strictObject({ type: z.literal('pkt'), warmupEpochs: warmup, student: layer, teacher: layer, weight: num({ min: 0 }).default(30000) }),
   },
 } as const;
 

@@ -33,6 +33,8 @@ export interface Term {
   readonly config?: TermConfig;
   /** Set when the term reads intermediate layers (after `resolveLayers`, the teacher name is a tensor name). */
   readonly features?: FeatureNeed;
+  /** Epochs over which the weight ramps linearly from 0 (fed each step as a scalar input). */
+  readonly warmupEpochs?: number;
   build(inputs: TermInputs): Value;
 }
 
@@ -98,7 +100,8 @@ function needTeacher(name: string, teacherLogits: Value | undefined): Value {
 }
 
 export type TermType = keyof typeof TERMS;
-export type TermConfig =
+export type TermConfig = TermOptions & { warmupEpochs?: number | undefined };
+type TermOptions =
   | { type: 'ce'; weight: number }
   | { type: 'kd'; weight: number; temperature: number }
   | { type: 'dkd'; weight: number; alpha: number; beta: number; temperature: number }
@@ -140,18 +143,20 @@ export function createTerms(configs: readonly TermConfig[]): Term[] {
           return TERMS.pkt(c, name);
       }
     })();
-    return { ...term, config: c };
+    return { ...term, config: c, warmupEpochs: c.warmupEpochs };
   });
 }
 
 /** Builds every term and their weighted sum; returns the total and each term's (unweighted) value. */
-export function buildObjective(terms: readonly Term[], inputs: TermInputs): { total: Value; values: Map<string, Value> } {
+export function buildObjective(terms: readonly Term[], inputs: TermInputs, scheduledWeights?: ReadonlyMap<string, Value>): { total: Value; values: Map<string, Value> } {
   const values = new Map<string, Value>();
   const weighted: Value[] = [];
   for (const t of terms) {
     const v = t.build(inputs);
     values.set(t.name, v);
-    if (t.weight !== 0) weighted.push(t.weight === 1 ? v : mul(v, t.weight));
+    const w = scheduledWeights?.get(t.name);
+    if (w) weighted.push(mul(v, w));
+    else if (t.weight !== 0) weighted.push(t.weight === 1 ? v : mul(v, t.weight));
   }
   if (weighted.length === 0) throw new KdError('KD_CONFIG_INVALID', 'every distillation term has weight 0', { fix: 'give at least one term a positive weight' });
   return { total: addN(weighted), values };
@@ -180,4 +185,10 @@ export function resolveLayers(configs: readonly TermConfig[], studentLayers: rea
     }
     return { ...c, student, teacher: `feature:${t}` };
   });
+}
+
+/** A scheduled term's weight at a position in training (in epochs): linear ramp from 0 over `warmupEpochs`. */
+export function termWeight(t: Term, epochPos: number): number {
+  const w = t.warmupEpochs ?? 0;
+  return w > 0 ? t.weight * Math.min(1, epochPos / w) : t.weight;
 }

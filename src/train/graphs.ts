@@ -97,7 +97,9 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
         teacherFeatures.set(name, g.input(at(`tfeat:${name}`, k), [BATCH, width]));
       }
     }
-    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits, teacherFeatures });
+    const scheduled = new Map<string, Value>();
+    for (const t of terms) if ((t.warmupEpochs ?? 0) > 0) scheduled.set(t.name, g.input(at(`termw:${t.name}`, k), []));
+    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits, teacherFeatures }, scheduled);
     const plist = model.params.map((p) => current.get(p.name)!);
     const grads = gradients(total, plist);
 

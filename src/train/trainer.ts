@@ -3,7 +3,7 @@ import { type Dataset, BatchBuffers, batchAt, epochOrder, jitterImages, numBatch
 import type { Model, ParamValues } from '../nn/model.js';
 import { type OptimizerConfig, createOptimizer, learningRate, type ScheduleConfig } from '../optim/index.js';
 import { type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
-import type { Term } from '../distill/terms.js';
+import { type Term, termWeight } from '../distill/terms.js';
 import { Rng } from '../util/rng.js';
 import { type StepGraph, at, buildEvalGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from './graphs.js';
 import type { LogitTable } from '../teachers/cache.js';
@@ -247,6 +247,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
             feeds[at(`noise:${n.name}`, j)] = { data: buf, dims: [b.size, ...n.perSample] };
           });
           lr = st.lrScale * learningRate(o.schedule, o.optimizer.lr, epoch - 1 + (step + j) / stepsPerEpoch, o.epochs);
+          for (const term of o.terms) {
+            if ((term.warmupEpochs ?? 0) > 0) feeds[at(`termw:${term.name}`, j)] = { data: Float32Array.of(termWeight(term, epoch - 1 + (step + j) / stepsPerEpoch)), dims: [] };
+          }
           const sv = optimizer.scalarValues(st.t + j + 1, lr);
           for (const name of optimizer.scalars) feeds[at(`opt:${name}`, j)] = { data: Float32Array.of(sv[name]!), dims: [] };
         }
