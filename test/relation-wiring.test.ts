@@ -103,3 +103,85 @@ test('a term weight with warmupEpochs ramps from 0, then the objective is the pl
   assert.ok(e1.trainLoss > e1.terms.ce! && e1.trainLoss < e1.terms.ce! + 0.5 * e1.terms.kd!, `epoch 1 weighs kd by the ramp (< 0.5): ${JSON.stringify(e1)}`);
   assert.ok(Math.abs(e3.trainLoss - (e3.terms.ce! + e3.terms.kd!)) < 1e-4 * e3.trainLoss, 'after the warm-up the weight is 1');
 });
+
+test('feature terms (fitnet, feature) train a linear adapter that is not exported; equal widths are required without one', async () => {
+  const out = join(root, 'feat');
+  const r = await runDistillation(
+    config(out, [{ type: 'ce', weight: 1 }, { type: 'fitnet', student: 'fc1', teacher: 'fc1' }, { type: 'feature', loss: 'cosine' }]),
+    { progress: silent(), skipSpeed: true },
+  );
+  const d = r.models.find((m) => m.role === 'student-distilled')!;
+  assert.ok(d.history.every((h) => Number.isFinite(h.terms.fitnet) && Number.isFinite(h.terms.feature)));
+  const { readOnnx } = await import('../src/graph/index.js');
+  const { readFileSync } = await import('node:fs');
+  const inits = readOnnx(readFileSync(join(out, 'student-distilled.onnx'))).graph!.initializer!.map((i) => i.name!);
+  assert.ok(!inits.some((n) => n.startsWith('adapter.')), `no adapter in the export: ${inits.join(', ')}`);
+  assert.equal(d.params, 784 * 16 + 16 + 16 * 8 + 8 + 8 * 10 + 10, 'the exported student has only its own parameters');
+  await assert.rejects(
+    runDistillation(config(join(root, 'feat-bad'), [{ type: 'feature', adapter: 'none' }]), { progress: silent(), skipSpeed: true }),
+    (e: KdError) => e.code === 'KD_SHAPE_MISMATCH' && /adapter: linear/.test(e.fix ?? ''),
+  );
+});
+
+test('feature losses: autodiff gradients match float64 central differences (MSE and cosine through an adapter)', async () => {
+  const { Graph, gradients, toOnnx } = await import('../src/graph/index.js');
+  const { hintLoss, cosineFeatureLoss } = await import('../src/distill/feature.js');
+  const { Session } = await import('../src/runtime/session.js');
+  const { Rng } = await import('../src/util/rng.js');
+  const [B, Ds, Dt] = [3, 4, 5];
+  const rng = new Rng(9);
+  const rand = (n: number) => Float64Array.from({ length: n }, () => rng.uniform() * 2 - 1);
+  const s = rand(B * Ds), t = rand(B * Dt), w = rand(Ds * Dt), b = rand(Dt);
+  // Independent float64 reference of both losses.
+  const adapted = (sv: Float64Array, wv: Float64Array, bv: Float64Array) =>
+    Float64Array.from({ length: B * Dt }, (_, i) => {
+      const r = Math.floor(i / Dt), c = i % Dt;
+      let acc = bv[c]!;
+      for (let k = 0; k < Ds; k++) acc += sv[r * Ds + k]! * wv[k * Dt + c]!;
+      return acc;
+    });
+  const ref = {
+    mse: (sv: Float64Array, wv: Float64Array, bv: Float64Array) => adapted(sv, wv, bv).reduce((a, v, i) => a + (v - t[i]!) ** 2, 0) / (B * Dt),
+    cosine: (sv: Float64Array, wv: Float64Array, bv: Float64Array) => {
+      const a = adapted(sv, wv, bv);
+      let m = 0;
+      for (let r = 0; r < B; r++) {
+        let dot = 0, na = 0, nt = 0;
+        for (let c = 0; c < Dt; c++) {
+          dot += a[r * Dt + c]! * t[r * Dt + c]!;
+          na += a[r * Dt + c]! ** 2;
+          nt += t[r * Dt + c]! ** 2;
+        }
+        m += dot / (Math.sqrt(na + 1e-16) * Math.sqrt(nt + 1e-16) + 1e-8);
+      }
+      return 1 - m / B;
+    },
+  };
+  for (const [name, build] of [['mse', hintLoss], ['cosine', cosineFeatureLoss]] as const) {
+    const g = new Graph();
+    const S = g.input('s', ['B', Ds]), T = g.input('t', ['B', Dt]), W = g.input('w', [Ds, Dt]), Bi = g.input('b', [Dt]);
+    const loss = build(S, T, { weight: W, bias: Bi });
+    const [dS, dW] = gradients(loss, [S, W]);
+    g.output('loss', loss);
+    g.output('ds', dS!);
+    g.output('dw', dW!);
+    const sess = await Session.create(toOnnx(g));
+    const f32 = (x: Float64Array) => Float32Array.from(x);
+    const res = await sess.run({ s: { data: f32(s), dims: [B, Ds] }, t: { data: f32(t), dims: [B, Dt] }, w: { data: f32(w), dims: [Ds, Dt] }, b: { data: f32(b), dims: [Dt] } });
+    const f = ref[name];
+    assert.ok(Math.abs((res.loss!.data as Float32Array)[0]! - f(s, w, b)) < 1e-5, `${name} value`);
+    const h = 1e-6;
+    const check = (x: Float64Array, got: Float32Array, which: string) => {
+      for (let i = 0; i < x.length; i++) {
+        const xp = Float64Array.from(x), xm = Float64Array.from(x);
+        xp[i] += h;
+        xm[i] -= h;
+        const num = which === 's' ? (f(xp, w, b) - f(xm, w, b)) / (2 * h) : (f(s, xp, b) - f(s, xm, b)) / (2 * h);
+        assert.ok(Math.abs(got[i]! - num) <= 1e-4 * Math.max(1, Math.abs(num)), `${name} d${which}[${i}]: ${got[i]} vs ${num}`);
+      }
+    };
+    check(s, res.ds!.data as Float32Array, 's');
+    check(w, res.dw!.data as Float32Array, 'w');
+    await sess.dispose();
+  }
+});

@@ -347,6 +347,26 @@ export const TERMS = {
     doc: 'PKT: KL between the conditional probability distributions of cosine similarities in a batch',
     schema: z.strictObject({ type: z.literal('pkt'), warmupEpochs: warmup, student: layer, teacher: layer, weight: num({ min: 0 }).default(30000) }),
   },
+  /** Romero et al. 2015, "FitNets: Hints for Thin Deep Nets": a learned linear regressor maps a student layer to a teacher layer (MSE). */
+  fitnet: {
+    needsTeacher: true,
+    doc: 'FitNets hint: MSE between a linear adapter of a student layer and a teacher layer',
+    schema: z.strictObject({ type: z.literal('fitnet'), warmupEpochs: warmup, student: layer, teacher: layer, weight }),
+  },
+  /** Feature matching between named layers, MSE or cosine distance, with an optional learned linear adapter. */
+  feature: {
+    needsTeacher: true,
+    doc: 'feature matching (mse or cosine) between named layers, with an optional linear adapter',
+    schema: z.strictObject({
+      type: z.literal('feature'),
+      warmupEpochs: warmup,
+      student: layer,
+      teacher: layer,
+      loss: z.enum(['mse', 'cosine']).default('mse'),
+      adapter: z.enum(['linear', 'none']).default('linear'),
+      weight,
+    }),
+  },
 } as const;
 
 export type TermType = keyof typeof TERMS;

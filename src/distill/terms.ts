@@ -5,6 +5,9 @@ import { crossEntropy } from '../nn/losses.js';
 import type { TermConfig as ParsedTermConfig, TermType as ConfigTermType } from '../config/schema.js';
 import { distLoss, dkdLoss, kdLoss } from './response.js';
 import { pktLoss, rkdLoss, spLoss } from './relation.js';
+import { type Adapter, cosineFeatureLoss, hintLoss } from './feature.js';
+import type { Model, ParamSpec } from '../nn/model.js';
+import { denseParams } from '../nn/layers.js';
 
 /**
  * The objective is a weighted sum of terms. A term declares what it needs (labels, teacher logits, named
@@ -16,6 +19,8 @@ export interface TermInputs {
   teacherLogits?: Value;
   /** Teacher layer outputs by tensor name (`feature:fc2`), flattened to [B, width]. */
   teacherFeatures?: ReadonlyMap<string, Value>;
+  /** Trainable parameters outside the model (a term's adapter), by name. */
+  param?: (name: string) => Value;
 }
 
 /** The layers a feature- or relation-based term reads: a student layer name and a teacher tensor name. */
@@ -35,6 +40,8 @@ export interface Term {
   readonly features?: FeatureNeed;
   /** Epochs over which the weight ramps linearly from 0 (fed each step as a scalar input). */
   readonly warmupEpochs?: number;
+  /** A learned linear adapter from the student layer's width to the teacher's (trained, never exported). */
+  readonly adapter?: boolean;
   build(inputs: TermInputs): Value;
 }
 
@@ -74,7 +81,51 @@ export const TERMS = {
   sp: (cfg: { weight: number; student: string; teacher: string }, name: string): Term => relationTerm(name, cfg, spLoss),
   /** Probabilistic knowledge transfer, see relation.ts. Config: `{ type: pkt, student: fc2, teacher: fc2, weight: 30000 }` */
   pkt: (cfg: { weight: number; student: string; teacher: string }, name: string): Term => relationTerm(name, cfg, pktLoss),
+  /** FitNets hint, see feature.ts. Config: `{ type: fitnet, student: fc1, teacher: fc1, weight: 1 }` */
+  fitnet: (cfg: { weight: number; student: string; teacher: string }, name: string): Term => featureTerm(name, cfg, true, hintLoss),
+  /** Feature matching (MSE or cosine), see feature.ts. Config: `{ type: feature, loss: mse, adapter: linear, student: fc2, teacher: fc2, weight: 1 }` */
+  feature: (cfg: { weight: number; student: string; teacher: string; loss: 'mse' | 'cosine'; adapter: 'linear' | 'none' }, name: string): Term =>
+    featureTerm(name, cfg, cfg.adapter === 'linear', cfg.loss === 'cosine' ? cosineFeatureLoss : hintLoss),
 } as const;
+
+function featureTerm(name: string, cfg: { weight: number; student: string; teacher: string }, withAdapter: boolean, loss: (s: Value, t: Value, a?: Adapter) => Value): Term {
+  const base = relationTerm(name, cfg, () => {
+    throw new Error('unreachable');
+  });
+  return {
+    ...base,
+    adapter: withAdapter,
+    build: (inputs) => {
+      const s = inputs.student.features.get(cfg.student);
+      const t = inputs.teacherFeatures?.get(cfg.teacher);
+      if (!s || !t) return base.build(inputs); // raises the coded error naming the missing layer
+      const adapter = withAdapter ? { weight: inputs.param!(`adapter.${name}.weight`), bias: inputs.param!(`adapter.${name}.bias`) } : undefined;
+      return loss(s.rank > 2 ? flatten(s, 1) : s, t, adapter);
+    },
+  };
+}
+
+/**
+ * The adapters of the terms that have one: a dense layer from the student layer's width to the teacher tensor's,
+ * initialised like PyTorch's Linear. A term without an adapter must read layers of equal width.
+ */
+export function adapterParams(terms: readonly Term[], model: Model, teacherWidths: ReadonlyMap<string, number>): ParamSpec[] {
+  const specs: ParamSpec[] = [];
+  for (const t of terms) {
+    if (!t.features || t.adapter === undefined) continue;
+    const layer = model.layers().find((l) => l.name === t.features!.student);
+    const ds = layer ? layer.outputShape.reduce((a, b) => a * b, 1) : undefined;
+    const dt = teacherWidths.get(t.features.teacher);
+    if (ds === undefined || dt === undefined) continue; // reported with the layer lists when the graph is built
+    if (t.adapter) specs.push(...denseParams(`adapter.${t.name}`, ds, dt));
+    else if (ds !== dt) {
+      throw new KdError('KD_SHAPE_MISMATCH', `term "${t.name}": student layer ${t.features.student} has ${ds} values per sample, teacher ${t.features.teacher} has ${dt}`, {
+        fix: 'set adapter: linear on the term, or choose layers of equal width',
+      });
+    }
+  }
+  return specs;
+}
 
 function relationTerm(name: string, cfg: { weight: number; student: string; teacher: string }, loss: (s: Value, t: Value) => Value): Term {
   return {
@@ -108,7 +159,9 @@ type TermOptions =
   | { type: 'dist'; weight: number; beta: number; gamma: number; temperature: number }
   | { type: 'rkd'; weight: number; distance: number; angle: number; student: string; teacher: string }
   | { type: 'sp'; weight: number; student: string; teacher: string }
-  | { type: 'pkt'; weight: number; student: string; teacher: string };
+  | { type: 'pkt'; weight: number; student: string; teacher: string }
+  | { type: 'fitnet'; weight: number; student: string; teacher: string }
+  | { type: 'feature'; weight: number; student: string; teacher: string; loss: 'mse' | 'cosine'; adapter: 'linear' | 'none' };
 
 /**
  * Compile-time guards: this registry and the config schema's (src/config/schema.ts) have the same term types, and
@@ -141,6 +194,10 @@ export function createTerms(configs: readonly TermConfig[]): Term[] {
           return TERMS.sp(c, name);
         case 'pkt':
           return TERMS.pkt(c, name);
+        case 'fitnet':
+          return TERMS.fitnet(c, name);
+        case 'feature':
+          return TERMS.feature(c, name);
       }
     })();
     return { ...term, config: c, warmupEpochs: c.warmupEpochs };

@@ -1,6 +1,6 @@
 import { KdError } from '../errors.js';
 import { type Value, Graph, addN, flatten, gradients, isInf, isNaN, numel, or, reduceSumSquare, toOnnx } from '../graph/index.js';
-import type { ForwardContext, Model, ParamValues } from '../nn/model.js';
+import type { ForwardContext, Model, ParamSpec, ParamValues } from '../nn/model.js';
 import { correctCount, crossEntropySum } from '../nn/losses.js';
 import type { Optimizer } from '../optim/optimizers.js';
 import { buildObjective, type Term } from '../distill/terms.js';
@@ -50,6 +50,8 @@ export interface StepGraphOptions {
   teacher?: { model: Model; params: ParamValues };
   /** Width (values per sample) of each teacher tensor a term reads (`feature:fc2` → 1200), fed per step. */
   teacherFeatureWidths?: ReadonlyMap<string, number>;
+  /** Trainable parameters outside the model (feature adapters): trained with it, never exported. */
+  extraParams?: readonly ParamSpec[];
 }
 
 export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readonly Term[], stepsPerRun = 1, options: StepGraphOptions = {}): StepGraph {
@@ -60,8 +62,9 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
   const teacherParams = embedded
     ? new Map<string, Value>(embedded.model.params.map((p) => [p.name, g.constant(embedded.params.get(p.name)!, p.shape, 'float32')]))
     : undefined;
-  let params = new Map<string, Value>(model.params.map((p) => [p.name, g.input(paramIn(p.name), p.shape)]));
-  let states = new Map<string, Value[]>(model.params.map((p) => [p.name, optimizer.slots.map((s) => g.input(stateIn(p.name, s), p.shape))]));
+  const trainable = [...model.params, ...(options.extraParams ?? [])];
+  let params = new Map<string, Value>(trainable.map((p) => [p.name, g.input(paramIn(p.name), p.shape)]));
+  let states = new Map<string, Value[]>(trainable.map((p) => [p.name, optimizer.slots.map((s) => g.input(stateIn(p.name, s), p.shape))]));
   const noise: NoiseSpec[] = [];
 
   for (let k = 0; k < stepsPerRun; k++) {
@@ -99,8 +102,8 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     }
     const scheduled = new Map<string, Value>();
     for (const t of terms) if ((t.warmupEpochs ?? 0) > 0) scheduled.set(t.name, g.input(at(`termw:${t.name}`, k), []));
-    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits, teacherFeatures }, scheduled);
-    const plist = model.params.map((p) => current.get(p.name)!);
+    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits, teacherFeatures, param: (n) => current.get(n)! }, scheduled);
+    const plist = trainable.map((p) => current.get(p.name)!);
     const grads = gradients(total, plist);
 
     // Health check inside the graph, so the trainer never scans tensors in JS: the loss and the small
@@ -116,7 +119,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
 
     const nextParams = new Map<string, Value>();
     const nextStates = new Map<string, Value[]>();
-    model.params.forEach((p, i) => {
+    trainable.forEach((p, i) => {
       const u = optimizer.update(current.get(p.name)!, grads[i]!, states.get(p.name)!, scalars);
       nextParams.set(p.name, u.param);
       nextStates.set(p.name, u.states);
@@ -124,7 +127,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     params = nextParams;
     states = nextStates;
   }
-  for (const p of model.params) {
+  for (const p of trainable) {
     g.output(paramOut(p.name), params.get(p.name)!);
     optimizer.slots.forEach((s, i) => g.output(stateOut(p.name, s), states.get(p.name)![i]!));
   }

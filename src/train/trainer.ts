@@ -3,7 +3,7 @@ import { type Dataset, BatchBuffers, batchAt, epochOrder, jitterImages, numBatch
 import type { Model, ParamValues } from '../nn/model.js';
 import { type OptimizerConfig, createOptimizer, learningRate, type ScheduleConfig } from '../optim/index.js';
 import { type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
-import { type Term, termWeight } from '../distill/terms.js';
+import { type Term, adapterParams, termWeight } from '../distill/terms.js';
 import { Rng } from '../util/rng.js';
 import { type StepGraph, at, buildEvalGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from './graphs.js';
 import type { LogitTable } from '../teachers/cache.js';
@@ -124,8 +124,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const k = Math.max(1, o.runtime?.stepsPerRun ?? 1);
   const fingerprint = JSON.stringify([o.model.name, o.optimizer, o.schedule, o.epochs, o.batchSize, o.seed, o.terms.map((t) => t.config ?? [t.name, t.weight]), o.train.n, k]);
   const widths = new Map([...(o.teacherFeatures ?? new Map<string, LogitTable>())].map(([n, t]) => [n, t.numClasses]));
-  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, { teacherFeatureWidths: widths }), o.runtime);
-  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, { teacherFeatureWidths: widths }), o.runtime) : undefined;
+  // Feature adapters train with the student and are dropped at export.
+  const extraParams = adapterParams(o.terms, o.model, widths);
+  const trainable = [...o.model.params, ...extraParams];
+  const graphOptions = { teacherFeatureWidths: widths, extraParams };
+  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime);
+  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime) : undefined;
   const evaluator = await Evaluator.create(o.model, o.runtime);
   try {
     const stepsPerEpoch = numBatches(o.train.n, o.batchSize);
@@ -145,7 +149,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           fix: 'resume with the config the run started with (kept in the output folder as config.json), or delete the checkpoint',
         });
       }
-      for (const p of o.model.params) {
+      for (const p of trainable) {
         tensors.set(paramIn(p.name), { data: ck.tensors.get(paramIn(p.name)) as Float32Array, dims: p.shape });
         for (const s of optimizer.slots) tensors.set(stateIn(p.name, s), { data: ck.tensors.get(stateIn(p.name, s)) as Float32Array, dims: p.shape });
       }
@@ -154,8 +158,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       noiseRng = new Rng(st.rng.dropout);
       jitterRng = new Rng(st.rng.jitter);
     } else {
-      for (const p of o.model.params) {
-        tensors.set(paramIn(p.name), { data: new Float32Array(o.params.get(p.name)!), dims: p.shape });
+      const adapterRng = Rng.derive(o.seed, 'adapters');
+      for (const p of trainable) {
+        const init = o.params.get(p.name) ?? p.init(adapterRng);
+        tensors.set(paramIn(p.name), { data: new Float32Array(init), dims: p.shape });
         for (const s of optimizer.slots) tensors.set(stateIn(p.name, s), { data: new Float32Array(p.shape.reduce((a, b) => a * b, 1)), dims: p.shape });
       }
       st = {
@@ -294,7 +300,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           for (const cb of o.callbacks ?? []) cb.onStepEnd?.({ epoch, step: step + j + 1, stepsInEpoch: stepsPerEpoch, samplesInEpoch: o.train.n, samplesDone: st.sums.seen, loss });
         }
         const next = new Map<string, HostTensor>();
-        for (const p of o.model.params) {
+        for (const p of trainable) {
           next.set(paramIn(p.name), out[paramOut(p.name)]!);
           for (const s of optimizer.slots) next.set(stateIn(p.name, s), out[stateOut(p.name, s)]!);
         }
