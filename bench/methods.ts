@@ -37,6 +37,8 @@ const METHODS: { name: string; terms: Record<string, unknown>[] }[] = [
   { name: 'RKD (25 · distance + 50 · angle, penultimate) + CE', terms: [{ type: 'ce', weight: 1 }, { type: 'rkd' }] },
   { name: 'SP (weight 3000, penultimate) + CE', terms: [{ type: 'ce', weight: 1 }, { type: 'sp' }] },
   { name: 'PKT (weight 30000, penultimate) + CE', terms: [{ type: 'ce', weight: 1 }, { type: 'pkt' }] },
+  { name: 'FitNets hint (fc2 → fc2, linear adapter) + CE', terms: [{ type: 'ce', weight: 1 }, { type: 'fitnet' }] },
+  { name: 'Feature cosine (fc2 → fc2, linear adapter) + CE', terms: [{ type: 'ce', weight: 1 }, { type: 'feature', loss: 'cosine' }] },
   { name: 'KD + RKD (CE 0.5, KD 0.5, RKD 1)', terms: [{ type: 'ce', weight: 0.5 }, { type: 'kd', temperature: 3, weight: 0.5 }, { type: 'rkd' }] },
 ];
 
@@ -67,7 +69,7 @@ for (const seed of seeds) {
       parseConfig({
         ...demo,
         seed,
-        output: join(base, method.name.split(' ')[0]!.toLowerCase() + (method.terms.length > 2 ? '-combo' : '')),
+        output: join(base, method.terms.map((t) => String(t.type)).join('-')),
         teacher: { type: 'onnx', path: join(base, 'kd', 'teacher.onnx') },
         baseline: false,
         distill: { terms: method.terms },
