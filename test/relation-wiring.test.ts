@@ -185,3 +185,22 @@ test('feature losses: autodiff gradients match float64 central differences (MSE 
     await sess.dispose();
   }
 });
+
+test('teacher outputs saved to a disk cache are reused by the next run (same metrics, time saved recorded) and missed when the data changes', async () => {
+  const cacheDir = join(root, 'cache');
+  const teacher = { type: 'onnx', path: join(root, 'run', 'teacher.onnx') };
+  const terms = [{ type: 'ce', weight: 0.5 }, { type: 'kd', weight: 0.5 }, { type: 'sp', weight: 10 }];
+  const withCache = (out: string, limitTrain = 800) => {
+    const c = config(join(root, out), terms, teacher);
+    return { ...c, data: { ...c.data, limitTrain }, runtime: { ...c.runtime, teacherCache: cacheDir } };
+  };
+  const a = await runDistillation(withCache('c1'), { progress: silent(), skipSpeed: true });
+  const b = await runDistillation(withCache('c2'), { progress: silent(), skipSpeed: true });
+  assert.equal(a.teacherCache?.hit, false);
+  assert.equal(b.teacherCache?.hit, true);
+  assert.ok(b.teacherCache!.savedSeconds > 0);
+  const final = (r: typeof a) => r.models.map((m) => m.final);
+  assert.deepEqual(final(b), final(a), 'cached outputs give the same run');
+  const c = await runDistillation(withCache('c3', 700), { progress: silent(), skipSpeed: true });
+  assert.equal(c.teacherCache?.hit, false, 'other data: a new key, never a stale entry');
+});

@@ -417,6 +417,11 @@ export const runtimeSchema = z.strictObject({
    * to the last good state and retries with the learning rate multiplied by it, at most 3 times.
    */
   lrBackoff: num({ min: 0, lt: 1 }).default(0),
+  /**
+   * Folder where teacher outputs are saved and reused across runs (keyed by the teacher file, the exact inputs and
+   * the requested layers, so a change of either misses instead of reading stale outputs). Absent: not saved.
+   */
+  teacherCache: z.string().min(1).describe('a folder path, e.g. .cache/kdistill').optional(),
 });
 
 export const runConfigSchema = z
@@ -471,6 +476,7 @@ export interface RuntimeConfig {
   stepsPerRun: number;
   checkpointEvery: number;
   lrBackoff: number;
+  teacherCache?: string | undefined;
 }
 
 /** A fully resolved run config: every default filled, ready for the trainer. */

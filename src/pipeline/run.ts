@@ -11,6 +11,7 @@ import { buildExportGraph } from '../train/graphs.js';
 import { OnnxTeacher } from '../teachers/index.js';
 import { measureSpeed, type RuntimeOptions } from '../runtime/index.js';
 import { evaluateOnnx } from './evaluate.js';
+import { readTeacherCache, teacherCacheKey, writeTeacherCache } from './teacher-cache.js';
 import {
   type ModelResult,
   type ModelRole,
@@ -181,13 +182,28 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const teacher = await OnnxTeacher.load(teacherPath, { output: cfg.teacher.type === 'onnx' ? cfg.teacher.output : undefined, runtime, features: teacherFeatureNames });
   let table;
   let featureTables;
+  let cacheInfo: RunRecord['teacherCache'];
   try {
     teacher.checkFits(splits.train);
-    const bar = progress.start('teacher outputs', splits.train.n, 'samples');
-    const t = await timed('teacher-cache', () => teacher.tables([splits.train], 1000, (d) => bar.update(d)));
-    table = t.logits;
-    featureTables = t.features;
-    bar.stop();
+    const cacheDir = cfg.runtime.teacherCache;
+    const key = cacheDir ? teacherCacheKey(teacherPath, teacher.outputName, splits.train, teacherFeatureNames) : undefined;
+    const hit = cacheDir && key ? readTeacherCache(cacheDir, key) : undefined;
+    if (hit) {
+      table = hit.tables.logits;
+      featureTables = hit.tables.features;
+      cacheInfo = { file: join(cacheDir!, `${key}.kdcache`), hit: true, computeSeconds: hit.computeSeconds, savedSeconds: hit.computeSeconds };
+      progress.log(`teacher outputs: read from the cache (${cacheInfo.file}), ${hit.computeSeconds.toFixed(1)} s saved`);
+    } else {
+      const bar = progress.start('teacher outputs', splits.train.n, 'samples');
+      const t0c = performance.now();
+      const t = await timed('teacher-cache', () => teacher.tables([splits.train], 1000, (d) => bar.update(d)));
+      const seconds = (performance.now() - t0c) / 1000;
+      table = t.logits;
+      featureTables = t.features;
+      bar.stop();
+      const file = cacheDir && key ? (ensureDir(cacheDir), writeTeacherCache(cacheDir, key, t, seconds)) : undefined;
+      cacheInfo = { file, hit: false, computeSeconds: seconds, savedSeconds: 0 };
+    }
   } finally {
     await teacher.dispose();
   }
@@ -235,6 +251,7 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
     phases,
     totalSeconds: (performance.now() - t0) / 1000,
     resources: { memoryEstimateBytes: estimate, peakRssBytes: process.resourceUsage().maxRSS * 1024 },
+    teacherCache: cacheInfo,
   };
   writeRunRecord(out, record);
   writeHtmlReport(out, record);

@@ -65,6 +65,8 @@ export interface RunRecord {
   totalSeconds: number;
   /** Memory estimated before training, and the process's peak resident memory. */
   resources?: { memoryEstimateBytes: number; peakRssBytes: number };
+  /** Teacher outputs (logits and features, by sample id): computed, or read from the disk cache (time saved). */
+  teacherCache?: { file?: string | undefined; hit: boolean; computeSeconds: number; savedSeconds: number };
 }
 
 export const RUN_RECORD_FILE = 'run.json';

@@ -9,9 +9,11 @@ export class LogitTable {
   private readonly rowOf: Int32Array;
 
   constructor(
+    /** Values per sample (class count for logits, layer width for features). */
     readonly numClasses: number,
-    private readonly logits: Float32Array,
-    ids: Int32Array,
+    /** Rows in the order of `ids`. */
+    readonly logits: Float32Array,
+    readonly ids: Int32Array,
   ) {
     let maxId = -1;
     for (const id of ids) if (id > maxId) maxId = id;
