@@ -162,11 +162,11 @@ test('an unknown key suggests the near miss', () => {
   });
   const e = throwsKd(() => parseConfig(bad), 'KD_CONFIG_INVALID');
   assert.ok(
-    e.message.includes('✖ unknown key "temprature" → at distill.terms[1]; expected one of: type, temperature, weight; did you mean "temperature"?'),
+    e.message.includes('✖ unknown key "temprature" → at distill.terms[1]; expected one of: type, warmupEpochs, temperature, weight; did you mean "temperature"?'),
     e.message,
   );
   assert.deepEqual(problemsOf(e), [
-    { kind: 'unknown-key', path: 'distill.terms[1]', value: '"temprature"', expected: 'one of: type, temperature, weight', suggestion: 'temperature' },
+    { kind: 'unknown-key', path: 'distill.terms[1]', value: '"temprature"', expected: 'one of: type, warmupEpochs, temperature, weight', suggestion: 'temperature' },
   ]);
   assert.equal(e.fix, 'fix the config and run again');
 });
@@ -297,7 +297,7 @@ test('dkd and dist terms parse from YAML with their defaults; a typo suggests th
   const typo = (terms: unknown[]) => throwsKd(() => parseConfig({ ...minimal, distill: { terms } }), 'KD_CONFIG_INVALID');
   const e = typo([{ type: 'dkd', bta: 8 }]);
   assert.ok(
-    e.message.includes('✖ unknown key "bta" → at distill.terms[0]; expected one of: type, alpha, beta, temperature, weight; did you mean "beta"?'),
+    e.message.includes('✖ unknown key "bta" → at distill.terms[0]; expected one of: type, warmupEpochs, alpha, beta, temperature, weight; did you mean "beta"?'),
     e.message,
   );
   assert.equal(problemsOf(typo([{ type: 'dist', gama: 2 }]))[0]!.suggestion, 'gamma');
