@@ -37,6 +37,7 @@ import { Session, type HostTensor } from '../src/runtime/session.js';
 import { pktLoss, rkdLoss, rkdParts, spLoss, type RkdOptions } from '../src/distill/index.js';
 import { KdError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
+import { makeComparer } from './helpers/compare.js';
 
 const REL_TOL = 1e-5;
 /** Value floors (see the header): about 1/20 of each loss's typical value here (rkd with weights 25 and 50). */
@@ -68,23 +69,7 @@ const fixture = JSON.parse(readFileSync(new URL('../../test/fixtures/torch/relat
 // ---------------------------------------------------------------------------------------------------------
 // Comparison
 
-const worst = new Map<string, { err: number; where: string }>();
-
-function close(group: string, where: string, got: ArrayLike<number>, want: ArrayLike<number>, floor: number): void {
-  assert.equal(got.length, want.length, `${where}: ${got.length} values, expected ${want.length}`);
-  let maxErr = 0;
-  let maxAt = -1;
-  for (let i = 0; i < want.length; i++) {
-    const e = Number.isFinite(got[i]!) ? Math.abs(got[i]! - want[i]!) / Math.max(Math.abs(want[i]!), floor) : Infinity;
-    if (!(e <= maxErr)) {
-      maxErr = e;
-      maxAt = i;
-    }
-  }
-  const w = worst.get(group);
-  if (!w || maxErr > w.err) worst.set(group, { err: maxErr, where: `${where}[${maxAt}]` });
-  assert.ok(maxErr <= REL_TOL, `${where}: element ${maxAt}: got ${got[maxAt]}, expected ${want[maxAt]} (error ${maxErr.toExponential(3)} > ${REL_TOL} of max(|expected|, ${floor}))`);
-}
+const { close, worst } = makeComparer(REL_TOL, 0.1);
 
 /** A gradient tensor of loss `k` against its reference, with the per-tensor floor. */
 function closeGrad(group: string, where: string, k: Key, got: ArrayLike<number>, want: ArrayLike<number>): void {

@@ -39,6 +39,7 @@ import { initParams } from '../src/nn/model.js';
 import { LogitTable } from '../src/teachers/cache.js';
 import { train, type EpochMetrics } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
+import { makeComparer } from './helpers/compare.js';
 
 const REL_TOL = 1e-5;
 const FLOOR = 0.1;
@@ -74,23 +75,7 @@ const fixture = JSON.parse(readFileSync(new URL('../../test/fixtures/torch/respo
 // ---------------------------------------------------------------------------------------------------------
 // Comparison
 
-const worst = new Map<string, { err: number; where: string }>();
-
-function close(group: string, where: string, got: ArrayLike<number>, want: ArrayLike<number>, floor = FLOOR): void {
-  assert.equal(got.length, want.length, `${where}: ${got.length} values, expected ${want.length}`);
-  let maxErr = 0;
-  let maxAt = -1;
-  for (let i = 0; i < want.length; i++) {
-    const e = Number.isFinite(got[i]!) ? Math.abs(got[i]! - want[i]!) / Math.max(Math.abs(want[i]!), floor) : Infinity;
-    if (!(e <= maxErr)) {
-      maxErr = e;
-      maxAt = i;
-    }
-  }
-  const w = worst.get(group);
-  if (!w || maxErr > w.err) worst.set(group, { err: maxErr, where: `${where}[${maxAt}]` });
-  assert.ok(maxErr <= REL_TOL, `${where}: element ${maxAt}: got ${got[maxAt]}, expected ${want[maxAt]} (error ${maxErr.toExponential(3)} > ${REL_TOL} of max(|expected|, ${floor}))`);
-}
+const { close, worst } = makeComparer(REL_TOL, FLOOR);
 
 function report(...groups: string[]): void {
   for (const g of groups) {
