@@ -21,33 +21,27 @@ import type { RunRecord } from '../src/report/index.js';
 const here = dirname(fileURLToPath(import.meta.url));
 const CLI = resolve(here, '../src/cli/main.js');
 
-/** Training dominates this run (about 20 s on 2 cores), so most kills land inside a training phase. */
-export const HARNESS_CONFIG = `
+/** A small distillation run; `size` scales its data and epochs. */
+function harnessConfig(o: { train: number; test: number; teacherHidden: number; studentHidden: number; epochs: number; checkpointEvery: number }): string {
+  return `
 seed: 5
-data: { dataset: mnist, limitTrain: 8000, limitTest: 500 }
+data: { dataset: mnist, limitTrain: ${o.train}, limitTest: ${o.test} }
 teacher:
   type: train
-  model: { type: mlp, hidden: [256], dropout: 0.2 }
-  train: { epochs: 6, batchSize: 64 }
+  model: { type: mlp, hidden: [${o.teacherHidden}], dropout: 0.2 }
+  train: { epochs: ${o.epochs}, batchSize: 64 }
 student:
-  model: { type: mlp, hidden: [32] }
-  train: { epochs: 6, batchSize: 32, optimizer: { type: adam, lr: 0.003 } }
-runtime: { threads: 1, stepsPerRun: 2, checkpointEvery: 25 }
+  model: { type: mlp, hidden: [${o.studentHidden}] }
+  train: { epochs: ${o.epochs}, batchSize: 32, optimizer: { type: adam, lr: 0.003 } }
+runtime: { threads: 1, stepsPerRun: 2, checkpointEvery: ${o.checkpointEvery} }
 `;
+}
+
+/** Training dominates this run (about 20 s on 2 cores), so most kills land inside a training phase. */
+export const HARNESS_CONFIG = harnessConfig({ train: 8000, test: 500, teacherHidden: 256, studentHidden: 32, epochs: 6, checkpointEvery: 25 });
 
 /** A quick run for the short version in npm test. */
-export const QUICK_CONFIG = `
-seed: 5
-data: { dataset: mnist, limitTrain: 3000, limitTest: 300 }
-teacher:
-  type: train
-  model: { type: mlp, hidden: [128], dropout: 0.2 }
-  train: { epochs: 3, batchSize: 64 }
-student:
-  model: { type: mlp, hidden: [24] }
-  train: { epochs: 3, batchSize: 32, optimizer: { type: adam, lr: 0.003 } }
-runtime: { threads: 1, stepsPerRun: 2, checkpointEvery: 10 }
-`;
+export const QUICK_CONFIG = harnessConfig({ train: 3000, test: 300, teacherHidden: 128, studentHidden: 24, epochs: 3, checkpointEvery: 10 });
 
 export interface HarnessResult {
   kills: number;

@@ -89,18 +89,16 @@ export const TERMS = {
 } as const;
 
 function featureTerm(name: string, cfg: { weight: number; student: string; teacher: string }, withAdapter: boolean, loss: (s: Value, t: Value, a?: Adapter) => Value): Term {
-  const base = relationTerm(name, cfg, () => {
-    throw new Error('unreachable');
-  });
   return {
-    ...base,
+    name,
+    weight: cfg.weight,
+    needsTeacher: true,
+    features: { student: cfg.student, teacher: cfg.teacher },
     adapter: withAdapter,
     build: (inputs) => {
-      const s = inputs.student.features.get(cfg.student);
-      const t = inputs.teacherFeatures?.get(cfg.teacher);
-      if (!s || !t) return base.build(inputs); // raises the coded error naming the missing layer
+      const { s, t } = layerPair(name, cfg, inputs);
       const adapter = withAdapter ? { weight: inputs.param!(`adapter.${name}.weight`), bias: inputs.param!(`adapter.${name}.bias`) } : undefined;
-      return loss(s.rank > 2 ? flatten(s, 1) : s, t, adapter);
+      return loss(s, t, adapter);
     },
   };
 }
@@ -133,16 +131,22 @@ function relationTerm(name: string, cfg: { weight: number; student: string; teac
     weight: cfg.weight,
     needsTeacher: true,
     features: { student: cfg.student, teacher: cfg.teacher },
-    build: ({ student, teacherFeatures }) => {
-      const s = student.features.get(cfg.student);
-      if (!s) {
-        throw new KdError('KD_CONFIG_INVALID', `term "${name}": the student has no layer "${cfg.student}"`, { fix: `use one of: ${[...student.features.keys()].join(', ')}` });
-      }
-      const t = teacherFeatures?.get(cfg.teacher);
-      if (!t) throw new KdError('KD_CONFIG_INVALID', `term "${name}": the teacher's layer "${cfg.teacher}" is not available`, { fix: 'name a layer the teacher has (kdistill inspect lists them)' });
-      return loss(s.rank > 2 ? flatten(s, 1) : s, t);
+    build: (inputs) => {
+      const { s, t } = layerPair(name, cfg, inputs);
+      return loss(s, t);
     },
   };
+}
+
+/** The student layer (flattened per sample) and teacher tensor a feature or relation term reads. */
+function layerPair(name: string, cfg: { student: string; teacher: string }, { student, teacherFeatures }: TermInputs): { s: Value; t: Value } {
+  const s = student.features.get(cfg.student);
+  if (!s) {
+    throw new KdError('KD_CONFIG_INVALID', `term "${name}": the student has no layer "${cfg.student}"`, { fix: `use one of: ${[...student.features.keys()].join(', ')}` });
+  }
+  const t = teacherFeatures?.get(cfg.teacher);
+  if (!t) throw new KdError('KD_CONFIG_INVALID', `term "${name}": the teacher's layer "${cfg.teacher}" is not available`, { fix: 'name a layer the teacher has (kdistill inspect lists them)' });
+  return { s: s.rank > 2 ? flatten(s, 1) : s, t };
 }
 
 function needTeacher(name: string, teacherLogits: Value | undefined): Value {

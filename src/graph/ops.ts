@@ -32,12 +32,6 @@ function needFloat(op: string, ...vs: Value[]): void {
   for (const v of vs) if (v.dtype !== 'float32') fail(op, `expects float32 inputs, got ${v.dtype}`);
 }
 
-function defaultEmit(e: Emitter, node: Node): void {
-  const attrs: Record<string, Attrs[string]> = {};
-  for (const [k, v] of Object.entries(node.attrs)) if (!k.startsWith('_')) attrs[k] = v;
-  e.node(node.op.type, node.inputs.map((v) => e.name(v)), node.outputs.map((v) => e.name(v)), attrs);
-}
-
 function def(d: OpDef): OpDef {
   return d;
 }

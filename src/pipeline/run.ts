@@ -18,6 +18,7 @@ import {
   type Progress,
   type RunRecord,
   createProgress,
+  fmtPct,
   kdistillVersion,
   machineInfo,
   packageVersions,
@@ -422,20 +423,17 @@ async function trainPhase(
   jitter = 0,
 ) {
   let bar: ReturnType<Progress['start']> | undefined;
-  let epochsTotal = tc.epochs;
   const cb: TrainCallbacks = {
     onEpochStart: (e) => {
-      epochsTotal = e.epochs;
       bar = progress.start(`${label} ${e.epoch}/${e.epochs}`, e.samples, 'samples');
     },
     onStepEnd: (s) => {
       if (s.step % 10 === 0 || s.step === s.stepsInEpoch) bar?.update(s.samplesDone, { loss: s.loss.toFixed(4) });
     },
     onEval: (m) => {
-      bar?.stop(`train loss ${m.trainLoss.toFixed(4)} acc ${(100 * m.trainAcc).toFixed(2)}% | val loss ${m.valLoss.toFixed(4)} acc ${(100 * m.valAcc).toFixed(2)}%`);
+      bar?.stop(`train loss ${m.trainLoss.toFixed(4)} acc ${fmtPct(m.trainAcc)} | val loss ${m.valLoss.toFixed(4)} acc ${fmtPct(m.valAcc)}`);
     },
   };
-  void epochsTotal;
   return train({
     model,
     params,
@@ -454,10 +452,6 @@ async function trainPhase(
     callbacks: [cb],
     ...phase,
   });
-}
-
-function pct(x: number): string {
-  return `${(100 * x).toFixed(2)}%`;
 }
 
 function hash(s: string): number {
@@ -480,7 +474,7 @@ async function finalize(
   const ev = await evaluateOnnx(path, [splits.train, splits.validation, splits.test], runtime, (d) => bar?.update(d));
   const [tr, va, te] = ev.results as [typeof ev.results[0], typeof ev.results[0], typeof ev.results[0]];
   const [tr0, va0, te0] = ev.results;
-  bar?.stop(`train acc ${pct(tr0!.acc)} | val acc ${pct(va0!.acc)} | test acc ${pct(te0!.acc)}`);
+  bar?.stop(`train acc ${fmtPct(tr0!.acc)} | val acc ${fmtPct(va0!.acc)} | test acc ${fmtPct(te0!.acc)}`);
   const speed = options.skipSpeed
     ? { latencyMs: NaN, throughput: NaN }
     : await measureSpeed(path, ev.inputName, ev.inputShape, { runtime });
