@@ -922,11 +922,85 @@ Conventions: dense W is `[in, out]` (PyTorch Linear's weight transposed), tensor
 | `losses.json` | float64 values and student-logit gradients of ce, soft_ce, kd, combined, mse on 8 cases (C = 10 and 3; T = 1, 4, 20; logits up to +-30) |
 | `mlp_steps.json` | MLP 12-16-8-5, batch 6, CE: two float32 steps from the same init for SGD momentum, SGD Nesterov + weight decay, Adam, Adam + L2, AdamW |
 | `kd_step.json` | teacher MLP 12-20-20-5 (frozen) -> student 12-16-5, (1-alpha)CE + alpha*KD at T = 4, alpha = 0.9, two steps with SGD momentum and with Adam |
+| `cnn_steps.json` | small CNN (conv-bn-relu-maxpool-conv/2-relu-dense, `SmallCnn`), CE, two steps with SGD momentum + weight decay and with Adam: loss, parameters and batch-norm running statistics after each step |
 | `response_losses.json` | float64 DKD (TCKD, NCKD) and DIST (inter, intra) values and student-logit gradients, following mdistiller and the official DIST code, 9 cases |
 | `relation_losses.json` | float64 RKD (distance, angle), SP and PKT values and student-embedding gradients, following lenscape/RKD and RepDistiller, 7 cases |
 
 See the docstring of `scripts/fixtures.py` for the exact definitions.
 """
+
+
+CNN_LAYERS = [
+    {"type": "conv", "filters": 4, "kernel": 3, "padding": 1, "batchNorm": True, "activation": "relu"},
+    {"type": "maxpool", "kernel": 2},
+    {"type": "conv", "filters": 6, "kernel": 3, "stride": 2, "padding": 1, "activation": "relu"},
+    {"type": "flatten"},
+    {"type": "dense", "units": 5},
+]
+
+
+class SmallCnn(torch.nn.Module):
+    """CNN_LAYERS in PyTorch modules: conv(2->4, 3x3, pad 1, no bias) - BatchNorm2d - ReLU - MaxPool 2 -
+    conv(4->6, 3x3, stride 2, pad 1) - ReLU - flatten (C, H, W order) - Linear(24 -> 5)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = torch.nn.Conv2d(2, 4, 3, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(4, momentum=0.1, eps=1e-5)
+        self.conv2 = torch.nn.Conv2d(4, 6, 3, stride=2, padding=1)
+        self.fc1 = torch.nn.Linear(24, 5)
+
+    def forward(self, x):
+        h = F.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 2)
+        h = torch.relu(self.conv2(h))
+        return self.fc1(torch.flatten(h, 1))
+
+    def kdistill_params(self):
+        """Parameters and buffers under kdistill's names (dense weight as [in, out])."""
+        return {
+            "conv1.weight": self.conv1.weight, "conv1.bn.weight": self.bn1.weight, "conv1.bn.bias": self.bn1.bias,
+            "conv1.bn.running_mean": self.bn1.running_mean, "conv1.bn.running_var": self.bn1.running_var,
+            "conv2.weight": self.conv2.weight, "conv2.bias": self.conv2.bias,
+            "fc1.weight": self.fc1.weight.t(), "fc1.bias": self.fc1.bias,
+        }
+
+
+def build_cnn_steps():
+    torch.manual_seed(77)
+    batch, shape = 6, (2, 8, 8)
+    init_model = SmallCnn()
+    with torch.no_grad():  # non-trivial norm parameters, so a swapped scale/shift shows
+        init_model.bn1.weight.uniform_(0.5, 1.5)
+        init_model.bn1.bias.uniform_(-0.2, 0.2)
+    init = {k: v.detach().clone() for k, v in init_model.kdistill_params().items()}
+    batches = [(torch.randn(batch, *shape), torch.randint(0, 5, (batch,))) for _ in range(2)]
+    cases = []
+    for name, spec in [("sgd_momentum_wd", sgd(0.1, momentum=0.9, weight_decay=5e-4)), ("adam", adam(1e-2))]:
+        model = SmallCnn()
+        model.load_state_dict(init_model.state_dict())
+        model.train()
+        opt = make_optimizer(spec, dict(model.named_parameters()))
+        steps = []
+        for x, y in batches:
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            steps.append({"loss_before": F32(loss.item()), "params_after": params_json(model.kdistill_params())})
+        cases.append({"name": name, "optimizer": spec, "steps": steps})
+    return {
+        "generator": GENERATOR,
+        "torch": torch.__version__,
+        "dtype": "float32",
+        "model": {"input_shape": list(shape), "classes": 5, "layers": CNN_LAYERS,
+                  "torch": "SmallCnn in scripts/fixtures.py"},
+        "objective": "ce (mean over the batch); batch norm in training mode (batch statistics, running stats updated "
+                     "with momentum 0.1 and the unbiased variance)",
+        "init_params": params_json(init),
+        "batches": [{"x": tensor(x), "y": [int(v) for v in y.tolist()]} for x, y in batches],
+        "notes": "Each case starts from init_params; params_after includes the running statistics (buffers).",
+        "cases": cases,
+    }
 
 
 def main():
@@ -938,6 +1012,7 @@ def main():
         "losses.json": dumps(build_losses()),
         "mlp_steps.json": dumps(build_mlp_steps()),
         "kd_step.json": dumps(build_kd_step()),
+        "cnn_steps.json": dumps(build_cnn_steps()),
         "README.md": README,
         "response_losses.json": dumps(build_response_losses()),
         "relation_losses.json": dumps(build_relation_losses()),

@@ -19,6 +19,7 @@ import { Graph, OPS, gradients, toOnnx, type DType, type OpDef, type Shape, type
 import { Session, type HostTensor } from '../src/runtime/session.js';
 import { Rng } from '../src/util/rng.js';
 import * as np from './ref/np64.js';
+import { type ForwardContext, batchNorm } from '../src/nn/index.js';
 
 const SEED = 20240611;
 /** Value fed for the symbolic dim 'B' (distinct from every static dim used below, so mix-ups show). */
@@ -549,6 +550,49 @@ const CHECKS: OpCheck[] = [
       c('[4,2] rows [-1,2,-1] (negative indices)', [inp('x', [4, 2]), inp('i', [3], K(-1, 2, -1), { dtype: 'int64', const: true })], ([x, i]) => G.gather(x!, i!), ([x, i]) => np.gather(x!, i!)),
     ],
   },
+  {
+    op: 'CONV',
+    cases: [
+      c('[B,2,5,5] * [3,2,3,3] + b', [inp('x', ['B', 2, 5, 5]), inp('w', [3, 2, 3, 3]), inp('b', [3])],
+        ([x, w, b]) => G.conv2d(x!, w!, b!), ([x, w, b]) => np.conv2d(x!, w!, b!)),
+      c('stride 2, pads 1, odd height (output padding)', [inp('x', ['B', 2, 6, 5]), inp('w', [3, 2, 3, 3]), inp('b', [3])],
+        ([x, w, b]) => G.conv2d(x!, w!, b!, { strides: [2, 2], pads: [1, 1, 1, 1] }), ([x, w, b]) => np.conv2d(x!, w!, b!, { strides: [2, 2], pads: [1, 1, 1, 1] })),
+      c('dilation 2, asymmetric pads, no bias', [inp('x', ['B', 2, 6, 6]), inp('w', [2, 2, 3, 2])],
+        ([x, w]) => G.conv2d(x!, w!, undefined, { dilations: [2, 2], pads: [0, 1, 1, 0] }), ([x, w]) => np.conv2d(x!, w!, undefined, { dilations: [2, 2], pads: [0, 1, 1, 0] })),
+      c('groups 2', [inp('x', ['B', 4, 5, 5]), inp('w', [4, 2, 3, 3]), inp('b', [4])],
+        ([x, w, b]) => G.conv2d(x!, w!, b!, { group: 2, pads: [1, 1, 1, 1] }), ([x, w, b]) => np.conv2d(x!, w!, b!, { group: 2, pads: [1, 1, 1, 1] })),
+      c('depthwise (groups = channels, multiplier 2), stride 2', [inp('x', ['B', 3, 5, 4]), inp('w', [6, 1, 3, 3])],
+        ([x, w]) => G.conv2d(x!, w!, undefined, { group: 3, strides: [2, 2], pads: [1, 1, 1, 1] }), ([x, w]) => np.conv2d(x!, w!, undefined, { group: 3, strides: [2, 2], pads: [1, 1, 1, 1] })),
+      c('1x1 (no patches needed)', [inp('x', ['B', 3, 4, 4]), inp('w', [5, 3, 1, 1]), inp('b', [5])],
+        ([x, w, b]) => G.conv2d(x!, w!, b!), ([x, w, b]) => np.conv2d(x!, w!, b!)),
+      c('1x1 stride 2 (a ResNet shortcut)', [inp('x', ['B', 3, 5, 5]), inp('w', [4, 3, 1, 1])],
+        ([x, w]) => G.conv2d(x!, w!, undefined, { strides: [2, 2] }), ([x, w]) => np.conv2d(x!, w!, undefined, { strides: [2, 2] })),
+    ],
+  },
+  {
+    op: 'MAX_POOL',
+    cases: [
+      c('2x2 tiles [B,2,4,6]', [inp('x', ['B', 2, 4, 6], 'distinct')], ([x]) => G.maxPool2d(x!, { kernel: [2, 2] }), ([x]) => np.pool2d(x!, 'max', { kernel: [2, 2] })),
+      c('2x2 on 5x5 (last row/column dropped)', [inp('x', ['B', 1, 5, 5], 'distinct')], ([x]) => G.maxPool2d(x!, { kernel: [2, 2] }), ([x]) => np.pool2d(x!, 'max', { kernel: [2, 2] })),
+      c('3x3 stride 2 pads 1 (overlapping, padded)', [inp('x', ['B', 2, 5, 5], 'distinct')],
+        ([x]) => G.maxPool2d(x!, { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }), ([x]) => np.pool2d(x!, 'max', { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] })),
+      c('negative inputs, padded (padding never wins)', [inp('x', ['B', 1, 3, 3], K(...Array.from({ length: 45 }, (_, i) => -1 - 0.17 * i)))],
+        ([x]) => G.maxPool2d(x!, { kernel: [2, 2], strides: [1, 1], pads: [1, 1, 0, 0] }), ([x]) => np.pool2d(x!, 'max', { kernel: [2, 2], strides: [1, 1], pads: [1, 1, 0, 0] })),
+      c('2x3 window, strides 1x2', [inp('x', ['B', 2, 4, 7], 'distinct')], ([x]) => G.maxPool2d(x!, { kernel: [2, 3], strides: [1, 2] }), ([x]) => np.pool2d(x!, 'max', { kernel: [2, 3], strides: [1, 2] })),
+    ],
+  },
+  {
+    op: 'AVERAGE_POOL',
+    cases: [
+      c('2x2 tiles [B,2,4,4]', [inp('x', ['B', 2, 4, 4])], ([x]) => G.avgPool2d(x!, { kernel: [2, 2] }), ([x]) => np.pool2d(x!, 'avg', { kernel: [2, 2] })),
+      c('3x3 stride 2 pads 1, border windows divide by their inside count', [inp('x', ['B', 2, 5, 5])],
+        ([x]) => G.avgPool2d(x!, { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }), ([x]) => np.pool2d(x!, 'avg', { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] })),
+      c('3x3 stride 2 pads 1, count_include_pad', [inp('x', ['B', 2, 5, 5])],
+        ([x]) => G.avgPool2d(x!, { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: true }),
+        ([x]) => np.pool2d(x!, 'avg', { kernel: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: true })),
+      c('2x3 window, stride 1', [inp('x', ['B', 1, 4, 5])], ([x]) => G.avgPool2d(x!, { kernel: [2, 3], strides: [1, 1] }), ([x]) => np.pool2d(x!, 'avg', { kernel: [2, 3], strides: [1, 1] })),
+    ],
+  },
 ];
 
 // ---------------------------------------------------------------------------------------------------------
@@ -575,6 +619,27 @@ for (const ck of CHECKS) checkOp(ck.op, ck.cases, OPS[ck.op] as OpDef);
 // Composite graphs: accumulation over several consumers, several paths, a full model's loss.
 const oneHot64 = (labels: np.T, depth: number): np.T =>
   np.tensor([labels.data.length, depth], (i) => (labels.data[Math.floor(i / depth)] === i % depth ? 1 : 0));
+
+/** A training-mode context for layers that read parameters by name (running statistics are constants here). */
+function bnContext(g: Graph, params: Record<string, Value>): ForwardContext {
+  const c = 3;
+  return {
+    training: true,
+    param: (name) => params[name] ?? params[name.replace('.bias', '.beta')] ?? g.constant(new Float32Array(c).fill(name.endsWith('var') ? 1 : 0), [c]),
+    noise: () => {
+      throw new Error('no noise');
+    },
+    setBuffer: () => {},
+  };
+}
+/** Batch norm with batch statistics over N, H, W (biased variance), as PyTorch's training mode. */
+function bnRef(x: np.T, gamma: np.T, beta: np.T): np.T {
+  const mean = np.reduceMean(x, [0, 2, 3], true);
+  const centered = np.sub(x, mean);
+  const variance = np.reduceMean(np.mul(centered, centered), [0, 2, 3], true);
+  const norm = np.div(centered, np.sqrt(np.add(variance, np.scalar(1e-5))));
+  return np.add(np.mul(norm, np.reshape(gamma, [1, 3, 1, 1])), np.reshape(beta, [1, 3, 1, 1]));
+}
 
 const MLP_X = inp('x', ['B', 4]);
 const mlpRef = ([x, w1, b1, w2, b2, y]: np.T[]): { loss: np.T; z1: np.T } => {
@@ -611,6 +676,12 @@ checkOp(
         return G.meanAll(ce);
       },
       (t) => mlpRef(t).loss),
+    c('batch norm, training mode, [B,3,2,2] (batch statistics)', [inp('x', ['B', 3, 2, 2]), inp('gamma', [3]), inp('beta', [3])],
+      ([x, gamma, beta], g) => batchNorm(x!, 'bn', bnContext(g, { 'bn.weight': gamma!, 'bn.beta': beta! }), {}),
+      ([x, gamma, beta]) => bnRef(x!, gamma!, beta!)),
+    c('conv → relu → maxpool → global average: a CNN block', [inp('x', ['B', 2, 6, 6]), inp('w', [3, 2, 3, 3], 'normal'), inp('b', [3], K(0.3, -0.2, 0.5))],
+      ([x, w, b]) => G.globalAvgPool(G.maxPool2d(G.tanh(G.conv2d(x!, w!, b!, { pads: [1, 1, 1, 1] })), { kernel: [2, 2] })),
+      ([x, w, b]) => np.reduceMean(np.pool2d(np.tanh(np.conv2d(x!, w!, b!, { pads: [1, 1, 1, 1] })), 'max', { kernel: [2, 2] }), [2, 3], false)),
   ],
   undefined,
 );

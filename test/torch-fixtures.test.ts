@@ -45,7 +45,8 @@ import { crossEntropy, mse, softCrossEntropy } from '../src/nn/losses.js';
 import { kdLoss } from '../src/distill/response.js';
 import { buildObjective, createTerms, type Term } from '../src/distill/terms.js';
 import { Mlp } from '../src/nn/mlp.js';
-import type { ParamValues } from '../src/nn/model.js';
+import { type LayerSpec, Sequential } from '../src/nn/sequential.js';
+import type { Model, ParamValues } from '../src/nn/model.js';
 import { createOptimizer, type OptimizerConfig } from '../src/optim/optimizers.js';
 import { at, buildEvalGraph, buildExportGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from '../src/train/graphs.js';
 import { Evaluator } from '../src/train/trainer.js';
@@ -287,7 +288,7 @@ interface StepRun {
  * call's p:*:next / s:*:*:next fed back as the next call's inputs.
  */
 async function runSteps(
-  model: Mlp,
+  model: Model,
   optimizer: OptimizerConfig,
   terms: readonly Term[],
   init: ParamValues,
@@ -300,7 +301,8 @@ async function runSteps(
   const state: Record<string, HostTensor> = {};
   for (const p of model.params) {
     state[paramIn(p.name)] = { data: Float32Array.from(init.get(p.name)!), dims: p.shape };
-    for (const s of opt.slots) state[stateIn(p.name, s)] = { data: new Float32Array(init.get(p.name)!.length), dims: p.shape };
+    // Buffers (batch norm's running statistics) have no optimizer state.
+    if (!p.buffer) for (const s of opt.slots) state[stateIn(p.name, s)] = { data: new Float32Array(init.get(p.name)!.length), dims: p.shape };
   }
   const run: StepRun = { losses: [], terms: [], params: [] };
   try {
@@ -331,6 +333,7 @@ async function runSteps(
         assert.deepEqual([...next.dims], p.shape);
         params.set(p.name, floats(next, paramOut(p.name)));
         state[paramIn(p.name)] = { data: next.data, dims: p.shape };
+        if (p.buffer) continue;
         for (const s of opt.slots) {
           const ns = out[stateOut(p.name, s)];
           assert.ok(ns, `missing ${stateOut(p.name, s)}`);
@@ -419,6 +422,30 @@ test('torch fixtures: KD student steps with a frozen teacher (kd_step.json)', as
 
 // ---------------------------------------------------------------------------------------------------------
 // 3. Export graph vs evaluation graph
+
+interface CnnStepsJson {
+  model: { input_shape: number[]; classes: number; layers: LayerSpec[] };
+  init_params: Record<string, TensorJson>;
+  batches: { x: TensorJson; y: number[] }[];
+  cases: StepCase[];
+}
+const cnnSteps = load<CnnStepsJson>('cnn_steps.json');
+
+test('torch fixtures: CNN training steps with batch norm, SGD and Adam (cnn_steps.json)', async (t) => {
+  const m = cnnSteps.model;
+  const model = new Sequential({ label: 'cnn', inputShape: m.input_shape, numClasses: m.classes, layers: m.layers });
+  const batches = cnnSteps.batches.map((b) => ({ x: { data: f32(b.x), dims: b.x.shape }, y: { data: i64(b.y), dims: [b.y.length] } }));
+  for (const c of cnnSteps.cases) {
+    await t.test(c.name, async () => {
+      const run = await runSteps(model, optimizerConfig(c.optimizer), createTerms([{ type: 'ce', weight: 1 }]), paramsFrom(cnnSteps.init_params), batches);
+      c.steps.forEach((s, i) => {
+        close('cnn_steps.json', `${c.name} step ${i + 1} loss`, [run.losses[i]!], [Math.fround(s.loss_before)]);
+        compareParams('cnn_steps.json', `${c.name} after step ${i + 1}`, run.params[i]!, s.params_after);
+      });
+    });
+  }
+  report('cnn_steps.json');
+});
 
 test('torch fixtures: exported model and evaluation graph agree on the trained params', async () => {
   const model = mlpFor(mlpSteps.model.sizes);

@@ -24,15 +24,15 @@ import {
 
 const ONNX_DTYPE: Record<DType, number> = { float32: 1, int64: 7, bool: 9 };
 
-function fail(op: string, msg: string): never {
+export function fail(op: string, msg: string): never {
   throw new KdError('KD_GRAPH_INVALID', `${op}: ${msg}`);
 }
 
-function needFloat(op: string, ...vs: Value[]): void {
+export function needFloat(op: string, ...vs: Value[]): void {
   for (const v of vs) if (v.dtype !== 'float32') fail(op, `expects float32 inputs, got ${v.dtype}`);
 }
 
-function def(d: OpDef): OpDef {
+export function def(d: OpDef): OpDef {
   return d;
 }
 
@@ -598,8 +598,8 @@ export const oneHot = (labels: Value, depth: number): Value => labels.graph.appl
 export const zerosLike = (x: Value): Value =>
   x.graph.apply1(CONSTANT_OF_SHAPE, [shapeTensor(x)], { _shape: JSON.stringify(x.shape) });
 
-/** All op definitions, for tests that check each op's gradient. */
-export const OPS = {
+/** The core op definitions (conv.ts adds the spatial ones; index.ts merges both into OPS). */
+export const CORE_OPS = {
   ADD, SUB, MUL, DIV, POW, SUM, NEG, EXP, LOG, SQRT, TANH, SIGMOID, RELU, IDENTITY, GREATER, LESS, EQUAL, IS_NAN, IS_INF, OR,
   CAST, WHERE, SOFTMAX, LOG_SOFTMAX, MATMUL, GEMM, REDUCE_SUM, REDUCE_MEAN, REDUCE_MAX, REDUCE_PROD, REDUCE_SUM_SQUARE, ARGMAX, SHAPE, RESHAPE,
   EXPAND, UNSQUEEZE, FLATTEN, TRANSPOSE, CONCAT, SPLIT, GATHER, SCATTER_ND, CONSTANT_OF_SHAPE, ONE_HOT,

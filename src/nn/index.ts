@@ -1,3 +1,4 @@
 export * from './model.js';
 export * from './layers.js';
 export * from './mlp.js';
+export * from './sequential.js';

@@ -6,6 +6,12 @@ export interface ParamSpec {
   name: string;
   shape: number[];
   init(rng: Rng): Float32Array;
+  /**
+   * A buffer (batch norm's running mean and variance): state the training step updates through
+   * `ForwardContext.setBuffer` instead of the optimizer; no gradient, no weight decay, saved and exported like a
+   * parameter, and not counted among the parameters (as in PyTorch).
+   */
+  buffer?: boolean;
 }
 
 export type ParamValues = Map<string, Float32Array>;
@@ -19,6 +25,8 @@ export interface ForwardContext {
   training: boolean;
   param(name: string): Value;
   noise(name: string, perSampleShape: readonly number[]): Value;
+  /** Training mode: the buffer's value after this step (running statistics). */
+  setBuffer(name: string, next: Value): void;
 }
 
 export interface LayerInfo {
@@ -46,9 +54,13 @@ export interface Model {
   layers(): LayerInfo[];
 }
 
+/** Trainable parameters (buffers such as running statistics are not counted, as in PyTorch). */
 export function countParams(model: Model): number {
-  return model.params.reduce((n, p) => n + p.shape.reduce((a, b) => a * b, 1), 0);
+  return model.params.reduce((n, p) => n + (p.buffer ? 0 : p.shape.reduce((a, b) => a * b, 1)), 0);
 }
+
+export const trainableParams = (model: Model): ParamSpec[] => model.params.filter((p) => !p.buffer);
+export const bufferParams = (model: Model): ParamSpec[] => model.params.filter((p) => p.buffer === true);
 
 /** Draws every parameter from one seeded stream, in declaration order, so the same seed gives the same model. */
 export function initParams(model: Model, rng: Rng): ParamValues {

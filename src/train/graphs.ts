@@ -1,6 +1,6 @@
 import { KdError } from '../errors.js';
 import { type Value, Graph, addN, flatten, gradients, isInf, isNaN, numel, or, reduceSumSquare, toOnnx } from '../graph/index.js';
-import type { ForwardContext, Model, ParamSpec, ParamValues } from '../nn/model.js';
+import { type ForwardContext, type Model, type ParamSpec, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { correctCount, crossEntropySum } from '../nn/losses.js';
 import type { Optimizer } from '../optim/optimizers.js';
 import { buildObjective, type Term } from '../distill/terms.js';
@@ -62,8 +62,11 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
   const teacherParams = embedded
     ? new Map<string, Value>(embedded.model.params.map((p) => [p.name, g.constant(embedded.params.get(p.name)!, p.shape, 'float32')]))
     : undefined;
-  const trainable = [...model.params, ...(options.extraParams ?? [])];
+  const trainable = [...trainableParams(model), ...(options.extraParams ?? [])];
+  const buffers = bufferParams(model);
   let params = new Map<string, Value>(trainable.map((p) => [p.name, g.input(paramIn(p.name), p.shape)]));
+  // Buffers (running statistics) go in and come out like parameters; the forward pass sets their next values.
+  let bufferValues = new Map<string, Value>(buffers.map((p) => [p.name, g.input(paramIn(p.name), p.shape)]));
   let states = new Map<string, Value[]>(trainable.map((p) => [p.name, optimizer.slots.map((s) => g.input(stateIn(p.name, s), p.shape))]));
   const noise: NoiseSpec[] = [];
 
@@ -78,9 +81,15 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     const scalars: Record<string, Value> = {};
     for (const s of optimizer.scalars) scalars[s] = g.input(at(`opt:${s}`, k), []);
     const current = params;
+    const currentBuffers = bufferValues;
+    const nextBuffers = new Map(bufferValues);
     const ctx: ForwardContext = {
       training: true,
-      param: (name) => current.get(name)!,
+      param: (name) => current.get(name) ?? currentBuffers.get(name)!,
+      setBuffer: (name, next) => {
+        if (!currentBuffers.has(name)) throw new KdError('KD_GRAPH_INVALID', `setBuffer: "${name}" is not a buffer of ${model.name}`);
+        nextBuffers.set(name, next);
+      },
       noise: (name, perSample) => {
         if (k === 0) noise.push({ name, perSample: [...perSample] });
         return g.input(at(`noise:${name}`, k), [BATCH, ...perSample]);
@@ -126,7 +135,9 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     });
     params = nextParams;
     states = nextStates;
+    bufferValues = nextBuffers;
   }
+  for (const p of buffers) g.output(paramOut(p.name), bufferValues.get(p.name)!);
   for (const p of trainable) {
     g.output(paramOut(p.name), params.get(p.name)!);
     optimizer.slots.forEach((s, i) => g.output(stateOut(p.name, s), states.get(p.name)![i]!));
@@ -174,6 +185,9 @@ function inferenceContext(param: (name: string) => Value): ForwardContext {
     param,
     noise: () => {
       throw new Error('noise requested in inference mode');
+    },
+    setBuffer: () => {
+      throw new Error('setBuffer called in inference mode');
     },
   };
 }

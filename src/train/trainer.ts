@@ -1,6 +1,6 @@
 import { KdError } from '../errors.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, jitterImages, numBatches, sampleSize } from '../data/index.js';
-import type { Model, ParamValues } from '../nn/model.js';
+import { type Model, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { type OptimizerConfig, createOptimizer, learningRate, type ScheduleConfig } from '../optim/index.js';
 import { type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
 import { type Term, adapterParams, termWeight } from '../distill/terms.js';
@@ -126,7 +126,8 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const widths = new Map([...(o.teacherFeatures ?? new Map<string, LogitTable>())].map(([n, t]) => [n, t.numClasses]));
   // Feature adapters train with the student and are dropped at export.
   const extraParams = adapterParams(o.terms, o.model, widths);
-  const trainable = [...o.model.params, ...extraParams];
+  const trainable = [...trainableParams(o.model), ...extraParams];
+  const stats = bufferParams(o.model);
   const graphOptions = { teacherFeatureWidths: widths, extraParams };
   const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime);
   const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime) : undefined;
@@ -149,6 +150,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           fix: 'resume with the config the run started with (kept in the output folder as config.json), or delete the checkpoint',
         });
       }
+      for (const p of stats) tensors.set(paramIn(p.name), { data: ck.tensors.get(paramIn(p.name)) as Float32Array, dims: p.shape });
       for (const p of trainable) {
         tensors.set(paramIn(p.name), { data: ck.tensors.get(paramIn(p.name)) as Float32Array, dims: p.shape });
         for (const s of optimizer.slots) tensors.set(stateIn(p.name, s), { data: ck.tensors.get(stateIn(p.name, s)) as Float32Array, dims: p.shape });
@@ -159,6 +161,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       jitterRng = new Rng(st.rng.jitter);
     } else {
       const adapterRng = Rng.derive(o.seed, 'adapters');
+      for (const p of stats) tensors.set(paramIn(p.name), { data: new Float32Array(o.params.get(p.name) ?? p.init(adapterRng)), dims: p.shape });
       for (const p of trainable) {
         const init = o.params.get(p.name) ?? p.init(adapterRng);
         tensors.set(paramIn(p.name), { data: new Float32Array(init), dims: p.shape });
@@ -300,6 +303,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           for (const cb of o.callbacks ?? []) cb.onStepEnd?.({ epoch, step: step + j + 1, stepsInEpoch: stepsPerEpoch, samplesInEpoch: o.train.n, samplesDone: st.sums.seen, loss });
         }
         const next = new Map<string, HostTensor>();
+        for (const p of stats) next.set(paramIn(p.name), out[paramOut(p.name)]!);
         for (const p of trainable) {
           next.set(paramIn(p.name), out[paramOut(p.name)]!);
           for (const s of optimizer.slots) next.set(stateIn(p.name, s), out[stateOut(p.name, s)]!);

@@ -415,6 +415,75 @@ export function unsqueeze(x: T, axes: readonly number[]): T {
 }
 
 // ---------------------------------------------------------------------------------------------------------
+// Spatial ops (NCHW), straight from the ONNX Conv / MaxPool / AveragePool definitions: every output element is a
+// sum (max, mean) over its window, computed by direct loops; positions outside the input are padding.
+
+export interface Window {
+  kernel: readonly [number, number];
+  strides?: readonly [number, number];
+  /** [top, left, bottom, right] */
+  pads?: readonly [number, number, number, number];
+  dilations?: readonly [number, number];
+}
+
+function windowGeometry(h: number, w: number, o: Window) {
+  const [kh, kw] = o.kernel;
+  const [sh, sw] = o.strides ?? [1, 1];
+  const [pt, pl, pb, pr] = o.pads ?? [0, 0, 0, 0];
+  const [dh, dw] = o.dilations ?? [1, 1];
+  const ho = Math.floor((h + pt + pb - dh * (kh - 1) - 1) / sh) + 1;
+  const wo = Math.floor((w + pl + pr - dw * (kw - 1) - 1) / sw) + 1;
+  /** Input coordinates of window element (i, j) of output (r, c); may be outside [0, h) x [0, w). */
+  const pos = (r: number, c: number, i: number, j: number): [number, number] => [r * sh - pt + i * dh, c * sw - pl + j * dw];
+  return { kh, kw, ho, wo, pos };
+}
+
+/** ONNX Conv: x [N, C, H, W], w [M, C/group, kh, kw], b [M]. */
+export function conv2d(x: T, w: T, b: T | undefined, o: Omit<Window, 'kernel'> & { group?: number } = {}): T {
+  const [n, c, h, wd] = x.shape as [number, number, number, number];
+  const [m, cg] = w.shape as [number, number];
+  const group = o.group ?? 1;
+  const { kh, kw, ho, wo, pos } = windowGeometry(h, wd, { ...o, kernel: [w.shape[2]!, w.shape[3]!] });
+  if (cg * group !== c) throw new Error('np64.conv2d: channel mismatch');
+  const mg = m / group;
+  return tensor([n, m, ho, wo], (flat) => {
+    const [ni, mi, r, col] = unravel(flat, [n, m, ho, wo]) as [number, number, number, number];
+    const g = Math.floor(mi / mg);
+    let s = b ? b.data[mi]! : 0;
+    for (let ci = 0; ci < cg; ci++)
+      for (let i = 0; i < kh; i++)
+        for (let j = 0; j < kw; j++) {
+          const [y, xx] = pos(r, col, i, j);
+          if (y < 0 || y >= h || xx < 0 || xx >= wd) continue;
+          s += at(x, [ni, g * cg + ci, y, xx]) * at(w, [mi, ci, i, j]);
+        }
+    return s;
+  });
+}
+
+/** ONNX MaxPool (padding never wins) and AveragePool (count_include_pad decides the divisor at the borders). */
+export function pool2d(x: T, kind: 'max' | 'avg', o: Window & { countIncludePad?: boolean }): T {
+  const [n, c, h, wd] = x.shape as [number, number, number, number];
+  const { kh, kw, ho, wo, pos } = windowGeometry(h, wd, { strides: o.kernel, ...o });
+  return tensor([n, c, ho, wo], (flat) => {
+    const [ni, ci, r, col] = unravel(flat, [n, c, ho, wo]) as [number, number, number, number];
+    let best = -Infinity;
+    let sum = 0;
+    let count = 0;
+    for (let i = 0; i < kh; i++)
+      for (let j = 0; j < kw; j++) {
+        const [y, xx] = pos(r, col, i, j);
+        if (y < 0 || y >= h || xx < 0 || xx >= wd) continue;
+        const v = at(x, [ni, ci, y, xx]);
+        best = Math.max(best, v);
+        sum += v;
+        count++;
+      }
+    return kind === 'max' ? best : sum / (o.countIncludePad ? kh * kw : count);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------------
 // Self-checks against hand-computed values (cheap; run by the gradcheck suite)
 
 export function selfTest(): void {
@@ -446,4 +515,11 @@ export function selfTest(): void {
   eq(reshape(tensor([2, 3, 4]), [0, -1]), [2, 12], [], 'reshape');
   eq(where(tensor([2, 1], [1, 0]), a, scalar(-1)), [2, 3], [1, 2, 3, -1, -1, -1], 'where');
   eq(addN([a, scalar(1), tensor([3], [0, 0, 1])]), [2, 3], [2, 3, 5, 5, 6, 8], 'addN');
+  // 1x1x3x3 input 1..9, 2x2 ones kernel: window sums; with pad 1 the corner window holds only the 1.
+  const img = tensor([1, 1, 3, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  eq(conv2d(img, tensor([1, 1, 2, 2], [1, 1, 1, 1]), tensor([1], [0.5])), [1, 1, 2, 2], [12.5, 16.5, 24.5, 28.5], 'conv2d');
+  eq(conv2d(img, tensor([1, 1, 2, 2], [1, 1, 1, 1]), undefined, { pads: [1, 1, 0, 0], strides: [2, 2] }), [1, 1, 2, 2], [1, 5, 11, 28], 'conv2d pad stride');
+  eq(pool2d(img, 'max', { kernel: [2, 2], strides: [1, 1] }), [1, 1, 2, 2], [5, 6, 8, 9], 'maxpool');
+  eq(pool2d(img, 'avg', { kernel: [2, 2], strides: [2, 2], pads: [1, 1, 1, 1] }), [1, 1, 2, 2], [1, 2.5, 5.5, 7], 'avgpool exclude pad');
+  eq(pool2d(img, 'avg', { kernel: [2, 2], strides: [2, 2], pads: [1, 1, 1, 1], countIncludePad: true }), [1, 1, 2, 2], [0.25, 1.25, 2.75, 7], 'avgpool include pad');
 }
