@@ -1,11 +1,13 @@
 /**
- * Where a training step's time goes: runs the MLP 784-1200-1200-10 step with ONNX Runtime's profiler on and
- * prints the total time per op type (and the time outside run()).
+ * Where a training step's time goes: runs the MLP 784-1200-1200-10 step (or, with MODEL=cnn, the bench's CNN
+ * conv32-conv64-maxpool-dense128-dense10 step) with ONNX Runtime's profiler on and prints the total time per op
+ * type (and the time outside run()); NODES=1 adds the slowest nodes.
  *   node dist/bench/profile.js [adam|sgd] [batch] [stepsPerRun]
+ *   MODEL=cnn NODES=1 node dist/bench/profile.js adam 128 1
  */
 import ort from 'onnxruntime-node';
 import { readFileSync, readdirSync, unlinkSync } from 'node:fs';
-import { Mlp, initParams } from '../src/nn/index.js';
+import { Mlp, type Model, Sequential, initParams } from '../src/nn/index.js';
 import { createOptimizer } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
 import { at, buildStepGraph, paramIn, stateIn } from '../src/train/graphs.js';
@@ -14,7 +16,22 @@ import { Rng } from '../src/util/rng.js';
 const kind = process.argv[2] ?? 'adam';
 const batch = Number(process.argv[3] ?? 128);
 const k = Number(process.argv[4] ?? 1);
-const model = new Mlp({ inputShape: [784], hidden: [1200, 1200], numClasses: 10 });
+const model: Model =
+  process.env.MODEL === 'cnn'
+    ? new Sequential({
+        label: 'cnn',
+        inputShape: [1, 28, 28],
+        numClasses: 10,
+        layers: [
+          { type: 'conv', filters: 32, kernel: 3, activation: 'relu' },
+          { type: 'conv', filters: 64, kernel: 3, activation: 'relu' },
+          { type: 'maxpool', kernel: 2 },
+          { type: 'flatten' },
+          { type: 'dense', units: 128, activation: 'relu' },
+          { type: 'dense', units: 10 },
+        ],
+      })
+    : new Mlp({ inputShape: [784], hidden: [1200, 1200], numClasses: 10 });
 const opt = createOptimizer(kind === 'sgd' ? { type: 'sgd', lr: 0.05, momentum: 0.9 } : { type: 'adam', lr: 1e-3 });
 const g = buildStepGraph(model, opt, createTerms([{ type: 'ce', weight: 1 }]), k);
 const s = await ort.InferenceSession.create(g.onnx, {
@@ -26,7 +43,7 @@ const feeds: Record<string, ort.Tensor> = {};
 const rng = new Rng(2);
 for (let j = 0; j < k; j++) {
   const x = new Float32Array(batch * 784); rng.fillUniform(x);
-  feeds[at('x', j)] = new ort.Tensor('float32', x, [batch, 784]);
+  feeds[at('x', j)] = new ort.Tensor('float32', x, [batch, ...model.inputShape]);
   feeds[at('y', j)] = new ort.Tensor('int64', BigInt64Array.from({ length: batch }, () => BigInt(rng.int(10))), [batch]);
   const sv = opt.scalarValues(1, 1e-3);
   for (const n of opt.scalars) feeds[at(`opt:${n}`, j)] = new ort.Tensor('float32', Float32Array.of(sv[n]!), []);
@@ -54,3 +71,4 @@ const per = (us: number) => (us / runs / 1000).toFixed(2);
 console.log(`${kind} batch ${batch} K=${k}: wall ${wall.toFixed(2)} ms/call, inside run ${per(runTotal)} ms, ${((batch * k) / (wall / 1000)).toFixed(0)} samples/s`);
 for (const [op, us] of [...byOp].sort((a, b) => b[1] - a[1]).slice(0, 14)) console.log(`  ${op.padEnd(18)} ${per(us)} ms`);
 if (process.env.NODES) { const byNode = new Map<string, number>(); for (const e of events) if (e.cat === "Node" && e.name.endsWith("_kernel_time")) byNode.set(e.name, (byNode.get(e.name) ?? 0) + e.dur); for (const [n, us] of [...byNode].sort((a, b) => b[1] - a[1]).slice(0, 12)) console.log(`    ${n.padEnd(40)} ${per(us)} ms`); }
+if (process.env.NODES) { const shapes = new Map<string, string>(); for (const e of events as { cat: string; name: string; args?: { input_type_shape?: unknown; output_type_shape?: unknown } }[]) if (e.cat === 'Node' && e.name.endsWith('_kernel_time') && !shapes.has(e.name)) shapes.set(e.name, JSON.stringify([e.args?.input_type_shape, e.args?.output_type_shape])); for (const [n, sh] of shapes) if (/Conv|MatMul|Gemm|MaxPool/.test(n)) console.log(`      ${n}: ${sh}`); }

@@ -14,7 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Mlp, initParams } from '../src/nn/index.js';
+import { Mlp, type Model, Sequential, initParams } from '../src/nn/index.js';
 import { createOptimizer, type OptimizerConfig } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
 import { at, buildExportGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from '../src/train/graphs.js';
@@ -29,6 +29,10 @@ const CASES = [
   'kd_1200_to_800_sgd_recompute',
   'kd_1200_to_800_adam_cached',
   'kd_1200_to_800_sgd_cached',
+  'cnn_ce_adam',
+  'cnn_ce_sgd',
+  'kd_cnn_to_cnn_adam_recompute',
+  'kd_cnn_to_mlp800_adam_recompute',
 ] as const;
 type CaseName = (typeof CASES)[number];
 
@@ -53,12 +57,38 @@ const NUM_BATCHES = 64;
 const SGD: OptimizerConfig = { type: 'sgd', lr: 0.05, momentum: 0.9 };
 const ADAM: OptimizerConfig = { type: 'adam', lr: 1e-3 };
 
+/** Keras's MNIST CNN (and the ANCHORS.md peer's): conv32-conv64 (3x3 valid, ReLU) - maxpool 2 - dense128 - dense10. */
+const cnn = (): Model =>
+  new Sequential({
+    label: 'cnn',
+    inputShape: [1, 28, 28],
+    numClasses: 10,
+    layers: [
+      { type: 'conv', filters: 32, kernel: 3, activation: 'relu' },
+      { type: 'conv', filters: 64, kernel: 3, activation: 'relu' },
+      { type: 'maxpool', kernel: 2 },
+      { type: 'flatten' },
+      { type: 'dense', units: 128, activation: 'relu' },
+      { type: 'dense', units: 10 },
+    ],
+  });
+const mlp = (hidden: number[]): Model => new Mlp({ inputShape: [784], hidden, numClasses: 10 });
+
+function modelsOf(name: CaseName): { student: Model; teacher?: Model } {
+  if (name.startsWith('cnn_')) return { student: cnn() };
+  if (name.startsWith('kd_cnn_to_cnn')) return { student: cnn(), teacher: cnn() };
+  if (name.startsWith('kd_cnn_to_mlp800')) return { student: mlp([800, 800]), teacher: cnn() };
+  if (name.startsWith('kd_')) return { student: mlp([800, 800]), teacher: mlp([1200, 1200]) };
+  return { student: mlp([1200, 1200]) };
+}
+
 async function benchCase(name: CaseName): Promise<number> {
   const rng = new Rng(7);
   const opt = name.includes('adam') ? ADAM : SGD;
   const kd = name.startsWith('kd_');
-  const student = new Mlp({ inputShape: [784], hidden: kd ? [800, 800] : [1200, 1200], numClasses: 10 });
-  const teacher = kd ? new Mlp({ inputShape: [784], hidden: [1200, 1200], numClasses: 10 }) : undefined;
+  const { student, teacher } = modelsOf(name);
+  // Both sides read the same 784 values per sample; each model sees them in its own input shape.
+  const dimsOf = (m: Model) => [batch, ...m.inputShape];
   const terms = createTerms(kd ? [{ type: 'ce', weight: 0.1 }, { type: 'kd', temperature: 4, weight: 0.9 }] : [{ type: 'ce', weight: 1 }]);
   const optimizer = createOptimizer(opt);
   const recompute = name.endsWith('recompute');
@@ -79,7 +109,7 @@ async function benchCase(name: CaseName): Promise<number> {
   if (teacher && !recompute) {
     teacherSession = await Session.create(buildExportGraph(teacher, teacherParams!), { threads });
     {
-      for (const x of xs) cached.push((await teacherSession.run({ input: { data: x, dims: [batch, 784] } })).logits!.data as Float32Array);
+      for (const x of xs) cached.push((await teacherSession.run({ input: { data: x, dims: dimsOf(teacher) } })).logits!.data as Float32Array);
     }
   }
   const state = new Map<string, HostTensor>();
@@ -94,7 +124,7 @@ async function benchCase(name: CaseName): Promise<number> {
     const feeds: Record<string, HostTensor> = {};
     for (let k = 0; k < stepsPerRun; k++, i++) {
       const j = i % NUM_BATCHES;
-      feeds[at('x', k)] = { data: xs[j]!, dims: [batch, 784] };
+      feeds[at('x', k)] = { data: xs[j]!, dims: dimsOf(student) };
       feeds[at('y', k)] = { data: ys[j]!, dims: [batch] };
       if (teacher && !recompute) feeds[at('teacher', k)] = { data: cached[j]!, dims: [batch, 10] };
       t++;

@@ -17,6 +17,13 @@ train mode, no dropout; teachers in eval mode under torch.no_grad):
     kd_1200_to_800_sgd_recompute    the same with SGD momentum 0.9, lr 0.05
     kd_1200_to_800_adam_cached      teacher logits computed once for all 64 batches beforehand; no teacher forward
     kd_1200_to_800_sgd_cached       the same with SGD momentum
+    cnn_ce_adam                     CNN conv32-conv64-maxpool-dense128-dense10 (Keras's MNIST CNN: 3x3 valid
+                                    convs with ReLU, 2x2 max-pool, dense 9216-128 ReLU, dense 128-10) on
+                                    [1, 28, 28] inputs, cross-entropy, Adam lr 1e-3
+    cnn_ce_sgd                      the same with SGD momentum 0.9, lr 0.05
+    kd_cnn_to_cnn_adam_recompute    teacher CNN forward every step -> student CNN (the same architecture),
+                                    the KD objective above, Adam lr 1e-3
+    kd_cnn_to_mlp800_adam_recompute teacher CNN forward every step -> student MLP 784-800-800-10, Adam lr 1e-3
 
 Each thread setup runs in its own subprocess, because OpenBLAS reads OPENBLAS_NUM_THREADS when it is loaded
 (before torch is imported). Setups: torch.set_num_threads(n) with OMP_NUM_THREADS = n, and
@@ -45,6 +52,10 @@ CASES = [
     "kd_1200_to_800_sgd_recompute",
     "kd_1200_to_800_adam_cached",
     "kd_1200_to_800_sgd_cached",
+    "cnn_ce_adam",
+    "cnn_ce_sgd",
+    "kd_cnn_to_cnn_adam_recompute",
+    "kd_cnn_to_mlp800_adam_recompute",
 ]
 
 # (torch threads, OpenBLAS threads)
@@ -122,6 +133,12 @@ def mlp(torch, sizes):
     return torch.nn.Sequential(*layers)
 
 
+def cnn(torch):
+    nn = torch.nn
+    return nn.Sequential(nn.Conv2d(1, 32, 3), nn.ReLU(), nn.Conv2d(32, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, N_CLASSES))
+
+
 def make_step(torch, name, batch):
     """Returns (step(i), description) for a case; step(i) runs one whole training step on batch i % 64."""
     F = torch.nn.functional
@@ -168,6 +185,46 @@ def make_step(torch, name, batch):
                 t_logits = cached[k]
             opt.zero_grad(set_to_none=True)
             s_logits = student(xs[k])
+            ce = F.cross_entropy(s_logits, ys[k])
+            kd = F.kl_div(F.log_softmax(s_logits / T, dim=1), F.log_softmax(t_logits / T, dim=1),
+                          reduction="batchmean", log_target=True)
+            loss = (1.0 - ALPHA) * ce + ALPHA * (T * T) * kd
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    if name.startswith("cnn_ce_"):
+        model = cnn(torch).train()
+        opt = optimizer(model)
+        images = xs.view(N_BATCHES, batch, 1, 28, 28)
+
+        def step(i):
+            k = i % N_BATCHES
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(model(images[k]), ys[k])
+            loss.backward()
+            opt.step()
+            return loss
+
+        return step
+
+    if name.startswith("kd_cnn_to_"):
+        teacher = cnn(torch).eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+        to_cnn = "_to_cnn_" in name
+        student = (cnn(torch) if to_cnn else mlp(torch, [N_IN, 800, 800, N_CLASSES])).train()
+        opt = optimizer(student)
+        images = xs.view(N_BATCHES, batch, 1, 28, 28)
+
+        def step(i):
+            k = i % N_BATCHES
+            with torch.no_grad():
+                t_logits = teacher(images[k])
+            opt.zero_grad(set_to_none=True)
+            s_logits = student(images[k] if to_cnn else xs[k])
             ce = F.cross_entropy(s_logits, ys[k])
             kd = F.kl_div(F.log_softmax(s_logits / T, dim=1), F.log_softmax(t_logits / T, dim=1),
                           reduction="batchmean", log_target=True)

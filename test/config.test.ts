@@ -122,7 +122,7 @@ test('every preset parses', () => {
   assert.ok(PRESET_NAMES.includes('demo') && PRESET_NAMES.includes('hinton'));
   for (const name of PRESET_NAMES) parseConfig(getPreset(name), `preset ${name}`);
   const h = parseConfig(getPreset('hinton'));
-  assert.deepEqual(h.student.model.hidden, [800, 800]);
+  assert.deepEqual(h.student.model.type === 'mlp' && h.student.model.hidden, [800, 800]);
   assert.equal(h.teacher.type === 'train' && h.teacher.jitter, 2);
   assert.deepEqual(h.distill.terms[1], { type: 'kd', temperature: 20, weight: 0.9 });
 });
@@ -192,7 +192,7 @@ test('a bad enum or type tag suggests the near miss', () => {
     '✖ invalid value -3 → at student.train.epochs; expected an integer >= 1',
     '✖ invalid value "adamm" → at student.train.optimizer.type; expected one of: sgd, adam, adamw; did you mean "adam"?',
     '✖ invalid value "onx" → at teacher.type; expected one of: train, onnx; did you mean "onnx"?',
-    '✖ invalid value "CSV" → at data.dataset.type; expected one of: mnist, idx, csv; did you mean "csv"?',
+    '✖ invalid value "CSV" → at data.dataset.type; expected one of: mnist, fashion-mnist, idx, csv; did you mean "csv"?',
   ]) {
     assert.ok(e.message.includes(line), `missing line\n${line}\nin\n${e.message}`);
   }

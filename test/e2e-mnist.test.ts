@@ -68,7 +68,7 @@ test('MNIST subset: models, run.json and report.html are written, run.json holds
   assert.equal(rec.seed, 5);
   const config = rec.config as typeof cfg;
   assert.equal(config.seed, 5);
-  assert.deepEqual(config.student.model.hidden, [16]);
+  assert.deepEqual(config.student.model.type === 'mlp' && config.student.model.hidden, [16]);
   assert.equal(config.output, cfg.output);
   assert.equal(rec.versions.node, process.versions.node);
   assert.match(rec.versions['onnxruntime-node'] ?? '', /^\d+\.\d+\.\d+/);

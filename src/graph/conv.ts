@@ -132,7 +132,11 @@ function convAttrs(kernel: Pair, o: Conv2dOptions): Record<string, number | numb
   };
 }
 
-/** dL/dx of a conv: ConvTranspose of dy with the same weights, output padding chosen to give back x's exact size. */
+/**
+ * dL/dx of a conv: ConvTranspose of dy with the same weights, output padding chosen to give back x's exact size.
+ * (The "full" Conv with flipped, transposed weights does the same work but ran 2x slower on ONNX Runtime's CPU
+ * provider: its im2col GEMM gets the narrow side; bench/conv-micro.ts measures both.)
+ */
 function convInputGrad(dy: Value, w: Value, x: Value, o: Required<Conv2dOptions>): Value {
   const [h, wd] = [x.shape[2] as number, x.shape[3] as number];
   const [kh, kw] = [w.shape[2] as number, w.shape[3] as number];
@@ -239,10 +243,12 @@ const MAX_POOL = def({
     const [kh, kw] = o.kernel;
     // The gradient goes to the window's maximum; tied maxima share it equally (a true subgradient).
     if (tiles(x, o)) {
-      const xr = reshape(x, [nb, c, ho, kh, wo, kw]);
-      const mask = cast(equal(xr, reshape(y, [nb, c, ho, 1, wo, 1])), 'float32');
-      const share = div(reshape(dy, [nb, c, ho, 1, wo, 1]), reduceSum(mask, [3, 5], true));
-      return [reshape(mul(mask, share), [nb, c, h, w])];
+      // Non-overlapping windows: compare x with y repeated over each window (nearest-neighbour Resize), count the
+      // maxima per window with a pooling of the mask, and hand each maximum its share of dy. Every op works on
+      // same-shaped tensors: broadcasting a [.., 1, .., 1] view against the windows was 5x slower on the CPU.
+      const mask = cast(equal(x, upsample(y, o.kernel)), 'float32');
+      const count = mul(x.graph.apply1(AVERAGE_POOL, [mask], { kernel_shape: [kh, kw], strides: [kh, kw], pads: [0, 0, 0, 0], count_include_pad: 0 }), kh * kw);
+      return [mul(mask, upsample(div(dy, count), o.kernel))];
     }
     const k = kh * kw;
     const pr = reshape(patches(x, o.kernel, o), [nb, c, k, ho, wo]);
@@ -292,6 +298,26 @@ const AVERAGE_POOL = def({
   },
 });
 
+/** Nearest-neighbour upsampling by whole factors (each value repeated over a factor[0] x factor[1] block); no gradient. */
+const RESIZE = def({
+  type: 'Resize',
+  infer: (ins, a) => {
+    const x = ins[0]!;
+    const [fh, fw] = attrPair(a._factor);
+    return [{ shape: [x.shape[0]!, x.shape[1]!, (x.shape[2] as number) * fh, (x.shape[3] as number) * fw], dtype: x.dtype }];
+  },
+  emit: (e, n) => {
+    const [fh, fw] = attrPair(n.attrs._factor);
+    e.node('Resize', [e.name(n.inputs[0]!), '', e.constFloat([1, 1, fh, fw], [4])], [e.name(n.outputs[0]!)], {
+      mode: 'nearest',
+      coordinate_transformation_mode: 'asymmetric',
+      nearest_mode: 'floor',
+    });
+  },
+});
+
+export const upsample = (x: Value, factor: Pair): Value => x.graph.apply1(RESIZE, [x], { _factor: [...factor] });
+
 /** Inference-mode batch normalization (running statistics); training uses the composite in nn/layers.ts. */
 const BATCH_NORM = def({
   type: 'BatchNormalization',
@@ -332,4 +358,4 @@ export const globalAvgPool = (x: Value): Value => reduceMean(x, [2, 3], false);
 export const batchNormInference = (x: Value, scale: Value, bias: Value, mean: Value, variance: Value, epsilon = 1e-5): Value =>
   x.graph.apply1(BATCH_NORM, [x, scale, bias, mean, variance], { epsilon });
 
-export const CONV_OPS = { CONV, CONV_TRANSPOSE, MAX_POOL, AVERAGE_POOL, BATCH_NORM } as const satisfies Record<string, OpDef>;
+export const CONV_OPS = { CONV, CONV_TRANSPOSE, MAX_POOL, AVERAGE_POOL, BATCH_NORM, RESIZE } as const satisfies Record<string, OpDef>;

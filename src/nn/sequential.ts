@@ -111,13 +111,17 @@ export class Sequential implements Model {
     if (!last || last.outShape.length !== 1 || last.outShape[0] !== options.numClasses) {
       bad(`the last layer must output ${options.numClasses} values (one per class), got [${last?.outShape.join(', ') ?? ''}]`, `end the layer list with {type: dense, units: ${options.numClasses}}`);
     }
-    const count = this.params.reduce((n, p) => n + (p.buffer ? 0 : p.shape.reduce((a, b) => a * b, 1)), 0);
-    this.name = `${options.label ?? 'seq'}-${this.steps.filter((s) => s.params.length > 0).length}l-${count}p`;
+    // e.g. cnn-c32-c64-128-10: conv widths as cN, residual blocks as rN, dense widths bare.
+    const tokens = options.layers.flatMap((l) => (l.type === 'conv' ? [`c${l.filters}`] : l.type === 'resblock' ? [`r${l.filters}`] : l.type === 'dense' ? [String(l.units)] : []));
+    this.name = [options.label ?? 'seq', ...tokens].join('-');
   }
 
   forward(x: Value, ctx: ForwardContext): ForwardResult {
     const features = new Map<string, Value>();
-    let h = x;
+    // The same samples in another layout of the same size (flat [784] for [1, 28, 28]) are reshaped, so a
+    // teacher CNN and a student MLP can share one input.
+    const want = [x.shape[0]!, ...this.inputShape];
+    let h = x.shape.length === want.length && x.shape.every((d, i) => d === want[i]) ? x : reshape(x, want);
     const st = this.options.standardize;
     if (st) {
       const g = x.graph;
