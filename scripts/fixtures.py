@@ -924,10 +924,58 @@ Conventions: dense W is `[in, out]` (PyTorch Linear's weight transposed), tensor
 | `kd_step.json` | teacher MLP 12-20-20-5 (frozen) -> student 12-16-5, (1-alpha)CE + alpha*KD at T = 4, alpha = 0.9, two steps with SGD momentum and with Adam |
 | `cnn_steps.json` | small CNN (conv-bn-relu-maxpool-conv/2-relu-dense, `SmallCnn`), CE, two steps with SGD momentum + weight decay and with Adam: loss, parameters and batch-norm running statistics after each step |
 | `response_losses.json` | float64 DKD (TCKD, NCKD) and DIST (inter, intra) values and student-logit gradients, following mdistiller and the official DIST code, 9 cases |
+| `feature_losses.json` | float64 attention-transfer (AT) values and student-map gradients, following RepDistiller's `Attention`, 3 cases |
 | `relation_losses.json` | float64 RKD (distance, angle), SP and PKT values and student-embedding gradients, following lenscape/RKD and RepDistiller, 7 cases |
 
 See the docstring of `scripts/fixtures.py` for the exact definitions.
 """
+
+
+def at_reference(f_s, f_t, p=2):
+    """RepDistiller's Attention loss for one layer pair: (at(f_s) - at(f_t))^2 averaged over batch and positions,
+    at(f) = F.normalize(f.pow(p).mean(1).view(B, -1))."""
+    def at(f):
+        return F.normalize(f.pow(p).mean(1).view(f.size(0), -1))
+    return (at(f_s) - at(f_t)).pow(2).mean()
+
+
+def make_at_case(name, batch, cs, ct, hw, relu=False, scale_t=1.0):
+    f_s = round4(torch.randn(batch, cs, hw, hw, dtype=torch.float64))
+    f_t = round4(torch.randn(batch, ct, hw, hw, dtype=torch.float64) * scale_t)
+    if relu:
+        f_s, f_t = f_s.clamp(min=0), f_t.clamp(min=0)
+    value, g = grad_of(lambda v: at_reference(v, f_t), f_s)
+    # Written another way: squares summed over channels divided by C, normalised by the explicit root.
+    def at2(f):
+        a = (f * f).sum(1).reshape(f.size(0), -1) / f.size(1)
+        return a / a.pow(2).sum(1, keepdim=True).sqrt()
+    direct = ((at2(f_s) - at2(f_t)) ** 2).sum().item() / (batch * hw * hw)
+    assert abs(direct - value) <= 1e-12 * max(1.0, abs(value)), (name, direct, value)
+    fs = f_s.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda v: at_reference(v, f_t), (fs,)), name
+    return {"name": name, "inputs": {"student": tensor(f_s), "teacher": tensor(f_t)}, "outputs": {"at": value},
+            "grads": {"at": tensor(g)}}
+
+
+def build_feature_losses():
+    torch.manual_seed(2017)
+    cases = [
+        make_at_case("b4_cs3_ct6_5x5", 4, 3, 6, 5),
+        make_at_case("b3_cs2_ct4_4x4_relu", 3, 2, 4, 4, relu=True),
+        make_at_case("b2_cs4_ct4_6x6_scaled", 2, 4, 4, 6, scale_t=10.0),
+    ]
+    return {
+        "generator": GENERATOR,
+        "torch": torch.__version__,
+        "dtype": "float64",
+        "definitions": {
+            "student, teacher": "conv maps [B, Cs, H, W] and [B, Ct, H, W]; the teacher is a constant",
+            "at": "mean over B and H*W of (at(s) - at(t))^2, at(f) = F.normalize(f.pow(2).mean(1).view(B, -1)) "
+                  "(RepDistiller Attention, p = 2; Zagoruyko & Komodakis 2017)",
+            "grads": "d at / d student",
+        },
+        "cases": cases,
+    }
 
 
 CNN_LAYERS = [
@@ -1013,6 +1061,7 @@ def main():
         "mlp_steps.json": dumps(build_mlp_steps()),
         "kd_step.json": dumps(build_kd_step()),
         "cnn_steps.json": dumps(build_cnn_steps()),
+        "feature_losses.json": dumps(build_feature_losses()),
         "README.md": README,
         "response_losses.json": dumps(build_response_losses()),
         "relation_losses.json": dumps(build_relation_losses()),

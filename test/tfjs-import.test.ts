@@ -147,6 +147,28 @@ test('preprocess (x · scale − mean) / std per channel is built into the impor
   expectKd(() => loadTfjsLayersModel(path, { preprocess: { std: 0 } }), 'KD_CONFIG_INVALID', /std must hold positive numbers/);
 });
 
+test('a vector model given image samples flattens them channels-last', async () => {
+  const k = seq(12 * 2, 0, 1);
+  const path = writeModel({ class_name: 'Sequential', config: { layers: [{ class_name: 'Dense', config: { name: 'd', units: 2, batch_input_shape: [null, 12] } }] } }, [
+    { name: 'd/kernel', shape: [12, 2], data: k },
+    { name: 'd/bias', shape: [2], data: Float32Array.from([0, 0]) },
+  ], { cut: 8 });
+  const { model, params, notes } = loadTfjsLayersModel(path, { inputShape: [3, 2, 2] });
+  assert.deepEqual([...model.inputShape], [3, 2, 2]);
+  assert.ok(notes.some((n) => n.includes('flattened')), notes.join('; '));
+  const x = seq(12, 0.5, 1); // NCHW [3, 2, 2]
+  const s = await Session.create(buildExportGraph(model, params), { threads: 1 });
+  const got = (await s.run({ input: { data: x, dims: [1, 3, 2, 2] } })).logits!.data as Float32Array;
+  await s.dispose();
+  for (let j = 0; j < 2; j++) {
+    let want = 0;
+    // Keras row (h·2 + w)·3 + c holds NCHW element (c·2 + h)·2 + w.
+    for (let c = 0; c < 3; c++) for (let h = 0; h < 2; h++) for (let w = 0; w < 2; w++) want += x[(c * 2 + h) * 2 + w]! * k[((h * 2 + w) * 3 + c) * 2 + j]!;
+    assert.ok(Math.abs(got[j]! - want) < 1e-5, `output ${j}: ${got[j]} vs ${want}`);
+  }
+  expectKd(() => loadTfjsLayersModel(path, { inputShape: [3, 2, 3] }), 'KD_SHAPE_MISMATCH', /takes input \[12\]/);
+});
+
 test('scale/center false and uint8-quantized weights', () => {
   const layers = [
     { class_name: 'Dense', config: { name: 'd', units: 2, batch_input_shape: [null, 2], activation: 'relu' } },

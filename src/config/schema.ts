@@ -449,6 +449,12 @@ export const TERMS = {
     doc: 'FitNets hint: MSE between a linear adapter of a student layer and a teacher layer',
     schema: z.strictObject({ type: z.literal('fitnet'), warmupEpochs: warmup, student: layer, teacher: layer, weight }),
   },
+  /** Zagoruyko & Komodakis 2017, "Paying More Attention to Attention": spatial attention maps of conv layers. */
+  at: {
+    needsTeacher: true,
+    doc: 'attention transfer: MSE between the normalised spatial attention maps of a student and a teacher conv layer',
+    schema: z.strictObject({ type: z.literal('at'), warmupEpochs: warmup, student: layer, teacher: layer, weight: num({ min: 0 }).default(1000) }),
+  },
   /** Feature matching between named layers, MSE or cosine distance, with an optional learned linear adapter. */
   feature: {
     needsTeacher: true,

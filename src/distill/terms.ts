@@ -6,9 +6,9 @@ import { crossEntropy } from '../nn/losses.js';
 import type { TermConfig as ParsedTermConfig, TermType as ConfigTermType } from '../config/schema.js';
 import { distLoss, dkdLoss, kdLoss } from './response.js';
 import { pktLoss, rkdLoss, spLoss } from './relation.js';
-import { type Adapter, cosineFeatureLoss, hintLoss } from './feature.js';
+import { type Adapter, attentionLoss, cosineFeatureLoss, hintLoss } from './feature.js';
 import type { Model, ParamSpec } from '../nn/model.js';
-import { denseParams } from '../nn/layers.js';
+import { convParams, denseParams } from '../nn/layers.js';
 
 /**
  * The objective is a weighted sum of terms. A term declares what it needs (labels, teacher logits, named
@@ -29,6 +29,9 @@ export interface FeatureNeed {
   student: string;
   teacher: string;
 }
+
+/** Teacher tensor name of a layer's attention map (computed on the teacher side: only H·W values per sample). */
+export const ATTENTION_PREFIX = 'attention:';
 
 export interface Term {
   /** Name in logs and the run record, e.g. "kd" or "kd#2" when a type repeats. */
@@ -84,6 +87,30 @@ export const TERMS = {
   pkt: (cfg: { weight: number; student: string; teacher: string }, name: string): Term => relationTerm(name, cfg, pktLoss),
   /** FitNets hint, see feature.ts. Config: `{ type: fitnet, student: fc1, teacher: fc1, weight: 1 }` */
   fitnet: (cfg: { weight: number; student: string; teacher: string }, name: string): Term => featureTerm(name, cfg, true, hintLoss),
+  /** Attention transfer, see feature.ts. Config: `{ type: at, student: conv2, teacher: conv2, weight: 1000 }` */
+  at: (cfg: { weight: number; student: string; teacher: string }, name: string): Term => ({
+    name,
+    weight: cfg.weight,
+    needsTeacher: true,
+    features: { student: cfg.student, teacher: `${ATTENTION_PREFIX}${cfg.teacher}` },
+    build: (inputs) => {
+      const s = inputs.student.features.get(cfg.student);
+      const t = inputs.teacherFeatures?.get(`${ATTENTION_PREFIX}${cfg.teacher}`);
+      if (!s || !t) return layerPair(name, { student: cfg.student, teacher: `${ATTENTION_PREFIX}${cfg.teacher}` }, inputs).s;
+      if (s.rank !== 4) {
+        throw new KdError('KD_SHAPE_MISMATCH', `term "${name}": attention transfer needs a conv layer's maps, but student layer ${cfg.student} is [${s.shape.slice(1).join(', ')}] per sample`, {
+          fix: 'name a conv (or pooling) layer of the student; kdistill inspect lists the layers with their shapes',
+        });
+      }
+      const hw = (s.shape[2] as number) * (s.shape[3] as number);
+      if (t.shape[1] !== hw) {
+        throw new KdError('KD_SHAPE_MISMATCH', `term "${name}": student layer ${cfg.student} has ${s.shape[2]}x${s.shape[3]} maps (${hw} positions), teacher ${cfg.teacher}'s attention map has ${t.shape[1]}`, {
+          fix: 'pair layers whose maps have the same height and width',
+        });
+      }
+      return attentionLoss(s, t);
+    },
+  }),
   /** Feature matching (MSE or cosine), see feature.ts. Config: `{ type: feature, loss: mse, adapter: linear, student: fc2, teacher: fc2, weight: 1 }` */
   feature: (cfg: { weight: number; student: string; teacher: string; loss: 'mse' | 'cosine'; adapter: 'linear' | 'none' }, name: string): Term =>
     featureTerm(name, cfg, cfg.adapter === 'linear', cfg.loss === 'cosine' ? cosineFeatureLoss : hintLoss),
@@ -97,7 +124,9 @@ function featureTerm(name: string, cfg: { weight: number; student: string; teach
     features: { student: cfg.student, teacher: cfg.teacher },
     adapter: withAdapter,
     build: (inputs) => {
-      const { s, t } = layerPair(name, cfg, inputs);
+      const { t } = layerPair(name, cfg, inputs);
+      // The unflattened student output: a 1x1-conv adapter needs the maps.
+      const s = inputs.student.features.get(cfg.student)!;
       const adapter = withAdapter ? { weight: inputs.param!(`adapter.${name}.weight`), bias: inputs.param!(`adapter.${name}.bias`) } : undefined;
       return loss(s, t, adapter);
     },
@@ -116,7 +145,11 @@ export function adapterParams(terms: readonly Term[], model: Model, teacherWidth
     const ds = layer ? layer.outputShape.reduce((a, b) => a * b, 1) : undefined;
     const dt = teacherWidths.get(t.features.teacher);
     if (ds === undefined || dt === undefined) continue; // reported with the layer lists when the graph is built
-    if (t.adapter) specs.push(...denseParams(`adapter.${t.name}`, ds, dt));
+    const shape = layer!.outputShape;
+    const positions = shape.length === 3 ? shape[1]! * shape[2]! : 0;
+    // Conv maps get a 1x1 conv regressor when the teacher's tensor is whole maps of the same size (C_t·H·W values).
+    if (t.adapter && positions > 0 && dt % positions === 0) specs.push(...convParams(`adapter.${t.name}`, shape[0]!, dt / positions, [1, 1]));
+    else if (t.adapter) specs.push(...denseParams(`adapter.${t.name}`, ds, dt));
     else if (ds !== dt) {
       throw new KdError('KD_SHAPE_MISMATCH', `term "${t.name}": student layer ${t.features.student} has ${ds} values per sample, teacher ${t.features.teacher} has ${dt}`, {
         fix: 'set adapter: linear on the term, or choose layers of equal width',
@@ -166,6 +199,7 @@ type TermOptions =
   | { type: 'sp'; weight: number; student: string; teacher: string }
   | { type: 'pkt'; weight: number; student: string; teacher: string }
   | { type: 'fitnet'; weight: number; student: string; teacher: string }
+  | { type: 'at'; weight: number; student: string; teacher: string }
   | { type: 'feature'; weight: number; student: string; teacher: string; loss: 'mse' | 'cosine'; adapter: 'linear' | 'none' };
 
 /**
@@ -201,6 +235,8 @@ export function createTerms(configs: readonly TermConfig[]): Term[] {
           return TERMS.pkt(c, name);
         case 'fitnet':
           return TERMS.fitnet(c, name);
+        case 'at':
+          return TERMS.at(c, name);
         case 'feature':
           return TERMS.feature(c, name);
       }

@@ -135,7 +135,8 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const teacherLayers = teacherModel ? teacherModel.layers().map((l) => l.name) : OnnxTeacher.layerNames(teacherFile!);
   const teacherTensors = teacherFile ? OnnxTeacher.graphValues(teacherFile).map((v) => v.name) : [];
   const distillTerms = resolveLayers(cfg.distill.terms as TermConfig[], studentModel.layers().map((l) => l.name), teacherLayers, teacherTensors);
-  const teacherFeatureNames = [...new Set(distillTerms.flatMap((t) => ('teacher' in t ? [t.teacher] : [])))];
+  // The teacher tensors the terms read, as the terms name them (an at term reads `attention:<tensor>`).
+  const teacherFeatureNames = [...new Set(createTerms(distillTerms).flatMap((t) => (t.features ? [t.features.teacher] : [])))];
   const teacherFeed = cfg.teacher.type === 'onnx' ? { output: cfg.teacher.output, input: cfg.teacher.input, preprocess: cfg.teacher.preprocess } : {};
   if (teacherFile) {
     // A teacher file that does not fit (input, preprocessing, classes, requested tensors) is rejected before

@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { KdError } from '../errors.js';
+import { ATTENTION_PREFIX } from '../distill/terms.js';
 import { closestNames } from '../config/problems.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
 import { type RuntimeOptions, Session, type ValueInfo } from '../runtime/session.js';
@@ -195,7 +196,9 @@ export class OnnxTeacher {
     const inDims = inDecl ?? [];
     const outDims = declaredDims(out) ?? [];
     const last = outDims[outDims.length - 1];
-    const wanted = [...new Set(options.features ?? [])];
+    const requested = [...new Set(options.features ?? [])];
+    // `attention:<tensor>` asks for the attention map of a tensor: the graph exposes the tensor itself.
+    const wanted = [...new Set(requested.map(baseTensor))];
     if (wanted.length > 0) {
       const produced = new Set(nodeOutputs(graph).map((v) => v.name));
       const missing = wanted.filter((f) => !produced.has(f));
@@ -236,7 +239,7 @@ export class OnnxTeacher {
       options.preprocess ?? {},
       options.input !== undefined,
     );
-    t.features = wanted;
+    t.features = requested;
     for (const init of graph.initializer ?? []) {
       if (init.dataType === 1) t.paramCount += (init.dims ?? []).reduce((a: number, b) => a * Number(b), 1);
     }
@@ -478,7 +481,7 @@ export class OnnxTeacher {
         }
         let out;
         try {
-          out = await this.session.run({ [this.inputName]: { data: x, dims: [n, ...plan.dims] } }, [this.outputName, ...this.features]);
+          out = await this.session.run({ [this.inputName]: { data: x, dims: [n, ...plan.dims] } }, [this.outputName, ...new Set(this.features.map(baseTensor))]);
         } catch (e) {
           throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} cannot run on this data set's samples of shape ${showDims(ds.sampleShape)} (fed as [${n}, ${plan.dims.join(', ')}]): ${(e as Error).message.split('\n')[0]}`, {
             fix: 'use a teacher trained on this data set, or declare the preprocessing that maps its samples to the teacher\'s input (teacher.preprocess: scale, mean, std, layout, flatten)',
@@ -493,7 +496,8 @@ export class OnnxTeacher {
         }
         logits.set(data.subarray(0, b.size * c), row * c);
         for (const f of this.features) {
-          const fd = out[f]!.data as Float32Array;
+          const raw = out[baseTensor(f)]!;
+          const fd = f.startsWith(ATTENTION_PREFIX) ? attentionMaps(raw.data as Float32Array, raw.dims, this.path, f) : (raw.data as Float32Array);
           const width = fd.length / n;
           let t = feats.get(f);
           if (!t) {
@@ -539,4 +543,40 @@ export function transformBatch(plan: FeedPlan, sampleShape: readonly number[], s
       }
     }
   }
+}
+
+/** The graph tensor a requested feature reads (`attention:feature:conv2` reads `feature:conv2`). */
+export function baseTensor(name: string): string {
+  return name.startsWith(ATTENTION_PREFIX) ? name.slice(ATTENTION_PREFIX.length) : name;
+}
+
+/**
+ * Attention maps (attention transfer) of a batch of conv maps [n, C, H, W]: per sample mean_c x² over the channels,
+ * L2-normalised (the same formula as the student's side in src/distill/feature.ts), so only H·W values per sample are
+ * cached instead of the whole layer.
+ */
+export function attentionMaps(x: Float32Array, dims: readonly number[], path: string, name: string): Float32Array {
+  if (dims.length !== 4) {
+    throw new KdError('KD_SHAPE_MISMATCH', `teacher ${path}: "${baseTensor(name)}" is [${dims.join(', ')}], but attention transfer needs conv maps [batch, channels, height, width]`, {
+      fix: 'name a conv layer of the teacher for the at term (kdistill inspect lists the shapes)',
+    });
+  }
+  const [n, c, h, w] = dims as [number, number, number, number];
+  const hw = h * w;
+  const out = new Float32Array(n * hw);
+  for (let b = 0; b < n; b++) {
+    const o = out.subarray(b * hw, (b + 1) * hw);
+    for (let ch = 0; ch < c; ch++) {
+      const base = (b * c + ch) * hw;
+      for (let i = 0; i < hw; i++) o[i] = o[i]! + x[base + i]! * x[base + i]!;
+    }
+    let norm = 0;
+    for (let i = 0; i < hw; i++) {
+      o[i] = o[i]! / c;
+      norm += o[i]! * o[i]!;
+    }
+    const inv = 1 / Math.sqrt(norm + 1e-24);
+    for (let i = 0; i < hw; i++) o[i] = o[i]! * inv;
+  }
+  return out;
 }

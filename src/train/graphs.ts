@@ -3,7 +3,8 @@ import { type Value, Graph, addN, flatten, gradients, isInf, isNaN, numel, or, r
 import { type ForwardContext, type Model, type ParamSpec, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { correctCount, crossEntropySum } from '../nn/losses.js';
 import type { Optimizer } from '../optim/optimizers.js';
-import { buildObjective, type Term } from '../distill/terms.js';
+import { ATTENTION_PREFIX, buildObjective, type Term } from '../distill/terms.js';
+import { attentionMap } from '../distill/feature.js';
 
 /**
  * The three graphs a trainer compiles from one model:
@@ -101,8 +102,10 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
       if (!t.features || teacherFeatures.has(t.features.teacher)) continue;
       const name = t.features.teacher;
       if (embedded) {
-        const f = embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)).features.get(name.replace(/^feature:/, ''));
-        if (f) teacherFeatures.set(name, f.rank > 2 ? flatten(f, 1) : f);
+        const attention = name.startsWith(ATTENTION_PREFIX);
+        const layer = (attention ? name.slice(ATTENTION_PREFIX.length) : name).replace(/^feature:/, '');
+        const f = embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)).features.get(layer);
+        if (f) teacherFeatures.set(name, attention ? attentionMap(f) : f.rank > 2 ? flatten(f, 1) : f);
       } else {
         const width = options.teacherFeatureWidths?.get(name);
         if (width === undefined) throw new KdError('KD_CONFIG_INVALID', `term "${t.name}" reads teacher tensor "${name}", which the teacher does not provide`, { fix: 'name a layer the teacher has (kdistill inspect lists them)' });

@@ -1,0 +1,2 @@
+export * from './tfjs.js';
+export * from './tfjs-export.js';
