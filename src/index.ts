@@ -19,3 +19,4 @@ export { runDistillation, loadData, buildModel, MODEL_FILES } from './pipeline/r
 export { evaluateOnnx } from './pipeline/evaluate.js';
 export { createProgress, formatSummary, writeHtmlReport, readRunRecord, type RunRecord } from './report/index.js';
 export { Rng } from './util/rng.js';
+export { loadTfjsLayersModel, saveTfjsLayersModel, mnistReactTfjsPath, loadMnistReactTfjs, SUPPORTED_TFJS_LAYERS, type TfjsImport, type TfjsImportOptions, type TfjsPreprocess, type TfjsExportOptions } from './interop/index.js';

@@ -328,7 +328,10 @@ const preprocessSchema = z.strictObject({
   flatten: bool().optional(),
 });
 
-export const teacherSchema = z.discriminatedUnion('type', [
+/** The pretrained TF.js teachers kdistill ships (npm dependencies), by name. */
+export const BUILTIN_TFJS_TEACHERS = ['mnist-react-tfjs'] as const;
+
+const teacherKinds = z.discriminatedUnion('type', [
   z.strictObject({
     type: z.literal('train'),
     model: modelSchema,
@@ -345,7 +348,22 @@ export const teacherSchema = z.discriminatedUnion('type', [
     output: z.string().min(1).describe('the name of the logits output of the ONNX graph').optional(),
     preprocess: preprocessSchema.optional(),
   }),
+  z
+    .strictObject({
+      type: z.literal('tfjs'),
+      /** A TF.js Layers model.json (or its folder); or `builtin` for one kdistill ships. */
+      path: path('path of the model.json or its folder').optional(),
+      builtin: z.enum(BUILTIN_TFJS_TEACHERS).optional(),
+      /** Input scaling the model was trained with: (x · scale − mean) / std on kdistill's samples. Layout is the importer's job. */
+      preprocess: preprocessSchema.pick({ scale: true, mean: true, std: true }).optional(),
+    })
+    .superRefine((d, ctx) => {
+      if ((d.path === undefined) === (d.builtin === undefined)) semantic(ctx, ['path'], d.path, `either path or builtin (one of: ${BUILTIN_TFJS_TEACHERS.join(', ')}), not both`);
+    }),
 ]);
+
+/** The teacher: train one, load an ONNX file or a TF.js model; the string "mnist-react-tfjs" names the shipped one. */
+export const teacherSchema = z.union([z.literal('mnist-react-tfjs').transform(() => ({ type: 'tfjs' as const, builtin: 'mnist-react-tfjs' as const })), teacherKinds]);
 
 export const studentSchema = z.strictObject({
   model: modelSchema,
@@ -541,6 +559,13 @@ export const runConfigSchema = z
     student: studentSchema,
     /** Also train the student alone on the hard labels, to measure what distillation adds. */
     baseline: bool().default(true),
+    /** Extra export formats for the distilled student (ONNX is always written). */
+    export: z
+      .strictObject({
+        /** Also write the distilled student as a TF.js Layers model (student-distilled.tfjs/): dense/conv/pool/bn layers only. */
+        tfjs: bool().default(false),
+      })
+      .prefault({}),
     distill: distillSchema.prefault({}),
     runtime: runtimeSchema.prefault({}),
   })

@@ -4,7 +4,7 @@ import type { Dataset } from '../data/index.js';
 import { formatTable, fmtInt } from '../report/index.js';
 import { type GraphValue, OnnxTeacher, type OnnxTeacherOptions } from '../teachers/index.js';
 import { countParams, type Model } from '../nn/index.js';
-import { buildModel, loadData } from './run.js';
+import { buildModel, importTfjsTeacher, loadData } from './run.js';
 
 /**
  * What `kdistill inspect` prints: the layers of a config's teacher and student (the names feature- and
@@ -17,6 +17,7 @@ export async function inspect(file: string): Promise<string> {
   const splits = loadData({ ...cfg, data: { ...cfg.data, limitTrain: Math.min(cfg.data.limitTrain ?? 1000, 1000), limitTest: 10 } });
   const parts: string[] = [];
   if (cfg.teacher.type === 'train') parts.push(modelTable('teacher', buildModel(cfg.teacher.model, splits.train)));
+  else if (cfg.teacher.type === 'tfjs') parts.push(modelTable('teacher', importTfjsTeacher(cfg.teacher, splits.train).model));
   else {
     const { output, input, preprocess } = cfg.teacher;
     parts.push(await inspectOnnx(cfg.teacher.path, 'teacher', { feed: { output, input, preprocess }, data: splits.train }));

@@ -9,6 +9,7 @@ import { createTerms, resolveLayers, type TermConfig } from '../distill/index.js
 import { train, type TrainCallbacks, type TrainOptions } from '../train/trainer.js';
 import { buildExportGraph } from '../train/graphs.js';
 import { OnnxTeacher } from '../teachers/index.js';
+import { loadTfjsLayersModel, mnistReactTfjsPath, saveTfjsLayersModel } from '../interop/index.js';
 import { measureSpeed, type RuntimeOptions } from '../runtime/index.js';
 import { type TeacherFeedOptions, evaluateOnnx } from './evaluate.js';
 import { readTeacherCache, teacherCacheKey, writeTeacherCache } from './teacher-cache.js';
@@ -44,6 +45,8 @@ export const MODEL_FILES: Record<ModelRole, string> = {
   'student-alone': 'student-alone.onnx',
   'student-distilled': 'student-distilled.onnx',
 };
+/** Folder of the distilled student's TF.js Layers export (export.tfjs). */
+export const TFJS_DIR = 'student-distilled.tfjs';
 
 /** What survives an interruption: the config and each finished phase. Rewritten atomically after every phase. */
 export const PROGRESS_FILE = 'progress.json';
@@ -126,9 +129,16 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const splits = await timed('data', () => loadData(cfg));
   const standardizer = fitInputStandardizer(cfg, splits);
   progress.log(`data: train ${splits.train.n}, validation ${splits.validation.n}, test ${splits.test.n} samples of [${splits.train.sampleShape.join('x')}], ${splits.train.numClasses} classes`);
-  const teacherModel = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : undefined;
+  // A TF.js teacher is imported into the IR up front (its checks run now), then exported like a trained one.
+  const imported = cfg.teacher.type === 'tfjs' ? importTfjsTeacher(cfg.teacher, splits.train) : undefined;
+  const teacherModel = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : imported?.model;
   const studentModel = buildModel(cfg.student.model, splits.train, standardizer);
   const estimate = checkMemory(cfg, splits, [teacherModel, studentModel]);
+  if (cfg.export.tfjs && !(studentModel instanceof Mlp || (studentModel instanceof Sequential && studentModel.options.layers.every((l) => l.type !== 'resblock')))) {
+    throw new KdError('KD_CONFIG_INVALID', `export.tfjs: the student ${studentModel.name} has residual blocks, which a TF.js Layers Sequential model cannot express`, {
+      fix: 'set export.tfjs: false (the ONNX export is always written), or use a cnn/vgg/mlp student',
+    });
+  }
   // Layer names in feature- and relation-based terms, checked against both models before anything runs.
   // A file not exported by kdistill has no named layers, but any value of its graph may be named instead.
   const teacherFile = cfg.teacher.type === 'onnx' ? resolve(cfg.teacher.path) : undefined;
@@ -185,6 +195,9 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
       writeFileAtomic(teacherPath, buildExportGraph(teacherModel, r.params, { ...meta, role: 'teacher' }));
       finishPhase('teacher', r);
     }
+  } else if (imported) {
+    teacherPath = join(out, MODEL_FILES.teacher);
+    if (!existsSync(teacherPath)) writeFileAtomic(teacherPath, buildExportGraph(imported.model, imported.params, { ...meta, role: 'teacher', source: imported.source }));
   } else {
     teacherPath = resolve((cfg.teacher as { path: string }).path);
   }
@@ -228,6 +241,7 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
     if (state.phases[s.role] && existsSync(path)) continue;
     const r = await timed(s.role, () => trainPhase(s.role, studentModel, init, cfg.student.train, splits, s.terms, cfg.seed, runtime, progress, { ...phaseOptions(s.role), teacherFeatures: featureTables }, table));
     writeFileAtomic(path, buildExportGraph(studentModel, r.params, { ...meta, role: s.role }));
+    if (s.role === 'student-distilled' && cfg.export.tfjs) saveTfjsLayersModel(studentModel as Sequential | Mlp, r.params, join(out, TFJS_DIR));
     finishPhase(s.role, r);
   }
 
@@ -410,6 +424,13 @@ export function loadData(cfg: RunConfig): DataSplits {
  */
 export function fitInputStandardizer(cfg: RunConfig, splits: DataSplits): Standardizer | undefined {
   return cfg.data.standardize ? fitStandardizer(splits.train) : undefined;
+}
+
+/** A TF.js Layers teacher as a kdistill model with its weights (the shipped one by name, or a model.json path). */
+export function importTfjsTeacher(t: Extract<RunConfig['teacher'], { type: 'tfjs' }>, data: Dataset): { model: Model; params: ParamValues; source: string } {
+  const path = t.builtin === 'mnist-react-tfjs' ? mnistReactTfjsPath() : resolve(('path' in t && t.path) || '');
+  const r = loadTfjsLayersModel(path, { numClasses: data.numClasses, inputShape: data.sampleShape, label: 'tfjs', preprocess: 'preprocess' in t ? t.preprocess : undefined });
+  return { model: r.model, params: r.params, source: t.builtin ?? path };
 }
 
 export function buildModel(m: ModelConfig, data: Dataset, standardize?: Standardizer): Model {
