@@ -1,7 +1,9 @@
 /**
- * `npm run bench:methods`: every distillation method side by side on MNIST, several seeds, as a Markdown table.
+ * `npm run bench:methods`: every distillation method side by side on MNIST (or Fashion-MNIST), several seeds, as a
+ * Markdown table.
  *
  *   npm run bench:methods -- [--seeds 1,2,3] [--out docs/METHODS-MNIST.md] [--work runs/methods]
+ *   npm run bench:methods -- --dataset fashion-mnist        (writes docs/METHODS-FASHION.md)
  *
  * Per seed: the demo's teacher (MLP 1200-1200) and student alone (MLP 30-30) are trained once; then the same
  * student, from the same initial weights, is distilled with each method alone (plus cross-entropy on the labels)
@@ -26,8 +28,14 @@ const { values } = parseArgs({
     out: { type: 'string', default: 'docs/METHODS-MNIST.md' },
     work: { type: 'string', default: 'runs/methods' },
     rkd: { type: 'boolean', default: false },
+    dataset: { type: 'string', default: 'mnist' },
   },
 });
+const fashion = values.dataset === 'fashion-mnist';
+if (!fashion && values.dataset !== 'mnist') throw new Error(`--dataset: mnist or fashion-mnist, got ${values.dataset}`);
+const title = fashion ? 'Fashion-MNIST' : 'MNIST';
+if (fashion && values.out === 'docs/METHODS-MNIST.md') values.out = 'docs/METHODS-FASHION.md';
+if (fashion && values.work === 'runs/methods') values.work = 'runs/methods-fashion';
 const seeds = values.seeds!.split(',').map(Number);
 
 /** Each method: its distill terms (cross-entropy on the labels is added as in the methods' papers). */
@@ -57,7 +65,8 @@ const t0 = performance.now();
 for (const seed of seeds) {
   const base = join(values.work!, `seed-${seed}`);
   mkdirSync(base, { recursive: true });
-  const demo = getPreset('demo') as Record<string, unknown>;
+  const preset = getPreset('demo') as Record<string, unknown>;
+  const demo = { ...preset, data: { ...(preset.data as Record<string, unknown>), dataset: values.dataset } };
   console.error(`seed ${seed}: teacher, student alone and KD`);
   const first: RunRecord = await runDistillation(
     parseConfig({ ...demo, seed, output: join(base, 'kd'), distill: { terms: METHODS[0]!.terms } }),
@@ -96,9 +105,9 @@ const rows = [...errors.keys()].map((k) => {
 });
 const minutes = ((performance.now() - t0) / 60000).toFixed(1);
 const table = formatMarkdownTable(['model / method', 'test acc % (mean ± std)', 'test errors (mean ± std)', 'errors vs alone', 'errors per seed'], rows);
-const doc = `# Distillation methods on MNIST
+const doc = `# Distillation methods on ${title}
 
-Written by \`npm run bench:methods -- --seeds ${values.seeds}\` (bench/methods.ts) in ${minutes} min on ${cpus()[0]?.model ?? 'a CPU'} (${cpus().length} cores).
+Written by \`npm run bench:methods -- --seeds ${values.seeds}${fashion ? ' --dataset fashion-mnist' : ''}\` (bench/methods.ts) in ${minutes} min on ${cpus()[0]?.model ?? 'a CPU'} (${cpus().length} cores).
 
 Teacher MLP 784-1200-1200-10 (dropout 0.3, 20 epochs), student MLP 784-30-30-10 (40 epochs, SGD momentum 0.9, lr
 0.05 cosine, batch 128), the demo preset's settings; every method distills the same student from the same initial
