@@ -365,6 +365,35 @@ const teacherKinds = z.discriminatedUnion('type', [
 /** The teacher: train one, load an ONNX file or a TF.js model; the string "mnist-react-tfjs" names the shipped one. */
 export const teacherSchema = z.union([z.literal('mnist-react-tfjs').transform(() => ({ type: 'tfjs' as const, builtin: 'mnist-react-tfjs' as const })), teacherKinds]);
 
+/** More teachers beside `teacher`, loaded (not trained): ONNX files or TF.js models. */
+const ensembleSchema = z
+  .strictObject({
+    /** average: response terms see the weighted average of the teachers' soft targets; separate: one term per teacher. */
+    combine: z.enum(['average', 'separate']).default('average'),
+    /** Weight of `teacher` (the first teacher). */
+    weight: num({ gt: 0 }).default(1),
+    teachers: z
+      .array(
+        z.strictObject({
+          name: z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,39}$/).describe('a name of letters, digits, _ or - (used in term names such as kd@name)'),
+          weight: num({ gt: 0 }).default(1),
+          teacher: teacherSchema,
+        }),
+      )
+      .min(1)
+      .max(8)
+      .describe('a list of 1 to 8 {name, weight, teacher} entries'),
+  })
+  .superRefine((e, ctx) => {
+    const names = e.teachers.map((t) => t.name);
+    names.forEach((n, i) => {
+      if (n === 'teacher' || names.indexOf(n) !== i) semantic(ctx, ['teachers', i, 'name'], n, 'a name used once, and not "teacher" (the name of the first teacher)');
+    });
+    e.teachers.forEach((t, i) => {
+      if (t.teacher.type === 'train') semantic(ctx, ['teachers', i, 'teacher', 'type'], 'train', 'onnx or tfjs: the other teachers are loaded, not trained (train each with its own run first)');
+    });
+  });
+
 export const studentSchema = z.strictObject({
   model: modelSchema,
   /** Used for both the student trained alone (baseline) and the distilled student. */
@@ -556,6 +585,8 @@ export const runConfigSchema = z
     output: z.string().min(1).describe('a folder path').optional(),
     data: dataSchema,
     teacher: teacherSchema,
+    /** More teachers (optional): their soft targets averaged, or one term per teacher. */
+    ensemble: ensembleSchema.optional(),
     student: studentSchema,
     /** Also train the student alone on the hard labels, to measure what distillation adds. */
     baseline: bool().default(true),
@@ -575,7 +606,13 @@ export const runConfigSchema = z
       semantic(ctx, ['teacher', 'jitter'], c.teacher.jitter, '0 for CSV data (jitter shifts images by whole pixels)');
     }
     // Only data and teacher are read, so a problem elsewhere does not hide this one.
-  }, whenValid('data', 'teacher'));
+  }, whenValid('data', 'teacher'))
+  .superRefine((c, ctx) => {
+    if (!c.ensemble) return;
+    c.distill.terms.forEach((t, i) => {
+      if ('student' in t) semantic(ctx, ['distill', 'terms', i, 'type'], t.type, 'a response term (kd, dkd, dist) or ce: with several teachers, feature and relation terms are not supported yet');
+    });
+  }, whenValid('ensemble', 'distill'));
 
 // ---------------------------------------------------------------------------------------------------------------
 // Types. `…Input` is what a file may say (defaults optional); the others are parsed, with defaults filled.
@@ -591,6 +628,7 @@ export type OptimizerConfig = z.output<typeof optimizerSchema>;
 export type ScheduleConfig = z.output<typeof scheduleSchema>;
 export type TrainConfig = z.output<typeof trainSchema>;
 export type TeacherConfig = z.output<typeof teacherSchema>;
+export type EnsembleConfig = z.output<typeof ensembleSchema>;
 export type TeacherPreprocessConfig = z.output<typeof preprocessSchema>;
 export type StudentConfig = z.output<typeof studentSchema>;
 export type TermConfig = z.output<typeof termSchema>;

@@ -1,6 +1,6 @@
 import { KdError } from '../errors.js';
 import { closestNames, didYouMean } from '../config/problems.js';
-import { type Value, mul, addN, flatten } from '../graph/index.js';
+import { type Value, add, addN, flatten, log, mul, softmax } from '../graph/index.js';
 import type { ForwardResult } from '../nn/model.js';
 import { crossEntropy } from '../nn/losses.js';
 import type { TermConfig as ParsedTermConfig, TermType as ConfigTermType } from '../config/schema.js';
@@ -22,6 +22,20 @@ export interface TermInputs {
   teacherFeatures?: ReadonlyMap<string, Value>;
   /** Trainable parameters outside the model (a term's adapter), by name. */
   param?: (name: string) => Value;
+  /** Several teachers' logits (the first is `teacher`); `teacherLogits` is then chosen per term by buildObjective. */
+  teacherEnsemble?: { logits: readonly Value[]; weights: readonly number[] };
+}
+
+/**
+ * Several teachers. `average`: every response term (kd, dkd, dist) sees the weighted average of the teachers' soft
+ * targets at its own temperature, as logits T·log(Σ wᵢ softmax(tᵢ/T)) whose softmax at T is exactly that average.
+ * `separate`: every response term is applied to each teacher, as one term per teacher (`kd@teacher`, `kd@tfjs`)
+ * with weight term weight · wᵢ / Σw. Feature and relation terms are refused with several teachers (by the config).
+ */
+export interface EnsembleSpec {
+  names: readonly string[];
+  weights: readonly number[];
+  combine: 'average' | 'separate';
 }
 
 /** The layers a feature- or relation-based term reads: a student layer name and a teacher tensor name. */
@@ -46,6 +60,10 @@ export interface Term {
   readonly warmupEpochs?: number;
   /** A learned linear adapter from the student layer's width to the teacher's (trained, never exported). */
   readonly adapter?: boolean;
+  /** Response terms: the temperature at which several teachers' soft targets are averaged. */
+  readonly temperature?: number;
+  /** With separate teachers: which teacher's logits this term reads. */
+  readonly teacherIndex?: number;
   build(inputs: TermInputs): Value;
 }
 
@@ -61,6 +79,7 @@ export const TERMS = {
   kd: (cfg: { weight: number; temperature: number }, name: string): Term => ({
     name,
     weight: cfg.weight,
+    temperature: cfg.temperature,
     needsTeacher: true,
     build: ({ student, teacherLogits }) => kdLoss(student.logits, needTeacher(name, teacherLogits), cfg.temperature),
   }),
@@ -68,6 +87,7 @@ export const TERMS = {
   dkd: (cfg: { weight: number; alpha: number; beta: number; temperature: number }, name: string): Term => ({
     name,
     weight: cfg.weight,
+    temperature: cfg.temperature,
     needsTeacher: true,
     build: ({ student, labels, teacherLogits }) => dkdLoss(student.logits, needTeacher(name, teacherLogits), labels, cfg),
   }),
@@ -75,6 +95,7 @@ export const TERMS = {
   dist: (cfg: { weight: number; beta: number; gamma: number; temperature: number }, name: string): Term => ({
     name,
     weight: cfg.weight,
+    temperature: cfg.temperature,
     needsTeacher: true,
     build: ({ student, teacherLogits }) => distLoss(student.logits, needTeacher(name, teacherLogits), cfg),
   }),
@@ -211,7 +232,19 @@ const registriesMatch: [UnmatchedType] extends [never] ? true : UnmatchedType = 
 const parsedFits = (c: ParsedTermConfig): TermConfig => c;
 void registriesMatch, void parsedFits;
 
-export function createTerms(configs: readonly TermConfig[]): Term[] {
+export function createTerms(configs: readonly TermConfig[], ensemble?: EnsembleSpec): Term[] {
+  const terms = createEach(configs);
+  if (!ensemble || ensemble.combine !== 'separate') return terms;
+  // One copy of each response term per teacher, its weight split by the teachers' weights.
+  const total = ensemble.weights.reduce((a, b) => a + b, 0);
+  return terms.flatMap((t) =>
+    !t.needsTeacher || t.features
+      ? [t]
+      : ensemble.names.map((n, i) => ({ ...t, name: `${t.name}@${n}`, weight: (t.weight * ensemble.weights[i]!) / total, teacherIndex: i })),
+  );
+}
+
+function createEach(configs: readonly TermConfig[]): Term[] {
   const seen = new Map<string, number>();
   return configs.map((c) => {
     const k = (seen.get(c.type) ?? 0) + 1;
@@ -245,12 +278,24 @@ export function createTerms(configs: readonly TermConfig[]): Term[] {
   });
 }
 
+/** The teacher logits a response term reads from several teachers (see EnsembleSpec). */
+function ensembleLogits(ens: NonNullable<TermInputs['teacherEnsemble']>, t: Term): Value {
+  if (t.teacherIndex !== undefined) return ens.logits[t.teacherIndex]!;
+  const T = t.temperature ?? 1;
+  const total = ens.weights.reduce((a, b) => a + b, 0);
+  const mixed = addN(ens.logits.map((l, i) => mul(softmax(T === 1 ? l : mul(l, 1 / T), -1), ens.weights[i]! / total)));
+  // + 1e-30 keeps log finite where every teacher's probability underflowed (a 0·log 0 would give NaN in KL).
+  const logMixed = log(add(mixed, 1e-30));
+  return T === 1 ? logMixed : mul(logMixed, T);
+}
+
 /** Builds every term and their weighted sum; returns the total and each term's (unweighted) value. */
 export function buildObjective(terms: readonly Term[], inputs: TermInputs, scheduledWeights?: ReadonlyMap<string, Value>): { total: Value; values: Map<string, Value> } {
   const values = new Map<string, Value>();
   const weighted: Value[] = [];
+  const ens = inputs.teacherEnsemble;
   for (const t of terms) {
-    const v = t.build(inputs);
+    const v = t.build(ens && t.needsTeacher && !t.features ? { ...inputs, teacherLogits: ensembleLogits(ens, t) } : inputs);
     values.set(t.name, v);
     const w = scheduledWeights?.get(t.name);
     if (w) weighted.push(mul(v, w));

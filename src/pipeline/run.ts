@@ -5,10 +5,10 @@ import { KdError } from '../errors.js';
 import type { ModelConfig, RunConfig, TrainConfig } from '../config/schema.js';
 import { type DataSplits, type Dataset, type Standardizer, fitStandardizer, subset, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits } from '../data/index.js';
 import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, countParams, initParams, resnetLayers, vggLayers } from '../nn/index.js';
-import { createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
+import { type EnsembleSpec, createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
 import { train, type TrainCallbacks, type TrainOptions } from '../train/trainer.js';
 import { buildExportGraph } from '../train/graphs.js';
-import { OnnxTeacher } from '../teachers/index.js';
+import { LogitTable, OnnxTeacher } from '../teachers/index.js';
 import { loadTfjsLayersModel, mnistReactTfjsPath, saveTfjsLayersModel } from '../interop/index.js';
 import { measureSpeed, type RuntimeOptions } from '../runtime/index.js';
 import { type TeacherFeedOptions, evaluateOnnx } from './evaluate.js';
@@ -161,6 +161,26 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
       await probe.dispose();
     }
   }
+  // More teachers (ensemble): imported or located, and probed, before anything is written.
+  const extras: ExtraTeacher[] = [];
+  for (const e of cfg.ensemble?.teachers ?? []) {
+    const tfjs = e.teacher.type === 'tfjs' ? importTfjsTeacher(e.teacher, splits.train) : undefined;
+    const feed = e.teacher.type === 'onnx' ? { output: e.teacher.output, input: e.teacher.input, preprocess: e.teacher.preprocess } : {};
+    const path = tfjs ? join(out, `teacher-${e.name}.onnx`) : resolve((e.teacher as { path: string }).path);
+    if (!tfjs) {
+      const probe = await OnnxTeacher.load(path, { ...feed, runtime: { threads: cfg.runtime.threads } });
+      try {
+        probe.checkFits(splits.train);
+        await probe.logitTable([subset(splits.train, [0])]);
+      } finally {
+        await probe.dispose();
+      }
+    }
+    extras.push({ name: e.name, weight: e.weight, path, feed, model: tfjs });
+  }
+  const ensemble: EnsembleSpec | undefined = cfg.ensemble
+    ? { names: ['teacher', ...extras.map((e) => e.name)], weights: [cfg.ensemble.weight, ...extras.map((e) => e.weight)], combine: cfg.ensemble.combine }
+    : undefined;
   if (!options.resume) {
     // Only now, with the input validated, does the folder become a run: a run that fails on bad input leaves no
     // progress.json behind (rerunning the fixed command just works). A finished run here is replaced.
@@ -229,6 +249,19 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   } finally {
     await teacher.dispose();
   }
+  for (const e of extras) {
+    if (e.model && !existsSync(e.path)) writeFileAtomic(e.path, buildExportGraph(e.model.model, e.model.params, { ...meta, role: 'teacher', source: e.model.source }));
+    const other = await OnnxTeacher.load(e.path, { ...e.feed, runtime });
+    try {
+      const bar = progress.start(`teacher ${e.name} outputs`, splits.train.n, 'samples');
+      const t = await timed('teacher-cache', () => other.logitTable([splits.train], 1000, (d) => bar.update(d)));
+      bar.stop();
+      e.table = t;
+    } finally {
+      await other.dispose();
+    }
+  }
+  if (extras.length > 0) table = sideBySide([table!, ...extras.map((e) => e.table!)]);
 
   // 2. Student alone and 3. distilled student start from the same initial weights, so the comparison
   // isolates what the teacher's soft targets add.
@@ -239,7 +272,10 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   for (const s of studentRuns) {
     const path = join(out, MODEL_FILES[s.role]);
     if (state.phases[s.role] && existsSync(path)) continue;
-    const r = await timed(s.role, () => trainPhase(s.role, studentModel, init, cfg.student.train, splits, s.terms, cfg.seed, runtime, progress, { ...phaseOptions(s.role), teacherFeatures: featureTables }, table));
+    const withEnsemble = ensemble && s.role === 'student-distilled' ? ensemble : undefined;
+    const r = await timed(s.role, () =>
+      trainPhase(s.role, studentModel, init, cfg.student.train, splits, s.terms, cfg.seed, runtime, progress, { ...phaseOptions(s.role), teacherFeatures: featureTables }, table, 0, withEnsemble),
+    );
     writeFileAtomic(path, buildExportGraph(studentModel, r.params, { ...meta, role: s.role }));
     if (s.role === 'student-distilled' && cfg.export.tfjs) saveTfjsLayersModel(studentModel as Sequential | Mlp, r.params, join(out, TFJS_DIR));
     finishPhase(s.role, r);
@@ -253,6 +289,10 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
     history: t?.history ?? [],
     trainSeconds: t?.seconds ?? 0,
   });
+  for (const e of extras) {
+    const r = await finalize('teacher', `${e.model?.model.name ?? 'onnx'} [${e.name}]`, e.path, e.model ? countParams(e.model.model) : undefined, splits, runtime, options, e.feed);
+    models.push({ ...r, history: [], trainSeconds: 0 });
+  }
   for (const s of studentRuns) {
     const done = state.phases[s.role]!;
     models.push({
@@ -426,6 +466,28 @@ export function fitInputStandardizer(cfg: RunConfig, splits: DataSplits): Standa
   return cfg.data.standardize ? fitStandardizer(splits.train) : undefined;
 }
 
+interface ExtraTeacher {
+  name: string;
+  weight: number;
+  path: string;
+  feed: TeacherFeedOptions;
+  model?: { model: Model; params: ParamValues; source: string };
+  table?: LogitTable;
+}
+
+/** Several teachers' logit tables (same samples, same order) as one table whose rows hold them side by side. */
+function sideBySide(tables: readonly LogitTable[]): LogitTable {
+  const c = tables[0]!.numClasses;
+  const n = tables[0]!.size;
+  const k = tables.length;
+  const rows = new Float32Array(n * c * k);
+  tables.forEach((t, j) => {
+    if (t.size !== n || t.ids.some((id, i) => id !== tables[0]!.ids[i])) throw new KdError('KD_DATA_INVALID', 'teacher output tables cover different samples', { fix: 'this is a kdistill bug' });
+    for (let r = 0; r < n; r++) rows.set(t.logits.subarray(r * c, (r + 1) * c), (r * k + j) * c);
+  });
+  return new LogitTable(c * k, rows, tables[0]!.ids);
+}
+
 /** A TF.js Layers teacher as a kdistill model with its weights (the shipped one by name, or a model.json path). */
 export function importTfjsTeacher(t: Extract<RunConfig['teacher'], { type: 'tfjs' }>, data: Dataset): { model: Model; params: ParamValues; source: string } {
   const path = t.builtin === 'mnist-react-tfjs' ? mnistReactTfjsPath() : resolve(('path' in t && t.path) || '');
@@ -460,6 +522,7 @@ async function trainPhase(
   phase: Pick<TrainOptions, 'checkpoint' | 'resumeFrom' | 'shouldStop' | 'lrBackoff' | 'teacherFeatures'>,
   teacher?: import('../teachers/cache.js').LogitTable,
   jitter = 0,
+  ensemble?: EnsembleSpec,
 ) {
   let bar: ReturnType<Progress['start']> | undefined;
   const cb: TrainCallbacks = {
@@ -482,8 +545,9 @@ async function trainPhase(
     batchSize: tc.batchSize,
     optimizer: tc.optimizer,
     schedule: tc.schedule,
-    terms: createTerms(terms),
+    terms: createTerms(terms, ensemble),
     teacher,
+    ensemble: ensemble ? { weights: ensemble.weights } : undefined,
     jitter,
     // Each phase draws from its own streams, so adding a phase does not change the others.
     seed: seed ^ hash(label),

@@ -1,5 +1,5 @@
 import { KdError } from '../errors.js';
-import { type Value, Graph, addN, flatten, gradients, isInf, isNaN, numel, or, reduceSumSquare, toOnnx } from '../graph/index.js';
+import { type Value, Graph, addN, flatten, gradients, isInf, isNaN, numel, or, reduceSumSquare, split, toOnnx } from '../graph/index.js';
 import { type ForwardContext, type Model, type ParamSpec, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { correctCount, crossEntropySum } from '../nn/losses.js';
 import type { Optimizer } from '../optim/optimizers.js';
@@ -53,6 +53,11 @@ export interface StepGraphOptions {
   teacherFeatureWidths?: ReadonlyMap<string, number>;
   /** Trainable parameters outside the model (feature adapters): trained with it, never exported. */
   extraParams?: readonly ParamSpec[];
+  /**
+   * Several teachers: their logits are fed side by side in one input [B, count · classes] (teacher 0 first) and
+   * the response terms combine them (src/distill/terms.ts EnsembleSpec).
+   */
+  ensemble?: { weights: readonly number[] };
 }
 
 export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readonly Term[], stepsPerRun = 1, options: StepGraphOptions = {}): StepGraph {
@@ -74,11 +79,17 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
   for (let k = 0; k < stepsPerRun; k++) {
     const x = g.input(at('x', k), [BATCH, ...model.inputShape]);
     const y = g.input(at('y', k), [BATCH], 'int64');
+    const nTeachers = options.ensemble?.weights.length ?? 1;
+    if (embedded && nTeachers > 1) throw new KdError('KD_CONFIG_INVALID', 'an embedded teacher cannot be combined with other teachers');
+    const allTeachers = needsTeacher && !embedded && nTeachers > 1 ? split(g.input(at('teacher', k), [BATCH, nTeachers * numClasses]), 1, new Array<number>(nTeachers).fill(numClasses)) : undefined;
     const teacherLogits = !needsTeacher
       ? undefined
       : embedded
         ? embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)).logits
-        : g.input(at('teacher', k), [BATCH, numClasses]);
+        : allTeachers
+          ? allTeachers[0]
+          : g.input(at('teacher', k), [BATCH, numClasses]);
+    const teacherEnsemble = allTeachers ? { logits: allTeachers, weights: options.ensemble!.weights } : undefined;
     const scalars: Record<string, Value> = {};
     for (const s of optimizer.scalars) scalars[s] = g.input(at(`opt:${s}`, k), []);
     const current = params;
@@ -114,7 +125,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     }
     const scheduled = new Map<string, Value>();
     for (const t of terms) if ((t.warmupEpochs ?? 0) > 0) scheduled.set(t.name, g.input(at(`termw:${t.name}`, k), []));
-    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits, teacherFeatures, param: (n) => current.get(n)! }, scheduled);
+    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits, teacherFeatures, teacherEnsemble, param: (n) => current.get(n)! }, scheduled);
     const plist = trainable.map((p) => current.get(p.name)!);
     const grads = gradients(total, plist);
 

@@ -57,8 +57,10 @@ export interface TrainOptions {
   optimizer: OptimizerConfig;
   schedule: ScheduleConfig;
   terms: readonly Term[];
-  /** Teacher logits by sample id, when a term needs the teacher. */
+  /** Teacher logits by sample id, when a term needs the teacher (several teachers: their rows side by side). */
   teacher?: LogitTable;
+  /** Several teachers: their weights, in the order of their logits in `teacher`'s rows. */
+  ensemble?: { weights: readonly number[] };
   /** Teacher layer outputs by tensor name (`feature:fc2`) and sample id, for feature- and relation-based terms. */
   teacherFeatures?: ReadonlyMap<string, LogitTable>;
   /** Random translation by up to this many pixels (images only). */
@@ -122,13 +124,13 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     throw new KdError('KD_CONFIG_INVALID', 'a distillation term needs teacher outputs but no teacher was given', { fix: 'configure a teacher' });
   }
   const k = Math.max(1, o.runtime?.stepsPerRun ?? 1);
-  const fingerprint = JSON.stringify([o.model.name, o.optimizer, o.schedule, o.epochs, o.batchSize, o.seed, o.terms.map((t) => t.config ?? [t.name, t.weight]), o.train.n, k]);
+  const fingerprint = JSON.stringify([o.model.name, o.optimizer, o.schedule, o.epochs, o.batchSize, o.seed, o.terms.map((t) => t.config ?? [t.name, t.weight]), o.train.n, k, o.ensemble ?? null, o.terms.map((t) => t.name)]);
   const widths = new Map([...(o.teacherFeatures ?? new Map<string, LogitTable>())].map(([n, t]) => [n, t.numClasses]));
   // Feature adapters train with the student and are dropped at export.
   const extraParams = adapterParams(o.terms, o.model, widths);
   const trainable = [...trainableParams(o.model), ...extraParams];
   const stats = bufferParams(o.model);
-  const graphOptions = { teacherFeatureWidths: widths, extraParams };
+  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble };
   const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime);
   const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime) : undefined;
   const evaluator = await Evaluator.create(o.model, o.runtime);
@@ -203,7 +205,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const buffers = Array.from({ length: k }, () => new BatchBuffers(o.batchSize, ss));
     const jitterBufs = o.jitter ? buffers.map(() => new Float32Array(o.batchSize * ss)) : [];
     const noiseBufs = single.graph.noise.map((n) => buffers.map(() => new Float32Array(o.batchSize * n.perSample.reduce((a, b) => a * b, 1))));
-    const teacherBufs = needsTeacher ? buffers.map(() => new Float32Array(o.batchSize * o.model.numClasses)) : [];
+    // Several teachers' logits sit side by side in one table row (ensemble), so the width is the table's.
+    const teacherWidth = o.teacher?.numClasses ?? o.model.numClasses;
+    const teacherBufs = needsTeacher ? buffers.map(() => new Float32Array(o.batchSize * teacherWidth)) : [];
     const featureBufs = single.graph.teacherFeatures.map((name) => {
       const table = o.teacherFeatures?.get(name);
       if (!table) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
@@ -239,9 +243,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
           feeds[at('x', j)] = { data: x, dims: [b.size, ...o.train.sampleShape] };
           feeds[at('y', j)] = { data: b.y64, dims: [b.size] };
           if (needsTeacher) {
-            const tb = teacherBufs[j]!.subarray(0, b.size * o.model.numClasses);
+            const tb = teacherBufs[j]!.subarray(0, b.size * teacherWidth);
             o.teacher!.gather(b.ids, b.size, tb);
-            feeds[at('teacher', j)] = { data: tb, dims: [b.size, o.model.numClasses] };
+            feeds[at('teacher', j)] = { data: tb, dims: [b.size, teacherWidth] };
           }
           for (const f of featureBufs) {
             const w = f.table.numClasses;
