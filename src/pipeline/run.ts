@@ -1,5 +1,5 @@
-import { existsSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
-import { totalmem } from 'node:os';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
 import type { ModelConfig, RunConfig, TrainConfig } from '../config/schema.js';
@@ -134,11 +134,7 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const teacherModel = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : imported?.model;
   const studentModel = buildModel(cfg.student.model, splits.train, standardizer);
   const estimate = checkMemory(cfg, splits, [teacherModel, studentModel]);
-  if (cfg.export.tfjs && !(studentModel instanceof Mlp || (studentModel instanceof Sequential && studentModel.options.layers.every((l) => l.type !== 'resblock')))) {
-    throw new KdError('KD_CONFIG_INVALID', `export.tfjs: the student ${studentModel.name} has residual blocks, which a TF.js Layers Sequential model cannot express`, {
-      fix: 'set export.tfjs: false (the ONNX export is always written), or use a cnn/vgg/mlp student',
-    });
-  }
+  if (cfg.export.tfjs) checkTfjsExportable(studentModel);
   // Layer names in feature- and relation-based terms, checked against both models before anything runs.
   // A file not exported by kdistill has no named layers, but any value of its graph may be named instead.
   const teacherFile = cfg.teacher.type === 'onnx' ? resolve(cfg.teacher.path) : undefined;
@@ -464,6 +460,21 @@ export function loadData(cfg: RunConfig): DataSplits {
  */
 export function fitInputStandardizer(cfg: RunConfig, splits: DataSplits): Standardizer | undefined {
   return cfg.data.standardize ? fitStandardizer(splits.train) : undefined;
+}
+
+/** Refuses, before training, a student the TF.js export could not write: a trial export of its initial weights. */
+function checkTfjsExportable(model: Model): void {
+  const fix = 'set export.tfjs: false (the ONNX export is always written), or use a student made of layers Keras has (docs/TFJS.md)';
+  if (!(model instanceof Mlp || model instanceof Sequential)) throw new KdError('KD_CONFIG_INVALID', `export.tfjs: the student ${model.name} has no TF.js form`, { fix });
+  const dir = mkdtempSync(join(tmpdir(), 'kd-tfjs-check-'));
+  try {
+    saveTfjsLayersModel(model, initParams(model, new Rng(0)), dir);
+  } catch (e) {
+    if (!(e instanceof KdError)) throw e;
+    throw new KdError('KD_CONFIG_INVALID', `export.tfjs: ${e.message}`, { fix, cause: e });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 interface ExtraTeacher {
