@@ -65,6 +65,7 @@ test('a minimal config parses with every default filled', () => {
     teacher: { type: 'train', model: { type: 'mlp', hidden: [100], dropout: 0, inputDropout: 0 }, train, jitter: 0 },
     student: { model: { type: 'mlp', hidden: [10], dropout: 0, inputDropout: 0 }, train },
     baseline: true,
+    export: { tfjs: false },
     distill: { terms: [{ type: 'ce', weight: 0.1 }, { type: 'kd', temperature: 4, weight: 0.9 }] },
     runtime: { threads: 3, stepsPerRun: 4, checkpointEvery: 1000, lrBackoff: 0 },
   });
@@ -191,7 +192,7 @@ test('a bad enum or type tag suggests the near miss', () => {
   for (const line of [
     '✖ invalid value -3 → at student.train.epochs; expected an integer >= 1',
     '✖ invalid value "adamm" → at student.train.optimizer.type; expected one of: sgd, adam, adamw; did you mean "adam"?',
-    '✖ invalid value "onx" → at teacher.type; expected one of: train, onnx; did you mean "onnx"?',
+    '✖ invalid value "onx" → at teacher.type; expected one of: train, onnx, tfjs; did you mean "onnx"?',
     '✖ invalid value "CSV" → at data.dataset.type; expected one of: mnist, fashion-mnist, idx, csv; did you mean "csv"?',
   ]) {
     assert.ok(e.message.includes(line), `missing line\n${line}\nin\n${e.message}`);

@@ -196,6 +196,10 @@ export function problemsFromIssues(issues: readonly Issue[], locate?: Locator, p
         }
         continue;
       }
+      if (input === undefined) {
+        at({ kind: 'missing', path: showPath(path), value: '(missing)', expected: iss.message });
+        continue;
+      }
       // Report the option the user evidently meant: one whose failure is not "wrong kind of value".
       const meant = iss.errors.filter((b) => !wrongKind(b)).sort((a, b) => a.length - b.length)[0];
       if (meant) {

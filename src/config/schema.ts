@@ -363,7 +363,9 @@ const teacherKinds = z.discriminatedUnion('type', [
 ]);
 
 /** The teacher: train one, load an ONNX file or a TF.js model; the string "mnist-react-tfjs" names the shipped one. */
-export const teacherSchema = z.union([z.literal('mnist-react-tfjs').transform(() => ({ type: 'tfjs' as const, builtin: 'mnist-react-tfjs' as const })), teacherKinds]);
+export const teacherSchema = z
+  .union([z.literal('mnist-react-tfjs').transform(() => ({ type: 'tfjs' as const, builtin: 'mnist-react-tfjs' as const })), teacherKinds])
+  .describe('a mapping with type: train, onnx or tfjs, or "mnist-react-tfjs"');
 
 /** More teachers beside `teacher`, loaded (not trained): ONNX files or TF.js models. */
 const ensembleSchema = z

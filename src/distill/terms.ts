@@ -9,6 +9,7 @@ import { pktLoss, rkdLoss, spLoss } from './relation.js';
 import { type Adapter, attentionLoss, cosineFeatureLoss, hintLoss } from './feature.js';
 import type { Model, ParamSpec } from '../nn/model.js';
 import { convParams, denseParams } from '../nn/layers.js';
+import { ATTENTION_PREFIX } from './names.js';
 
 /**
  * The objective is a weighted sum of terms. A term declares what it needs (labels, teacher logits, named
@@ -44,8 +45,7 @@ export interface FeatureNeed {
   teacher: string;
 }
 
-/** Teacher tensor name of a layer's attention map (computed on the teacher side: only H·W values per sample). */
-export const ATTENTION_PREFIX = 'attention:';
+export { ATTENTION_PREFIX } from './names.js';
 
 export interface Term {
   /** Name in logs and the run record, e.g. "kd" or "kd#2" when a type repeats. */

@@ -1,6 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { KdError } from '../errors.js';
-import { ATTENTION_PREFIX } from '../distill/terms.js';
+import { ATTENTION_PREFIX } from '../distill/names.js';
 import { closestNames } from '../config/problems.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
 import { type RuntimeOptions, Session, type ValueInfo } from '../runtime/session.js';
