@@ -398,9 +398,9 @@ const CHECKS: OpCheck[] = [
   {
     op: 'SUM',
     cases: [
-      c('addN [2,3]×2', [inp('a', [2, 3]), inp('b', [2, 3])], ([a, b]) => G.addN([a!, b!]), ([a, b]) => np.addN([a!, b!])),
-      c('addN [B,3] [3] [B,1]', [inp('a', ['B', 3]), inp('b', [3]), inp('c', ['B', 1])], ([a, b, d]) => G.addN([a!, b!, d!]), (t) => np.addN(t)),
-      c('addN [4,1,3] [2,3] [] [1]', [inp('a', [4, 1, 3]), inp('b', [2, 3]), inp('c', []), inp('d', [1])], (v) => G.addN(v), (t) => np.addN(t)),
+      c('addN [2,3]×2', [inp('a', [2, 3]), inp('b', [2, 3])], ([a, b]) => G.sumN([a!, b!]), ([a, b]) => np.addN([a!, b!])),
+      c('addN [B,3] [3] [B,1]', [inp('a', ['B', 3]), inp('b', [3]), inp('c', ['B', 1])], ([a, b, d]) => G.sumN([a!, b!, d!]), (t) => np.addN(t)),
+      c('addN [4,1,3] [2,3] [] [1]', [inp('a', [4, 1, 3]), inp('b', [2, 3]), inp('c', []), inp('d', [1])], (v) => G.sumN(v), (t) => np.addN(t)),
     ],
   },
   { op: 'NEG', cases: unaryCases(G.neg, np.neg, 'normal') },

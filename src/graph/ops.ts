@@ -532,8 +532,13 @@ export const tanh = (x: Value): Value => x.graph.apply1(TANH, [x]);
 export const sigmoid = (x: Value): Value => x.graph.apply1(SIGMOID, [x]);
 export const relu = (x: Value): Value => x.graph.apply1(RELU, [x]);
 export const identity = (x: Value): Value => x.graph.apply1(IDENTITY, [x]);
-/** Elementwise sum of any number of same-shaped (broadcastable) tensors in one node. */
-export const addN = (xs: readonly Value[]): Value => (xs.length === 1 ? xs[0]! : xs[0]!.graph.apply1(SUM, xs));
+/**
+ * Elementwise sum of any number of same-shaped (broadcastable) tensors, as a chain of Adds ((a + b) + c, the order
+ * ONNX's Sum adds in): Add runs on every execution provider, Sum not on WebGPU. `sumN` is the one-node form.
+ */
+export const addN = (xs: readonly Value[]): Value => xs.slice(1).reduce((acc, x) => acc.graph.apply1(ADD, [acc, x]), xs[0]!);
+/** Elementwise sum as one ONNX Sum node. */
+export const sumN = (xs: readonly Value[]): Value => (xs.length === 1 ? xs[0]! : xs[0]!.graph.apply1(SUM, xs));
 export const greater = (a: Value, b: Value | number): Value => a.graph.apply1(GREATER, [a, lift(a, b)]);
 export const less = (a: Value, b: Value | number): Value => a.graph.apply1(LESS, [a, lift(a, b)]);
 export const equal = (a: Value, b: Value): Value => a.graph.apply1(EQUAL, [a, b]);
