@@ -7,7 +7,8 @@
  */
 import ort from 'onnxruntime-node';
 import { readFileSync, readdirSync, unlinkSync } from 'node:fs';
-import { Mlp, type Model, Sequential, initParams } from '../src/nn/index.js';
+import { type Model, initParams } from '../src/nn/index.js';
+import { benchCnn, benchMlp } from './models.js';
 import { createOptimizer } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
 import { at, buildStepGraph, paramIn, stateIn } from '../src/train/graphs.js';
@@ -16,22 +17,7 @@ import { Rng } from '../src/util/rng.js';
 const kind = process.argv[2] ?? 'adam';
 const batch = Number(process.argv[3] ?? 128);
 const k = Number(process.argv[4] ?? 1);
-const model: Model =
-  process.env.MODEL === 'cnn'
-    ? new Sequential({
-        label: 'cnn',
-        inputShape: [1, 28, 28],
-        numClasses: 10,
-        layers: [
-          { type: 'conv', filters: 32, kernel: 3, activation: 'relu' },
-          { type: 'conv', filters: 64, kernel: 3, activation: 'relu' },
-          { type: 'maxpool', kernel: 2 },
-          { type: 'flatten' },
-          { type: 'dense', units: 128, activation: 'relu' },
-          { type: 'dense', units: 10 },
-        ],
-      })
-    : new Mlp({ inputShape: [784], hidden: [1200, 1200], numClasses: 10 });
+const model: Model = process.env.MODEL === 'cnn' ? benchCnn() : benchMlp([1200, 1200]);
 const opt = createOptimizer(kind === 'sgd' ? { type: 'sgd', lr: 0.05, momentum: 0.9 } : { type: 'adam', lr: 1e-3 });
 const g = buildStepGraph(model, opt, createTerms([{ type: 'ce', weight: 1 }]), k);
 const s = await ort.InferenceSession.create(g.onnx, {

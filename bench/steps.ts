@@ -14,7 +14,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import { Mlp, type Model, Sequential, initParams } from '../src/nn/index.js';
+import { type Model, initParams } from '../src/nn/index.js';
+import { benchCnn, benchMlp } from './models.js';
 import { createOptimizer, type OptimizerConfig } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
 import { at, buildExportGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from '../src/train/graphs.js';
@@ -57,22 +58,8 @@ const NUM_BATCHES = 64;
 const SGD: OptimizerConfig = { type: 'sgd', lr: 0.05, momentum: 0.9 };
 const ADAM: OptimizerConfig = { type: 'adam', lr: 1e-3 };
 
-/** Keras's MNIST CNN (and the ANCHORS.md peer's): conv32-conv64 (3x3 valid, ReLU) - maxpool 2 - dense128 - dense10. */
-const cnn = (): Model =>
-  new Sequential({
-    label: 'cnn',
-    inputShape: [1, 28, 28],
-    numClasses: 10,
-    layers: [
-      { type: 'conv', filters: 32, kernel: 3, activation: 'relu' },
-      { type: 'conv', filters: 64, kernel: 3, activation: 'relu' },
-      { type: 'maxpool', kernel: 2 },
-      { type: 'flatten' },
-      { type: 'dense', units: 128, activation: 'relu' },
-      { type: 'dense', units: 10 },
-    ],
-  });
-const mlp = (hidden: number[]): Model => new Mlp({ inputShape: [784], hidden, numClasses: 10 });
+const cnn = benchCnn;
+const mlp = benchMlp;
 
 function modelsOf(name: CaseName): { student: Model; teacher?: Model } {
   if (name.startsWith('cnn_')) return { student: cnn() };

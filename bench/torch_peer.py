@@ -151,40 +151,42 @@ def make_step(torch, name, batch):
             return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
         return torch.optim.Adam(model.parameters(), lr=1e-3)
 
-    if name.startswith("mlp_1200_ce_"):
-        model = mlp(torch, [N_IN, 1200, 1200, N_CLASSES]).train()
+    images = xs.view(N_BATCHES, batch, 1, 28, 28)
+
+    def ce_step(model, inputs):
+        """One cross-entropy training step of `model` on batch i."""
         opt = optimizer(model)
 
         def step(i):
             k = i % N_BATCHES
             opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(xs[k]), ys[k])
+            loss = F.cross_entropy(model(inputs[k]), ys[k])
             loss.backward()
             opt.step()
             return loss
 
         return step
 
-    if name.startswith("kd_1200_to_800_"):
-        teacher = mlp(torch, [N_IN, 1200, 1200, N_CLASSES]).eval()
+    def kd_step(teacher, teacher_inputs, student, student_inputs, cached=False):
+        """One (1-a) CE + a T^2 KL step of `student`; the frozen teacher runs every step unless cached."""
+        teacher.eval()
         for p in teacher.parameters():
             p.requires_grad_(False)
-        student = mlp(torch, [N_IN, 800, 800, N_CLASSES]).train()
         opt = optimizer(student)
-        cached = None
-        if name.endswith("_cached"):
+        table = None
+        if cached:
             with torch.no_grad():
-                cached = torch.stack([teacher(xs[k]) for k in range(N_BATCHES)])
+                table = torch.stack([teacher(teacher_inputs[k]) for k in range(N_BATCHES)])
 
         def step(i):
             k = i % N_BATCHES
-            if cached is None:
+            if table is None:
                 with torch.no_grad():
-                    t_logits = teacher(xs[k])
+                    t_logits = teacher(teacher_inputs[k])
             else:
-                t_logits = cached[k]
+                t_logits = table[k]
             opt.zero_grad(set_to_none=True)
-            s_logits = student(xs[k])
+            s_logits = student(student_inputs[k])
             ce = F.cross_entropy(s_logits, ys[k])
             kd = F.kl_div(F.log_softmax(s_logits / T, dim=1), F.log_softmax(t_logits / T, dim=1),
                           reduction="batchmean", log_target=True)
@@ -195,45 +197,17 @@ def make_step(torch, name, batch):
 
         return step
 
+    if name.startswith("mlp_1200_ce_"):
+        return ce_step(mlp(torch, [N_IN, 1200, 1200, N_CLASSES]).train(), xs)
+    if name.startswith("kd_1200_to_800_"):
+        return kd_step(mlp(torch, [N_IN, 1200, 1200, N_CLASSES]), xs, mlp(torch, [N_IN, 800, 800, N_CLASSES]).train(), xs,
+                       cached=name.endswith("_cached"))
     if name.startswith("cnn_ce_"):
-        model = cnn(torch).train()
-        opt = optimizer(model)
-        images = xs.view(N_BATCHES, batch, 1, 28, 28)
-
-        def step(i):
-            k = i % N_BATCHES
-            opt.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(model(images[k]), ys[k])
-            loss.backward()
-            opt.step()
-            return loss
-
-        return step
-
-    if name.startswith("kd_cnn_to_"):
-        teacher = cnn(torch).eval()
-        for p in teacher.parameters():
-            p.requires_grad_(False)
-        to_cnn = "_to_cnn_" in name
-        student = (cnn(torch) if to_cnn else mlp(torch, [N_IN, 800, 800, N_CLASSES])).train()
-        opt = optimizer(student)
-        images = xs.view(N_BATCHES, batch, 1, 28, 28)
-
-        def step(i):
-            k = i % N_BATCHES
-            with torch.no_grad():
-                t_logits = teacher(images[k])
-            opt.zero_grad(set_to_none=True)
-            s_logits = student(images[k] if to_cnn else xs[k])
-            ce = F.cross_entropy(s_logits, ys[k])
-            kd = F.kl_div(F.log_softmax(s_logits / T, dim=1), F.log_softmax(t_logits / T, dim=1),
-                          reduction="batchmean", log_target=True)
-            loss = (1.0 - ALPHA) * ce + ALPHA * (T * T) * kd
-            loss.backward()
-            opt.step()
-            return loss
-
-        return step
+        return ce_step(cnn(torch).train(), images)
+    if name.startswith("kd_cnn_to_cnn_"):
+        return kd_step(cnn(torch), images, cnn(torch).train(), images)
+    if name.startswith("kd_cnn_to_mlp800_"):
+        return kd_step(cnn(torch), images, mlp(torch, [N_IN, 800, 800, N_CLASSES]).train(), xs)
 
     raise SystemExit(f"unknown case {name!r}; known: {', '.join(CASES)}")
 
