@@ -39,7 +39,7 @@ for (const name of EXAMPLES) {
       fmtBytes(m.onnxBytes),
       Number.isFinite(m.latencyMs) ? fmtMs(m.latencyMs) : 'n/a',
       Number.isFinite(m.throughput) ? fmtInt(Math.round(m.throughput)) : 'n/a',
-      m.role === 'teacher' ? `${minutes} min training in all` : '',
+      m.role === 'teacher' ? `${minutes} min of training, all phases` : '',
     ]);
   }
 }

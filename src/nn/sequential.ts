@@ -167,6 +167,10 @@ function compile(o: SequentialOptions): Step[] {
 
   o.layers.forEach((spec, i) => {
     const isLast = i === o.layers.length - 1;
+    // A model's output is its logits (the losses apply softmax), so softmax is only accepted last, as a no-op.
+    if ('activation' in spec && spec.activation === 'softmax' && !isLast) {
+      bad(`layer ${i + 1} (${spec.type}): softmax is only allowed on the last layer`, 'use relu, tanh, sigmoid or linear here');
+    }
     switch (spec.type) {
       case 'conv': {
         const [c, h, w] = image(spec);

@@ -218,6 +218,7 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
     teacherPath = resolve((cfg.teacher as { path: string }).path);
   }
   const teacher = await OnnxTeacher.load(teacherPath, { ...teacherFeed, runtime, features: teacherFeatureNames });
+  const teacherArch = teacherModel?.name ?? teacher.graphName ?? 'onnx';
   let table;
   let featureTables;
   let cacheInfo: RunRecord['teacherCache'];
@@ -281,7 +282,7 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const models: ModelResult[] = [];
   const t = state.phases.teacher;
   models.push({
-    ...(await finalize('teacher', teacherModel?.name ?? 'onnx', teacherPath, teacherModel ? countParams(teacherModel) : undefined, splits, runtime, options, teacherFeed)),
+    ...(await finalize('teacher', teacherArch, teacherPath, teacherModel ? countParams(teacherModel) : undefined, splits, runtime, options, teacherFeed)),
     history: t?.history ?? [],
     trainSeconds: t?.seconds ?? 0,
   });

@@ -132,6 +132,8 @@ export class OnnxTeacher {
 
   /** Number of float parameters stored in the file (sum of its float initializers' sizes). */
   paramCount = 0;
+  /** The graph's name: a kdistill export names its graph after the architecture (cnn-c32-c64-128-10). */
+  graphName: string | undefined;
 
   private readonly plans = new Map<string, FeedPlan>();
 
@@ -240,8 +242,10 @@ export class OnnxTeacher {
       options.input !== undefined,
     );
     t.features = requested;
+    t.graphName = graph.name || undefined;
     for (const init of graph.initializer ?? []) {
-      if (init.dataType === 1) t.paramCount += (init.dims ?? []).reduce((a: number, b) => a * Number(b), 1);
+      // Batch-norm running statistics are buffers, not parameters (as PyTorch and kdistill's own models count).
+      if (init.dataType === 1 && !/\.running_(mean|var)$/.test(init.name ?? '')) t.paramCount += (init.dims ?? []).reduce((a: number, b) => a * Number(b), 1);
     }
     return t;
   }
