@@ -9,6 +9,7 @@ import { checkConfig, loadConfig, parseConfig, resolveConfig, type ConfigProblem
 import { didYouMean, showValue } from '../src/config/problems.js';
 import { getPreset, PRESET_NAMES } from '../src/config/presets.js';
 import { TERMS, termSchema, type RunConfigInput, type TermType } from '../src/config/schema.js';
+import { throwsKd } from './helpers/errors.js';
 
 // Compiled to dist/test/, so the repository root is two folders up.
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -26,17 +27,6 @@ const minimal: RunConfigInput = {
   student: { model: { type: 'mlp', hidden: [10] } },
 };
 
-/** Runs fn, asserts it throws a KdError with the code, and returns the error. */
-function throwsKd(fn: () => unknown, code: string): KdError {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof KdError, `expected a KdError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}, but nothing was thrown`);
-}
 
 const problemsOf = (e: KdError) => e.details as ConfigProblem[];
 

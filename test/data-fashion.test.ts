@@ -8,12 +8,12 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync,
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { KdError } from '../src/errors.js';
 import { fileURLToPath } from 'node:url';
 import { checkConfig, loadConfig, parseConfig } from '../src/config/load.js';
 import { hasTestSplit, type RunConfigInput } from '../src/config/schema.js';
 import { FASHION_MNIST_CLASSES, FASHION_MNIST_DEFAULT_DIR, FASHION_MNIST_ENV, loadFashionMnist } from '../src/data/index.js';
 import { loadData } from '../src/pipeline/run.js';
+import { throwsKd } from './helpers/errors.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'kd-fashion-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -31,16 +31,6 @@ function withEnv<T>(dir: string | undefined, fn: () => T): T {
   }
 }
 
-function throwsKd(fn: () => unknown, code: string): KdError {
-  try {
-    fn();
-  } catch (e) {
-    assert.ok(e instanceof KdError, `expected a KdError, got ${String(e)}`);
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}, but nothing was thrown`);
-}
 
 // The data comes from a system package (.ci/run installs it; README lists the command). Without it only the
 // tests that need the files are skipped, and say why.

@@ -89,7 +89,6 @@ const floats = (t: HostTensor | undefined, name: string): Float32Array => {
   assert.ok(t && t.data instanceof Float32Array, `missing float32 output ${name}`);
   return t.data;
 };
-const scalarOf = (t: HostTensor | undefined, name: string): number => floats(t, name)[0]!;
 
 /** Builds outputs from inputs s [B, C], t [B, C], y [B] (batch dim symbolic, as in the trainer), runs once. */
 async function runGraph(

@@ -2,8 +2,6 @@ import { KdError } from '../errors.js';
 import {
   type Attrs,
   type DType,
-  type Emitter,
-  type Node,
   type OpDef,
   type OutputInfo,
   type Shape,

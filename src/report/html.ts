@@ -4,7 +4,7 @@ import { writeFileAtomic } from '../util/fs.js';
 import type { ModelResult, RunRecord } from './record.js';
 import { comparisonTable, distillationLines, isNum, modelLabel } from './summary.js';
 import { barChart, escapeHtml as esc, lineChart, PALETTE, percentTicks, type Series } from './svg.js';
-import { fmtBytes, fmtInt, fmtNumber, fmtPct, fmtSeconds } from './table.js';
+import { fmtBytes, fmtNumber, fmtPct, fmtSeconds } from './table.js';
 
 export const HTML_REPORT_FILE = 'report.html';
 

@@ -1,0 +1,14 @@
+import assert from 'node:assert/strict';
+import { KdError } from '../../src/errors.js';
+
+/** Runs fn, asserts it throws a KdError with the code, and returns the error. */
+export function throwsKd(fn: () => unknown, code: string): KdError {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof KdError, `expected a KdError, got ${String(e)}`);
+    assert.equal(e.code, code, e.message);
+    return e;
+  }
+  assert.fail(`expected ${code}, but nothing was thrown`);
+}
