@@ -143,35 +143,19 @@ async function runLocked(cfg: RunConfig, options: RunOptions, out: string, progr
   const distillTerms = resolveLayers(cfg.distill.terms as TermConfig[], studentModel.layers().map((l) => l.name), teacherLayers, teacherTensors);
   // The teacher tensors the terms read, as the terms name them (an at term reads `attention:<tensor>`).
   const teacherFeatureNames = [...new Set(createTerms(distillTerms).flatMap((t) => (t.features ? [t.features.teacher] : [])))];
-  const teacherFeed = cfg.teacher.type === 'onnx' ? { output: cfg.teacher.output, input: cfg.teacher.input, preprocess: cfg.teacher.preprocess } : {};
+  const teacherFeed = feedOf(cfg.teacher);
   if (teacherFile) {
-    // A teacher file that does not fit (input, preprocessing, classes, requested tensors) is rejected before
-    // anything is trained or written.
-    const probe = await OnnxTeacher.load(teacherFile, { ...teacherFeed, features: teacherFeatureNames, runtime: { threads: cfg.runtime.threads } });
-    try {
-      probe.checkFits(splits.train);
-      await probe.logitTable([subset(splits.train, [0])]);
-      // Logged once the teacher has run, so a teacher that fails says only why.
-      progress.log(`teacher: ${probe.describeFeed(splits.train)}`);
-    } finally {
-      await probe.dispose();
-    }
+    const described = await probeTeacher(teacherFile, { ...teacherFeed, features: teacherFeatureNames, runtime: { threads: cfg.runtime.threads } }, splits.train);
+    // Logged once the teacher has run, so a teacher that fails says only why.
+    progress.log(`teacher: ${described}`);
   }
   // More teachers (ensemble): imported or located, and probed, before anything is written.
   const extras: ExtraTeacher[] = [];
   for (const e of cfg.ensemble?.teachers ?? []) {
     const tfjs = e.teacher.type === 'tfjs' ? importTfjsTeacher(e.teacher, splits.train) : undefined;
-    const feed = e.teacher.type === 'onnx' ? { output: e.teacher.output, input: e.teacher.input, preprocess: e.teacher.preprocess } : {};
+    const feed = feedOf(e.teacher);
     const path = tfjs ? join(out, `teacher-${e.name}.onnx`) : resolve((e.teacher as { path: string }).path);
-    if (!tfjs) {
-      const probe = await OnnxTeacher.load(path, { ...feed, runtime: { threads: cfg.runtime.threads } });
-      try {
-        probe.checkFits(splits.train);
-        await probe.logitTable([subset(splits.train, [0])]);
-      } finally {
-        await probe.dispose();
-      }
-    }
+    if (!tfjs) await probeTeacher(path, { ...feed, runtime: { threads: cfg.runtime.threads } }, splits.train);
     extras.push({ name: e.name, weight: e.weight, path, feed, model: tfjs });
   }
   const ensemble: EnsembleSpec | undefined = cfg.ensemble
@@ -475,6 +459,26 @@ function checkTfjsExportable(model: Model): void {
     throw new KdError('KD_CONFIG_INVALID', `export.tfjs: ${e.message}`, { fix, cause: e });
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** How an ONNX teacher's config says its samples are fed (nothing to declare for the other kinds). */
+function feedOf(t: RunConfig['teacher']): TeacherFeedOptions {
+  return t.type === 'onnx' ? { output: t.output, input: t.input, preprocess: t.preprocess } : {};
+}
+
+/**
+ * Loads a teacher file and runs it on one training sample, so a file that does not fit (input, preprocessing,
+ * classes, requested tensors) is rejected before anything is trained or written. Returns how it is fed.
+ */
+async function probeTeacher(path: string, options: Parameters<typeof OnnxTeacher.load>[1], data: Dataset): Promise<string> {
+  const probe = await OnnxTeacher.load(path, options);
+  try {
+    probe.checkFits(data);
+    await probe.logitTable([subset(data, [0])]);
+    return probe.describeFeed(data);
+  } finally {
+    await probe.dispose();
   }
 }
 

@@ -76,16 +76,19 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
   let states = new Map<string, Value[]>(trainable.map((p) => [p.name, optimizer.slots.map((s) => g.input(stateIn(p.name, s), p.shape))]));
   const noise: NoiseSpec[] = [];
 
+  const nTeachers = options.ensemble?.weights.length ?? 1;
+  if (embedded && nTeachers > 1) throw new KdError('KD_CONFIG_INVALID', 'an embedded teacher cannot be combined with other teachers');
+
   for (let k = 0; k < stepsPerRun; k++) {
     const x = g.input(at('x', k), [BATCH, ...model.inputShape]);
     const y = g.input(at('y', k), [BATCH], 'int64');
-    const nTeachers = options.ensemble?.weights.length ?? 1;
-    if (embedded && nTeachers > 1) throw new KdError('KD_CONFIG_INVALID', 'an embedded teacher cannot be combined with other teachers');
+    // One forward pass of an embedded teacher per step serves its logits and every layer a term reads.
+    const teacherOut = embedded && (needsTeacher || terms.some((t) => t.features)) ? embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)) : undefined;
     const allTeachers = needsTeacher && !embedded && nTeachers > 1 ? split(g.input(at('teacher', k), [BATCH, nTeachers * numClasses]), 1, new Array<number>(nTeachers).fill(numClasses)) : undefined;
     const teacherLogits = !needsTeacher
       ? undefined
-      : embedded
-        ? embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)).logits
+      : teacherOut
+        ? teacherOut.logits
         : allTeachers
           ? allTeachers[0]
           : g.input(at('teacher', k), [BATCH, numClasses]);
@@ -112,10 +115,10 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     for (const t of terms) {
       if (!t.features || teacherFeatures.has(t.features.teacher)) continue;
       const name = t.features.teacher;
-      if (embedded) {
+      if (teacherOut) {
         const attention = name.startsWith(ATTENTION_PREFIX);
         const layer = (attention ? name.slice(ATTENTION_PREFIX.length) : name).replace(/^feature:/, '');
-        const f = embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)).features.get(layer);
+        const f = teacherOut.features.get(layer);
         if (f) teacherFeatures.set(name, attention ? attentionMap(f) : f.rank > 2 ? flatten(f, 1) : f);
       } else {
         const width = options.teacherFeatureWidths?.get(name);
