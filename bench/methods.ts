@@ -4,6 +4,8 @@
  *
  *   npm run bench:methods -- [--seeds 1,2,3] [--out docs/METHODS-MNIST.md] [--work runs/methods]
  *   npm run bench:methods -- --dataset fashion-mnist        (writes docs/METHODS-FASHION.md)
+ *   npm run bench:methods -- --augment '{"shift": 1}'        consistent teaching: both students see augmented
+ *                                                            batches, and the teacher is run on each of them
  *
  * Per seed: the demo's teacher (MLP 1200-1200) and student alone (MLP 30-30) are trained once; then the same
  * student, from the same initial weights, is distilled with each method alone (plus cross-entropy on the labels)
@@ -29,8 +31,11 @@ const { values } = parseArgs({
     work: { type: 'string', default: 'runs/methods' },
     rkd: { type: 'boolean', default: false },
     dataset: { type: 'string', default: 'mnist' },
+    augment: { type: 'string' },
   },
 });
+/** The students' train.augment block (JSON), or none: with it every method is taught online, on the same views. */
+const augment = values.augment ? (JSON.parse(values.augment) as Record<string, unknown>) : undefined;
 const fashion = values.dataset === 'fashion-mnist';
 if (!fashion && values.dataset !== 'mnist') throw new Error(`--dataset: mnist or fashion-mnist, got ${values.dataset}`);
 const title = fashion ? 'Fashion-MNIST' : 'MNIST';
@@ -66,7 +71,12 @@ for (const seed of seeds) {
   const base = join(values.work!, `seed-${seed}`);
   mkdirSync(base, { recursive: true });
   const preset = getPreset('demo') as Record<string, unknown>;
-  const demo = { ...preset, data: { ...(preset.data as Record<string, unknown>), dataset: values.dataset } };
+  const student = preset.student as { train: Record<string, unknown> };
+  const demo = {
+    ...preset,
+    data: { ...(preset.data as Record<string, unknown>), dataset: values.dataset },
+    ...(augment ? { student: { ...student, train: { ...student.train, augment } } } : {}),
+  };
   console.error(`seed ${seed}: teacher, student alone and KD`);
   const first: RunRecord = await runDistillation(
     parseConfig({ ...demo, seed, output: join(base, 'kd'), distill: { terms: METHODS[0]!.terms } }),
@@ -107,7 +117,11 @@ const minutes = ((performance.now() - t0) / 60000).toFixed(1);
 const table = formatMarkdownTable(['model / method', 'test acc % (mean ± std)', 'test errors (mean ± std)', 'errors vs alone', 'errors per seed'], rows);
 const doc = `# Distillation methods on ${title}
 
-Written by \`npm run bench:methods -- --seeds ${values.seeds}${fashion ? ' --dataset fashion-mnist' : ''}\` (bench/methods.ts) in ${minutes} min on ${cpus()[0]?.model ?? 'a CPU'} (${cpus().length} cores).
+Written by \`npm run bench:methods -- --seeds ${values.seeds}${fashion ? ' --dataset fashion-mnist' : ''}${augment ? ` --augment '${values.augment}'` : ''}\` (bench/methods.ts) in ${minutes} min on ${cpus()[0]?.model ?? 'a CPU'} (${cpus().length} cores).${
+  augment ? `
+
+Consistent teaching: both students train on augmented batches (\`student.train.augment: ${values.augment}\`), and every method's teacher outputs are computed on the batch the student sees.` : ''
+}
 
 Teacher MLP 784-1200-1200-10 (dropout 0.3, 20 epochs), student MLP 784-30-30-10 (40 epochs, SGD momentum 0.9, lr
 0.05 cosine, batch 128), the demo preset's settings; every method distills the same student from the same initial

@@ -47,6 +47,7 @@ test('a minimal config parses with every default filled', () => {
     batchSize: 128,
     optimizer: { type: 'sgd', lr: 0.05, momentum: 0.9, nesterov: false, weightDecay: 0 },
     schedule: { type: 'constant', warmupEpochs: 0 },
+    augment: { shift: 0, flip: false, mixup: 0, cutmix: 0, mixProb: 1, noise: 0 },
   };
   assert.deepEqual(c, {
     seed: 1,

@@ -2,9 +2,12 @@
 import { parseArgs } from 'node:util';
 import { KdError, EXIT_STATUS, isKdError } from '../errors.js';
 import { getPreset, PRESET_NAMES } from '../config/presets.js';
-import { loadConfig, parseConfig } from '../config/load.js';
+import { invalidConfig, loadConfig, parseConfig } from '../config/load.js';
+import { buildSearchSpace } from '../config/tune.js';
+import { planTrials } from '../tune/strategy.js';
 import type { RunConfig } from '../config/schema.js';
 import { readUnfinishedConfig, runDistillation } from '../pipeline/run.js';
+import { BEST_CONFIG_FILE, TUNE_RECORD_FILE, readUnfinishedTune, runTune } from '../pipeline/tune.js';
 import { inspect } from '../pipeline/inspect.js';
 import { formatSummary, kdistillVersion, RUN_RECORD_FILE, HTML_REPORT_FILE, type RunRecord } from '../report/index.js';
 
@@ -14,6 +17,8 @@ Usage:
   kdistill demo [--preset demo|hinton] [options]   run a complete MNIST distillation (teacher, student alone, distilled)
   kdistill run <config.yaml> [options]             run the experiment a config file describes
   kdistill run --resume <output folder>            continue a run that was stopped (Ctrl-C, SIGTERM, crash)
+  kdistill tune <config.yaml> [options]            search its tune.space on the validation split, then run the best
+  kdistill tune --resume <output folder>           continue a search that was stopped (finished trials are kept)
   kdistill check <config.yaml>                     validate a config file and print it with defaults filled
   kdistill inspect <config.yaml | model.onnx>      list the layers (names for feature/relation terms) with shapes
   kdistill --version | --help
@@ -80,12 +85,19 @@ async function main(argv: string[]): Promise<number> {
       return runFromFile(command, rest);
     case 'check':
       return runFromFile(command, rest);
+    case 'tune':
+      if (values.resume !== undefined) {
+        if (rest.length > 0) throw new KdError('KD_USAGE', 'tune --resume takes the output folder only, not a config file', { fix: `kdistill tune --resume ${values.resume}` });
+        cfg = readUnfinishedTune(values.resume);
+        return finishTune(cfg, await runTune(cfg, { quiet: values.quiet, resume: true, shouldStop: installStopHandlers() }));
+      }
+      return runFromFile(command, rest);
     case 'inspect':
       if (rest.length !== 1) throw new KdError('KD_USAGE', `inspect takes one config or .onnx file, got ${rest.length}`, { fix: 'kdistill inspect examples/mnist-demo.yaml' });
       process.stdout.write(await inspect(rest[0]!));
       return 0;
     default:
-      throw new KdError('KD_USAGE', `unknown command "${command}"`, { fix: `use one of: demo, run, check, inspect (presets: ${PRESET_NAMES.join(', ')})` });
+      throw new KdError('KD_USAGE', `unknown command "${command}"`, { fix: `use one of: demo, run, tune, check, inspect (presets: ${PRESET_NAMES.join(', ')})` });
   }
   return finish(cfg, await runDistillation(cfg, { quiet: values.quiet, shouldStop: installStopHandlers() }));
 
@@ -95,9 +107,18 @@ async function main(argv: string[]): Promise<number> {
     // Flags override the file; re-validate so an override cannot smuggle in a bad value.
     const c = parseConfig(overrides({ ...(fromFile as unknown as Record<string, unknown>) }), rest[0]);
     if (command === 'check') {
-      process.stdout.write(`${rest[0]} is valid.\n${JSON.stringify(c, null, 2)}\n`);
+      let search = '';
+      if (c.tune) {
+        // The search space is checked against the config, as `tune` does before any training.
+        const { problems, space } = buildSearchSpace(c, c.tune);
+        if (problems.length > 0) throw invalidConfig(problems, rest[0]);
+        const trials = planTrials(space, c.tune, c.seed).length;
+        search = `Its tune block searches ${space.length} path${space.length === 1 ? '' : 's'} in ${trials} configuration${trials === 1 ? '' : 's'} (strategy ${c.tune.strategy}).\n`;
+      }
+      process.stdout.write(`${rest[0]} is valid.\n${search}${JSON.stringify(c, null, 2)}\n`);
       return 0;
     }
+    if (command === 'tune') return finishTune(c, await runTune(c, { quiet: values.quiet, shouldStop: installStopHandlers(), source: rest[0] }));
     return finish(c, await runDistillation(c, { quiet: values.quiet, shouldStop: installStopHandlers() }));
   }
 }
@@ -105,6 +126,12 @@ async function main(argv: string[]): Promise<number> {
 function finish(cfg: RunConfig, record: RunRecord): number {
   process.stdout.write(`\n${formatSummary(record)}\n`);
   process.stdout.write(`\nwritten to ${cfg.output}/: ${record.models.map((m) => m.onnxPath.split('/').pop()).join(', ')}, ${RUN_RECORD_FILE}, ${HTML_REPORT_FILE}\n`);
+  return 0;
+}
+
+function finishTune(cfg: RunConfig, r: Awaited<ReturnType<typeof runTune>>): number {
+  process.stdout.write(`\n${formatSummary(r.record)}\n`);
+  process.stdout.write(`\nwritten to ${cfg.output}/: ${BEST_CONFIG_FILE} (the chosen config: kdistill run it to reproduce), ${TUNE_RECORD_FILE}, ${RUN_RECORD_FILE}, ${HTML_REPORT_FILE}\n`);
   return 0;
 }
 

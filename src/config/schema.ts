@@ -14,6 +14,7 @@
  * depend on the machine or on other fields (output folder, thread count) to give `RunConfig`.
  */
 import { z } from 'zod';
+import { tuneSchema } from './tune.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Leaf helpers: each builds the constraint and its description from the same numbers.
@@ -203,12 +204,61 @@ export const scheduleSchema = z.discriminatedUnion('type', [
   }),
 ]);
 
+/**
+ * Augmentation of the training batches (src/data/augment.ts). For the student it applies to both the student alone
+ * and the distilled one (the same budget and views, so a gain is the teacher's); the distilled student's teacher
+ * is then run on each augmented batch, so it teaches exactly the view the student sees ("consistent teaching",
+ * Beyer et al. 2022) instead of from outputs cached on the plain samples.
+ */
+export const augmentSchema = z
+  .strictObject({
+    /** Random translation by up to ±k pixels, zero fill (images). */
+    shift: int(0, 16, 'pixels').default(0),
+    /** Random crop of the original size from the image padded on each side (images). */
+    crop: z
+      .strictObject({
+        padding: int(0, 64, 'pixels on each side'),
+        fill: z.enum(['zero', 'reflect']).describe('zero or reflect').default('zero'),
+      })
+      .optional(),
+    /** Left-right flip with probability 1/2 (images); wrong for digits, so off by default. */
+    flip: bool().default(false),
+    /** Random rotation (±degrees) and scaling (±fraction) about the centre, bilinear (images). */
+    affine: z
+      .strictObject({
+        rotate: num({ min: 0, max: 180 }).describe('degrees, from 0 to 180').default(0),
+        scale: num({ min: 0, lt: 1 }).describe('a fraction in [0, 1)').default(0),
+      })
+      .optional(),
+    /** Mixup's Beta(α, α) parameter; 0 is off (0.2-1 are usual). */
+    mixup: num({ min: 0, max: 10 }).default(0),
+    /** CutMix's Beta(α, α) parameter; 0 is off (1 is usual). Images only. */
+    cutmix: num({ min: 0, max: 10 }).default(0),
+    /** Share of batches that are mixed when mixup or cutmix is on. */
+    mixProb: num({ min: 0, max: 1 }).default(1),
+    /** Gaussian noise std, in units of each input feature's std on the training split (tabular data). */
+    noise: num({ min: 0, max: 10 }).default(0),
+    /** MUNGE synthetic samples (tabular data, distilled student only: they are labelled by the teacher alone). */
+    munge: z
+      .strictObject({
+        /** Probability that a feature is resampled around the nearest neighbour's value. */
+        p: num({ gt: 0, max: 1 }).default(0.5),
+        /** Local variance parameter: the resampling std is |e − e'| / s. */
+        s: num({ gt: 0 }).default(1),
+        /** Synthetic samples per real sample in each batch. */
+        ratio: num({ gt: 0, max: 8 }).default(1),
+      })
+      .optional(),
+  })
+  .describe('a mapping with shift, crop, flip, affine, mixup, cutmix, mixProb, noise or munge');
+
 export const trainSchema = z
   .strictObject({
     epochs: int(1).default(10),
     batchSize: int(1, 65536).default(128),
     optimizer: optimizerSchema.prefault({ type: 'sgd' }),
     schedule: scheduleSchema.prefault({ type: 'constant' }),
+    augment: augmentSchema.prefault({}),
   })
   .superRefine((t, ctx) => {
     const warm = t.schedule.warmupEpochs;
@@ -601,14 +651,37 @@ export const runConfigSchema = z
       .prefault({}),
     distill: distillSchema.prefault({}),
     runtime: runtimeSchema.prefault({}),
+    /**
+     * What `kdistill tune` searches (src/config/tune.ts); `kdistill run` checks it and otherwise ignores it. Lazy:
+     * tune.ts imports the config loader, which imports this file.
+     */
+    tune: z.lazy(() => tuneSchema).optional(),
   })
   .describe('a mapping with keys such as data, teacher, student, distill (see examples/mnist-demo.yaml)')
   .superRefine((c, ctx) => {
-    if (c.teacher.type === 'train' && c.teacher.jitter > 0 && c.data.dataset.type === 'csv') {
+    const csv = c.data.dataset.type === 'csv';
+    if (c.teacher.type === 'train' && c.teacher.jitter > 0 && csv) {
       semantic(ctx, ['teacher', 'jitter'], c.teacher.jitter, '0 for CSV data (jitter shifts images by whole pixels)');
     }
-    // Only data and teacher are read, so a problem elsewhere does not hide this one.
-  }, whenValid('data', 'teacher'))
+    if (c.teacher.type === 'train' && c.teacher.jitter > 0 && c.teacher.train.augment.shift > 0) {
+      semantic(ctx, ['teacher', 'jitter'], c.teacher.jitter, '0 when teacher.train.augment.shift is set (jitter is the older name of the same shift; keep one)');
+    }
+    const blocks: [string[], z.output<typeof augmentSchema>][] = [[['student', 'train', 'augment'], c.student.train.augment]];
+    if (c.teacher.type === 'train') blocks.push([['teacher', 'train', 'augment'], c.teacher.train.augment]);
+    for (const [where, a] of blocks) {
+      // CSV rows are feature vectors: the image augmentations have no pixels to move. MUNGE is the tabular method.
+      if (csv) {
+        if (a.shift > 0) semantic(ctx, [...where, 'shift'], a.shift, '0 for CSV data (shift moves image pixels; use noise, mixup or munge for tabular data)');
+        if (a.crop && a.crop.padding > 0) semantic(ctx, [...where, 'crop'], a.crop, 'absent for CSV data (crop needs images; use noise, mixup or munge for tabular data)');
+        if (a.flip) semantic(ctx, [...where, 'flip'], a.flip, 'false for CSV data (flip needs images)');
+        if (a.affine && (a.affine.rotate > 0 || a.affine.scale > 0)) semantic(ctx, [...where, 'affine'], a.affine, 'absent for CSV data (affine rotates and scales images)');
+        if (a.cutmix > 0) semantic(ctx, [...where, 'cutmix'], a.cutmix, '0 for CSV data (cutmix pastes image boxes; use mixup for tabular data)');
+      } else if (a.munge) {
+        semantic(ctx, [...where, 'munge'], a.munge, 'absent for image data (MUNGE is for tabular CSV data; use shift, crop, mixup or cutmix)');
+      }
+    }
+    // Only data, teacher and student are read, so a problem elsewhere does not hide this one.
+  }, whenValid('data', 'teacher', 'student'))
   .superRefine((c, ctx) => {
     if (!c.ensemble) return;
     c.distill.terms.forEach((t, i) => {
@@ -629,6 +702,7 @@ export type ModelConfig = z.output<typeof modelSchema>;
 export type OptimizerConfig = z.output<typeof optimizerSchema>;
 export type ScheduleConfig = z.output<typeof scheduleSchema>;
 export type TrainConfig = z.output<typeof trainSchema>;
+export type AugmentConfig = z.output<typeof augmentSchema>;
 export type TeacherConfig = z.output<typeof teacherSchema>;
 export type EnsembleConfig = z.output<typeof ensembleSchema>;
 export type TeacherPreprocessConfig = z.output<typeof preprocessSchema>;

@@ -14,6 +14,8 @@ export interface Batch {
   y64: BigInt64Array;
   /** Sample ids, to look up cached teacher outputs (never use the position in the batch for that). */
   ids: Int32Array;
+  /** Row index of each sample in the data set it was drawn from (MUNGE finds its neighbours by row). */
+  rows: Int32Array;
   size: number;
   /** Position of this batch in its epoch. */
   index: number;
@@ -30,6 +32,7 @@ export class BatchBuffers {
   private readonly y: Int32Array;
   private readonly y64: BigInt64Array;
   private readonly ids: Int32Array;
+  private readonly rows: Int32Array;
   private readonly views = new Map<number, Batch>();
 
   constructor(batchSize: number, sampleSize: number) {
@@ -40,6 +43,7 @@ export class BatchBuffers {
     this.y = new Int32Array(batchSize);
     this.y64 = new BigInt64Array(batchSize);
     this.ids = new Int32Array(batchSize);
+    this.rows = new Int32Array(batchSize);
   }
 
   /** The batch object for `size` samples (its fields are overwritten by the next fill). */
@@ -47,12 +51,13 @@ export class BatchBuffers {
     let b = this.views.get(size);
     if (!b) {
       b = size === this.batchSize
-        ? { x: this.x, y: this.y, y64: this.y64, ids: this.ids, size, index: 0 }
+        ? { x: this.x, y: this.y, y64: this.y64, ids: this.ids, rows: this.rows, size, index: 0 }
         : {
           x: this.x.subarray(0, size * this.sampleSize),
           y: this.y.subarray(0, size),
           y64: this.y64.subarray(0, size),
           ids: this.ids.subarray(0, size),
+          rows: this.rows.subarray(0, size),
           size,
           index: 0,
         };
@@ -91,7 +96,7 @@ export function batchAt(ds: Dataset, order: Int32Array, batchIndex: number, batc
   }
   const size = Math.min(batchSize, order.length - start);
   const b = buffers.view(size);
-  const { x, y, y64, ids } = b;
+  const { x, y, y64, ids, rows } = b;
   const src = ds.x;
   for (let i = 0; i < size; i++) {
     const j = order[start + i];
@@ -101,6 +106,7 @@ export function batchAt(ds: Dataset, order: Int32Array, batchIndex: number, batc
     y[i] = label;
     y64[i] = BigInt(label);
     ids[i] = ds.ids[j];
+    rows[i] = j;
   }
   b.index = batchIndex;
   return b;

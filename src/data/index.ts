@@ -10,4 +10,20 @@ export { type CsvOptions, loadCsv } from './csv.js';
 export { type SplitFractions, splitDataset, makeSplits } from './split.js';
 export { type Standardizer, fitStandardizer, applyStandardizer } from './standardize.js';
 export { type Batch, type EpochOptions, BatchBuffers, epochOrder, numBatches, batchAt, epochBatches } from './batches.js';
-export { jitterImages } from './augment.js';
+export {
+  type AugmentSpec,
+  type AugmentedBatch,
+  type FeatureStats,
+  Augmenter,
+  augments,
+  mixesLabels,
+  imageOnlyAugmentations,
+  featureStats,
+  nearestNeighbours,
+  betaSample,
+  gammaSample,
+  jitterImages,
+  cropImages,
+  flipImages,
+  affineImages,
+} from './augment.js';

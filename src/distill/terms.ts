@@ -2,7 +2,7 @@ import { KdError } from '../errors.js';
 import { closestNames, didYouMean } from '../config/problems.js';
 import { type Value, add, addN, flatten, log, mul, softmax } from '../graph/index.js';
 import type { ForwardResult } from '../nn/model.js';
-import { crossEntropy } from '../nn/losses.js';
+import { crossEntropy, labelTargetCrossEntropy } from '../nn/losses.js';
 import type { TermConfig as ParsedTermConfig, TermType as ConfigTermType } from '../config/schema.js';
 import { distLoss, dkdLoss, kdLoss } from './response.js';
 import { pktLoss, rkdLoss, spLoss } from './relation.js';
@@ -18,6 +18,12 @@ import { ATTENTION_PREFIX } from './names.js';
 export interface TermInputs {
   student: ForwardResult;
   labels: Value;
+  /**
+   * Label targets [B, C] when the batch's labels are mixed (mixup, CutMix) or partly absent (MUNGE rows are all
+   * zero): the ce term then reads these instead of `labels`. Other terms that read labels (dkd) use `labels`, the
+   * first partner's class.
+   */
+  labelTargets?: Value;
   teacherLogits?: Value;
   /** Teacher layer outputs by tensor name (`feature:fc2`), flattened to [B, width]. */
   teacherFeatures?: ReadonlyMap<string, Value>;
@@ -73,7 +79,7 @@ export const TERMS = {
     name,
     weight: cfg.weight,
     needsTeacher: false,
-    build: ({ student, labels }) => crossEntropy(student.logits, labels),
+    build: ({ student, labels, labelTargets }) => (labelTargets ? labelTargetCrossEntropy(student.logits, labelTargets) : crossEntropy(student.logits, labels)),
   }),
   /** Hinton KD, see response.ts. Config: `{ type: kd, temperature: 4, weight: 0.9 }` */
   kd: (cfg: { weight: number; temperature: number }, name: string): Term => ({

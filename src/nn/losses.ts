@@ -1,4 +1,4 @@
-import { type Value, cast, equal, argmax, logSoftmax, meanAll, mul, neg, oneHot, reduceSum, sub, sumAll } from '../graph/index.js';
+import { type Value, add, cast, div, equal, argmax, logSoftmax, meanAll, mul, neg, oneHot, reduceSum, sub, sumAll } from '../graph/index.js';
 
 /**
  * Loss builders on the IR. Each returns a scalar Value (batch mean unless the name says sum), built from
@@ -21,6 +21,15 @@ export function crossEntropySum(logits: Value, labels: Value): Value {
 /** Mean over the batch of -Σ_c q_c · log softmax(z)_c: cross-entropy against soft targets q. */
 export function softCrossEntropy(logits: Value, targets: Value): Value {
   return neg(meanAll(reduceSum(mul(targets, logSoftmax(logits)), [-1])));
+}
+
+/**
+ * Cross-entropy against label targets q [B, C] whose rows sum to 1 (a real or mixed sample: mixup, CutMix) or to 0
+ * (a synthetic MUNGE sample, which has no label): −Σ_i Σ_c q_ic · log softmax(z_i)_c / Σ q. Divided by the number of
+ * labelled rows, so adding unlabelled samples to a batch does not dilute the hard-label loss.
+ */
+export function labelTargetCrossEntropy(logits: Value, targets: Value): Value {
+  return neg(div(sumAll(mul(targets, logSoftmax(logits))), add(sumAll(targets), 1e-12)));
 }
 
 /** Mean over all elements of (a - b)². */

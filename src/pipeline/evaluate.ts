@@ -7,6 +7,8 @@ export interface SplitResult {
   acc: number;
   correct: number;
   n: number;
+  /** The logits [n, classes] in the data set's order, when asked for (diagnosis: fidelity, calibration). */
+  logits?: Float32Array;
 }
 
 /** How a teacher file from elsewhere is fed (the onnx teacher's config); kdistill's own exports need none of it. */
@@ -22,6 +24,7 @@ export async function evaluateOnnx(
   runtime?: RuntimeOptions,
   onProgress?: (done: number, total: number) => void,
   feed: TeacherFeedOptions = {},
+  keepLogits = false,
 ): Promise<{ results: SplitResult[]; inputName: string; inputShape: number[]; paramCount: number; fixedBatch: number | undefined }> {
   // The same input, output and preprocessing as the teacher's outputs were computed with: a teacher trained on
   // 0-255 pixels scored on [0, 1] inputs would report a meaningless accuracy.
@@ -39,7 +42,7 @@ export async function evaluateOnnx(
       const table = await model.logitTable([ds], 1000, (d) => onProgress?.(offset + d, total));
       before += ds.n;
       const logits = table.rows(ds.ids);
-      results.push(scoreLogits(logits, ds.y, ds.numClasses));
+      results.push({ ...scoreLogits(logits, ds.y, ds.numClasses), ...(keepLogits ? { logits } : {}) });
     }
     return { results, inputName: model.inputName, inputShape: model.feedShape(sets[0]!), paramCount: model.paramCount, fixedBatch: model.fixedBatch };
   } finally {

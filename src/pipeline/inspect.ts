@@ -4,7 +4,7 @@ import type { Dataset } from '../data/index.js';
 import { formatTable, fmtInt } from '../report/index.js';
 import { type GraphValue, OnnxTeacher, type OnnxTeacherOptions } from '../teachers/index.js';
 import { countParams, type Model } from '../nn/index.js';
-import { buildModel, importTfjsTeacher, loadData } from './run.js';
+import { buildModel, importTfjsTeacher, loadData } from './prepare.js';
 
 /**
  * What `kdistill inspect` prints: the layers of a config's teacher and student (the names feature- and

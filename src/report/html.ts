@@ -5,6 +5,7 @@ import type { ModelResult, RunRecord } from './record.js';
 import { comparisonTable, distillationLines, isNum, modelLabel } from './summary.js';
 import { barChart, escapeHtml as esc, lineChart, PALETTE, percentTicks, type Series } from './svg.js';
 import { fmtBytes, fmtNumber, fmtPct, fmtSeconds } from './table.js';
+import { tuneSection } from './tune-html.js';
 
 export const HTML_REPORT_FILE = 'report.html';
 
@@ -20,6 +21,7 @@ export function renderHtmlReport(record: RunRecord): string {
   const sections: string[] = [];
   sections.push(header(record));
   sections.push(resultsSection(record));
+  sections.push(tuneSection(record));
   sections.push(plotsSection(models, colors));
   sections.push(finalMetricsSection(models));
   sections.push(runSection(record));
@@ -64,6 +66,7 @@ table { border-collapse: collapse; background: #fff; margin: 4px 0; }
 th, td { border: 1px solid #d9d9d9; padding: 4px 10px; vertical-align: top; }
 th { background: #f0f0f0; font-weight: 600; text-align: left; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.chosen td { background: #fff4e0; font-weight: 600; }
 .note { color: #666; font-size: 12.5px; margin: 4px 0 0; }
 .swatch { display: inline-block; width: 10px; height: 10px; border-radius: 2px; margin-right: 6px; vertical-align: baseline; }
 .plots { display: flex; flex-wrap: wrap; gap: 16px; align-items: flex-start; }

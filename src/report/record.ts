@@ -66,7 +66,30 @@ export interface RunRecord {
   /** Memory estimated before training, and the process's peak resident memory. */
   resources?: { memoryEstimateBytes: number; peakRssBytes: number };
   /** Teacher outputs (logits and features, by sample id): computed, or read from the disk cache (time saved). */
-  teacherCache?: { file?: string | undefined; hit: boolean; computeSeconds: number; savedSeconds: number };
+  teacherCache?: { file?: string | undefined; hit: boolean; computeSeconds: number; savedSeconds: number } | undefined;
+  /**
+   * How the distilled student was taught: `cached` (teacher outputs computed once per plain sample), or `online`
+   * (the teacher run on every augmented batch the student sees: consistent teaching).
+   */
+  teaching?: 'cached' | 'online';
+  /** The hyperparameter search this record ends (kdistill tune): every trial and the choice. */
+  tune?: TuneSummary;
+}
+
+/** What the report shows of a search (src/pipeline/tune.ts writes the whole search to tune.json). */
+export interface TuneSummary {
+  strategy: string;
+  metric: string;
+  /** Epoch budgets of the rungs (one rung for grid and random search). */
+  rungs: number[];
+  /** The searched config paths, in the order of the space. */
+  paths: string[];
+  /** Each trial's values and its result at the highest rung it reached (validation, from its exported student). */
+  trials: { trial: number; params: Record<string, unknown>; label: string; epochs: number; valAcc: number; valLoss: number; seconds: number }[];
+  /** The chosen trial. */
+  best: number;
+  /** How the test split was used: once, after the search, for the chosen configuration only. */
+  test: string;
 }
 
 export const RUN_RECORD_FILE = 'run.json';

@@ -1,2 +1,3 @@
 export * from './cache.js';
 export * from './onnx-teacher.js';
+export * from './online.js';

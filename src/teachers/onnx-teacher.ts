@@ -250,6 +250,15 @@ export class OnnxTeacher {
     return t;
   }
 
+  /** The name a file's graph gives itself (kdistill's exports: the architecture), or undefined. */
+  static graphNameOf(path: string): string | undefined {
+    try {
+      return readOnnx(readFileSync(path)).graph?.name || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
   /** The layers an ONNX file names (`feature:<layer>` tensors, in graph order), without the prefix. */
   static layerNames(path: string): string[] {
     return OnnxTeacher.graphValues(path).map((v) => v.name).filter((o) => o.startsWith('feature:')).map((o) => o.slice('feature:'.length));
@@ -458,57 +467,25 @@ export class OnnxTeacher {
     const logits = new Float32Array(total * c);
     const feats = new Map<string, { width: number; data: Float32Array }>();
     const ids = new Int32Array(total);
-    // A file with a fixed batch dim is run at exactly that size, the last batch padded with zeros.
     const bs = this.fixedBatch ?? batchSize;
     let row = 0;
     for (const ds of sets) {
       this.checkFits(ds);
-      const plan = this.planFeed(ds);
       const ss = sampleSize(ds);
       const order = epochOrder(ds.n, null);
       const buffers = new BatchBuffers(bs, ss);
-      // Samples go in unchanged (no copy) unless they are transformed or padded.
-      const feed = plan.affine || plan.layout === 'nhwc' || this.fixedBatch !== undefined ? new Float32Array(bs * ss) : undefined;
       for (let i = 0; i < numBatches(ds.n, bs); i++) {
         const b = batchAt(ds, order, i, bs, buffers);
-        let x = b.x;
-        let n = b.size;
-        if (feed) {
-          transformBatch(plan, ds.sampleShape, b.x, b.size, feed);
-          if (this.fixedBatch !== undefined) {
-            feed.fill(0, b.size * ss);
-            n = bs;
-            x = feed;
-          } else {
-            x = feed.subarray(0, b.size * ss);
-          }
-        }
-        let out;
-        try {
-          out = await this.session.run({ [this.inputName]: { data: x, dims: [n, ...plan.dims] } }, [this.outputName, ...new Set(this.features.map(baseTensor))]);
-        } catch (e) {
-          throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} cannot run on this data set's samples of shape ${showDims(ds.sampleShape)} (fed as [${n}, ${plan.dims.join(', ')}]): ${(e as Error).message.split('\n')[0]}`, {
-            fix: 'use a teacher trained on this data set, or declare the preprocessing that maps its samples to the teacher\'s input (teacher.preprocess: scale, mean, std, layout, flatten)',
-            cause: e,
-          });
-        }
-        const data = out[this.outputName]!.data as Float32Array;
-        if (data.length !== n * c) {
-          throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} returned ${data.length / n} values per sample from output "${this.outputName}", but the data set has ${c} classes`, {
-            fix: 'use a teacher trained on this data set\'s classes, or name its logits output with teacher.output',
-          });
-        }
-        logits.set(data.subarray(0, b.size * c), row * c);
-        for (const f of this.features) {
-          const raw = out[baseTensor(f)]!;
-          const fd = f.startsWith(ATTENTION_PREFIX) ? attentionMaps(raw.data as Float32Array, raw.dims, this.path, f) : (raw.data as Float32Array);
-          const width = fd.length / n;
+        const out = await this.runBatch(b.x, b.size, ds);
+        logits.set(out.logits, row * c);
+        for (const [f, fd] of out.features) {
+          const width = fd.length / b.size;
           let t = feats.get(f);
           if (!t) {
             t = { width, data: new Float32Array(total * width) };
             feats.set(f, t);
           }
-          t.data.set(fd.subarray(0, b.size * width), row * width);
+          t.data.set(fd, row * width);
         }
         ids.set(b.ids, row);
         row += b.size;
@@ -518,6 +495,68 @@ export class OnnxTeacher {
     const features = new Map<string, LogitTable>();
     for (const [f, t] of feats) features.set(f, new LogitTable(t.width, t.data, ids));
     return { logits: new LogitTable(c, logits, ids), features };
+  }
+
+  /**
+   * The teacher's outputs for `n` samples `x` ([n, ...sampleShape], as the data set holds them): logits [n, classes]
+   * and every exposed feature flattened per sample (attention maps reduced). Runs the declared preprocessing, and
+   * a file with a fixed batch dim in chunks of that size, the last padded with zeros. Consistent teaching calls this
+   * on every augmented batch.
+   */
+  async runBatch(x: Float32Array, n: number, ds: Pick<Dataset, 'sampleShape' | 'numClasses'>): Promise<{ logits: Float32Array; features: Map<string, Float32Array> }> {
+    const plan = this.planFeed(ds);
+    const ss = prod(ds.sampleShape);
+    const c = ds.numClasses;
+    const chunk = this.fixedBatch ?? n;
+    const logits = new Float32Array(n * c);
+    const features = new Map<string, Float32Array>();
+    const transform = plan.affine !== undefined || plan.layout === 'nhwc';
+    // Samples go in unchanged (no copy) unless they are transformed or padded.
+    const feed = transform || this.fixedBatch !== undefined ? new Float32Array(chunk * ss) : undefined;
+    for (let start = 0; start < n; start += chunk) {
+      const size = Math.min(chunk, n - start);
+      let input = x.subarray(start * ss, (start + size) * ss);
+      let fed = size;
+      if (feed) {
+        if (transform) transformBatch(plan, ds.sampleShape, input, size, feed);
+        else feed.set(input);
+        if (this.fixedBatch !== undefined) {
+          feed.fill(0, size * ss);
+          fed = chunk;
+          input = feed;
+        } else {
+          input = feed.subarray(0, size * ss);
+        }
+      }
+      let out;
+      try {
+        out = await this.session.run({ [this.inputName]: { data: input, dims: [fed, ...plan.dims] } }, [this.outputName, ...new Set(this.features.map(baseTensor))]);
+      } catch (e) {
+        throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} cannot run on this data set's samples of shape ${showDims(ds.sampleShape)} (fed as [${fed}, ${plan.dims.join(', ')}]): ${(e as Error).message.split('\n')[0]}`, {
+          fix: 'use a teacher trained on this data set, or declare the preprocessing that maps its samples to the teacher\'s input (teacher.preprocess: scale, mean, std, layout, flatten)',
+          cause: e,
+        });
+      }
+      const data = out[this.outputName]!.data as Float32Array;
+      if (data.length !== fed * c) {
+        throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} returned ${data.length / fed} values per sample from output "${this.outputName}", but the data set has ${c} classes`, {
+          fix: 'use a teacher trained on this data set\'s classes, or name its logits output with teacher.output',
+        });
+      }
+      logits.set(data.subarray(0, size * c), start * c);
+      for (const f of this.features) {
+        const raw = out[baseTensor(f)]!;
+        const fd = f.startsWith(ATTENTION_PREFIX) ? attentionMaps(raw.data as Float32Array, raw.dims, this.path, f) : (raw.data as Float32Array);
+        const width = fd.length / fed;
+        let t = features.get(f);
+        if (!t) {
+          t = new Float32Array(n * width);
+          features.set(f, t);
+        }
+        t.set(fd.subarray(0, size * width), start * width);
+      }
+    }
+    return { logits, features };
   }
 
   async dispose(): Promise<void> {

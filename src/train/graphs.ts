@@ -34,6 +34,8 @@ export interface StepGraph {
   needsTeacher: boolean;
   /** Teacher tensors fed per step as `tfeat:<name>@k`. */
   teacherFeatures: string[];
+  /** Label targets are fed per step as `ytarget@k` ([B, classes]). */
+  labelTargets: boolean;
 }
 
 export const paramIn = (name: string) => `p:${name}`;
@@ -58,6 +60,11 @@ export interface StepGraphOptions {
    * the response terms combine them (src/distill/terms.ts EnsembleSpec).
    */
   ensemble?: { weights: readonly number[] };
+  /**
+   * The batch's labels come as targets [B, classes] too (`ytarget@k`): mixed by mixup/CutMix, or all-zero rows for
+   * unlabelled MUNGE samples. The ce term reads them; `y` stays the first partner's class (accuracy, dkd).
+   */
+  labelTargets?: boolean;
 }
 
 export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readonly Term[], stepsPerRun = 1, options: StepGraphOptions = {}): StepGraph {
@@ -82,6 +89,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
   for (let k = 0; k < stepsPerRun; k++) {
     const x = g.input(at('x', k), [BATCH, ...model.inputShape]);
     const y = g.input(at('y', k), [BATCH], 'int64');
+    const labelTargets = options.labelTargets ? g.input(at('ytarget', k), [BATCH, numClasses]) : undefined;
     // One forward pass of an embedded teacher per step serves its logits and every layer a term reads.
     const teacherOut = embedded && (needsTeacher || terms.some((t) => t.features)) ? embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)) : undefined;
     const allTeachers = needsTeacher && !embedded && nTeachers > 1 ? split(g.input(at('teacher', k), [BATCH, nTeachers * numClasses]), 1, new Array<number>(nTeachers).fill(numClasses)) : undefined;
@@ -128,7 +136,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     }
     const scheduled = new Map<string, Value>();
     for (const t of terms) if ((t.warmupEpochs ?? 0) > 0) scheduled.set(t.name, g.input(at(`termw:${t.name}`, k), []));
-    const { total, values } = buildObjective(terms, { student, labels: y, teacherLogits, teacherFeatures, teacherEnsemble, param: (n) => current.get(n)! }, scheduled);
+    const { total, values } = buildObjective(terms, { student, labels: y, labelTargets, teacherLogits, teacherFeatures, teacherEnsemble, param: (n) => current.get(n)! }, scheduled);
     const plist = trainable.map((p) => current.get(p.name)!);
     const grads = gradients(total, plist);
 
@@ -168,6 +176,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     termNames: terms.map((t) => t.name),
     needsTeacher: needsTeacher && !embedded,
     teacherFeatures: embedded ? [] : [...new Set(terms.flatMap((t) => (t.features ? [t.features.teacher] : [])))],
+    labelTargets: options.labelTargets === true,
   };
 }
 

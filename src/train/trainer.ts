@@ -1,13 +1,18 @@
 import { KdError } from '../errors.js';
-import { type Dataset, BatchBuffers, batchAt, epochOrder, jitterImages, numBatches, sampleSize } from '../data/index.js';
+import { type AugmentSpec, Augmenter, augments, type Dataset, epochOrder, featureStats, mixesLabels, nearestNeighbours, numBatches, sampleSize } from '../data/index.js';
 import { type Model, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
-import { type OptimizerConfig, createOptimizer, learningRate, type ScheduleConfig } from '../optim/index.js';
+import { type OptimizerConfig, createOptimizer, type ScheduleConfig } from '../optim/index.js';
 import { type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
-import { type Term, adapterParams, termWeight } from '../distill/terms.js';
+import { type Term, adapterParams } from '../distill/terms.js';
 import { Rng } from '../util/rng.js';
-import { type StepGraph, at, buildEvalGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from './graphs.js';
+import { type StepGraph, at, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from './graphs.js';
 import type { LogitTable } from '../teachers/cache.js';
-import { type CheckpointTensor, readCheckpoint, writeCheckpoint } from './checkpoint.js';
+import { Evaluator, scalar } from './evaluator.js';
+import { BatchFeeder, type OnlineTeacher, type TeacherSource } from './feeder.js';
+import { TrainState } from './state.js';
+
+export { Evaluator, type EvalResult } from './evaluator.js';
+export type { OnlineTeacher, TeacherSource } from './feeder.js';
 
 export interface EpochMetrics {
   epoch: number;
@@ -63,8 +68,20 @@ export interface TrainOptions {
   ensemble?: { weights: readonly number[] };
   /** Teacher layer outputs by tensor name (`feature:fc2`) and sample id, for feature- and relation-based terms. */
   teacherFeatures?: ReadonlyMap<string, LogitTable>;
-  /** Random translation by up to this many pixels (images only). */
+  /** Random translation by up to this many pixels (images only); the same as `augment: {shift}`. */
   jitter?: number;
+  /**
+   * Augmentation of every training batch (src/data/augment.ts). With a teacher, the distilled student's views are
+   * what the teacher is run on: give `onlineTeacher`, since cached outputs (`teacher`) describe un-augmented samples.
+   */
+  augment?: AugmentSpec;
+  /** A teacher run on each (augmented) batch instead of the cached `teacher`/`teacherFeatures` tables. */
+  onlineTeacher?: OnlineTeacher;
+  /**
+   * Stop after this epoch (its checkpoint written) and return, as if interrupted: the schedule still runs over
+   * `epochs`, and a later call with `resumeFrom` continues. Successive halving trains its rungs so.
+   */
+  stopAfterEpoch?: number;
   seed: number;
   runtime?: RuntimeOptions & { stepsPerRun?: number };
   callbacks?: readonly TrainCallbacks[];
@@ -86,6 +103,8 @@ export interface TrainResult {
   params: ParamValues;
   history: EpochMetrics[];
   seconds: number;
+  /** False when the phase stopped early at `stopAfterEpoch` (its checkpoint continues it). */
+  finished: boolean;
 }
 
 interface Compiled {
@@ -93,267 +112,63 @@ interface Compiled {
   session: Session;
 }
 
-/** The JSON part of a checkpoint: where the run is and everything random or accumulated so far. */
-interface TrainerState {
-  fingerprint: string;
-  /** Epoch in progress (1-based). */
-  epoch: number;
-  /** Optimizer steps done within that epoch. */
-  step: number;
-  /** Optimizer steps done in total. */
-  t: number;
-  rng: { order: number[]; dropout: number[]; jitter: number[] };
-  history: EpochMetrics[];
-  sums: { loss: number; correct: number; seen: number; terms: Record<string, number> };
-  lastTerms: Record<string, number>;
-  lrScale: number;
-  retries: number;
-  seconds: number;
-}
+/** At most this many rollbacks with a smaller learning rate after a numeric fault (runtime.lrBackoff). */
+const MAX_RETRIES = 3;
 
 /**
- * Trains `model` from `params` with the given objective. Every random choice (order, dropout noise, jitter)
+ * Trains `model` from `params` with the given objective. Every random choice (order, dropout noise, augmentation)
  * comes from streams derived from `seed`, so the same options on the same machine give the same result, and a
  * run stopped and resumed from its checkpoint ends exactly where an uninterrupted one does.
+ *
+ * The pieces: `TrainState` (tensors, progress, random streams, checkpoints and rollback), `BatchFeeder` (what
+ * each runtime call is fed), the step loop of one epoch (`runSteps`) and the epoch's end (`endEpoch`).
  */
 export async function train(o: TrainOptions): Promise<TrainResult> {
   const t0 = performance.now();
   const optimizer = createOptimizer(o.optimizer);
   const needsTeacher = o.terms.some((t) => t.needsTeacher);
-  if (needsTeacher && !o.teacher) {
-    throw new KdError('KD_CONFIG_INVALID', 'a distillation term needs teacher outputs but no teacher was given', { fix: 'configure a teacher' });
-  }
+  const spec = augmentSpec(o);
+  const teacher = teacherSource(o, needsTeacher, spec);
   const k = Math.max(1, o.runtime?.stepsPerRun ?? 1);
-  const fingerprint = JSON.stringify([o.model.name, o.optimizer, o.schedule, o.epochs, o.batchSize, o.seed, o.terms.map((t) => t.config ?? [t.name, t.weight]), o.train.n, k, o.ensemble ?? null, o.terms.map((t) => t.name)]);
-  const widths = new Map([...(o.teacherFeatures ?? new Map<string, LogitTable>())].map(([n, t]) => [n, t.numClasses]));
+  const fingerprint = JSON.stringify([
+    o.model.name, o.optimizer, o.schedule, o.epochs, o.batchSize, o.seed, o.terms.map((t) => t.config ?? [t.name, t.weight]), o.train.n, k, o.ensemble ?? null,
+    o.terms.map((t) => t.name), ...(augments(spec) ? [spec, teacher.kind] : []),
+  ]);
+  const widths = teacher.kind === 'online'
+    ? new Map(teacher.teacher.featureWidths)
+    : new Map([...(o.teacherFeatures ?? new Map<string, LogitTable>())].map(([n, t]) => [n, t.numClasses]));
   // Feature adapters train with the student and are dropped at export.
   const extraParams = adapterParams(o.terms, o.model, widths);
   const trainable = [...trainableParams(o.model), ...extraParams];
   const stats = bufferParams(o.model);
-  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble };
-  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime);
-  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime) : undefined;
+  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec) };
+  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime, teacher.kind === 'cached');
+  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime, teacher.kind === 'cached') : undefined;
   const evaluator = await Evaluator.create(o.model, o.runtime);
   try {
+    const state = o.resumeFrom
+      ? TrainState.resume(o.resumeFrom, fingerprint, trainable, stats, optimizer.slots)
+      : TrainState.fresh(fingerprint, o.seed, trainable, stats, optimizer.slots, o.params);
+    const augmenter = augments(spec) ? makeAugmenter(spec, o) : undefined;
+    const feederOptions = { train: o.train, batchSize: o.batchSize, terms: o.terms, optimizer, optimizerConfig: o.optimizer, schedule: o.schedule, epochs: o.epochs, teacher, augmenter };
+    const feeders = { single: new BatchFeeder({ ...feederOptions, stepsPerRun: 1, graph: single.graph }), multi: multi ? new BatchFeeder({ ...feederOptions, stepsPerRun: k, graph: multi.graph }) : undefined };
     const stepsPerEpoch = numBatches(o.train.n, o.batchSize);
-    const lastFull = Math.floor(o.train.n / o.batchSize);
-    // Position and accumulators; all of it goes into a checkpoint.
-    let tensors = new Map<string, HostTensor>();
-    let st: TrainerState;
-    let order: Int32Array | undefined;
-    let orderRng = Rng.derive(o.seed, 'order');
-    let noiseRng = Rng.derive(o.seed, 'dropout');
-    let jitterRng = Rng.derive(o.seed, 'jitter');
-    if (o.resumeFrom) {
-      const ck = readCheckpoint<TrainerState>(o.resumeFrom);
-      st = ck.state;
-      if (st.fingerprint !== fingerprint) {
-        throw new KdError('KD_CONFIG_INVALID', `checkpoint ${o.resumeFrom} was written by a run with other settings (model, optimizer, data, epochs, batch size or seed)`, {
-          fix: 'resume with the config the run started with (kept in the output folder as config.json), or delete the checkpoint',
-        });
+    const loop: Loop = { o, state, single, multi, feeders, stepsPerEpoch, k, trainable, stats, slots: optimizer.slots, t0, epochStart: performance.now() };
+    const last = Math.min(o.epochs, o.stopAfterEpoch ?? o.epochs);
+    while (state.progress.epoch <= last) {
+      if (state.progress.step === 0 && !state.order) {
+        state.order = epochOrder(o.train.n, state.rngs.order);
+        loop.epochStart = performance.now();
       }
-      for (const p of stats) tensors.set(paramIn(p.name), { data: ck.tensors.get(paramIn(p.name)) as Float32Array, dims: p.shape });
-      for (const p of trainable) {
-        tensors.set(paramIn(p.name), { data: ck.tensors.get(paramIn(p.name)) as Float32Array, dims: p.shape });
-        for (const s of optimizer.slots) tensors.set(stateIn(p.name, s), { data: ck.tensors.get(stateIn(p.name, s)) as Float32Array, dims: p.shape });
-      }
-      order = ck.tensors.get('order') as Int32Array | undefined;
-      orderRng = new Rng(st.rng.order);
-      noiseRng = new Rng(st.rng.dropout);
-      jitterRng = new Rng(st.rng.jitter);
-    } else {
-      const adapterRng = Rng.derive(o.seed, 'adapters');
-      for (const p of stats) tensors.set(paramIn(p.name), { data: new Float32Array(o.params.get(p.name) ?? p.init(adapterRng)), dims: p.shape });
-      for (const p of trainable) {
-        const init = o.params.get(p.name) ?? p.init(adapterRng);
-        tensors.set(paramIn(p.name), { data: new Float32Array(init), dims: p.shape });
-        for (const s of optimizer.slots) tensors.set(stateIn(p.name, s), { data: new Float32Array(p.shape.reduce((a, b) => a * b, 1)), dims: p.shape });
-      }
-      st = {
-        fingerprint,
-        epoch: 1,
-        step: 0,
-        t: 0,
-        rng: { order: [], dropout: [], jitter: [] },
-        history: [],
-        sums: { loss: 0, correct: 0, seen: 0, terms: {} },
-        lastTerms: {},
-        lrScale: 1,
-        retries: 0,
-        seconds: 0,
-      };
+      if (state.progress.step === 0) for (const cb of o.callbacks ?? []) cb.onEpochStart?.({ epoch: state.progress.epoch, epochs: o.epochs, steps: stepsPerEpoch, samples: o.train.n });
+      const r = await runSteps(loop);
+      if (r.faulted) continue;
+      await endEpoch(loop, evaluator, r.lr);
     }
-    const snapshot = () => ({
-      tensors,
-      order,
-      state: structuredClone({ ...st, rng: { order: orderRng.state(), dropout: noiseRng.state(), jitter: jitterRng.state() } }),
-    });
-    let lastGood = snapshot();
-    let sinceCheckpoint = 0;
-    const saveCheckpoint = () => {
-      lastGood = snapshot();
-      sinceCheckpoint = 0;
-      if (!o.checkpoint) return;
-      const list: CheckpointTensor[] = [];
-      for (const [name, v] of tensors) list.push({ name, data: v.data as Float32Array });
-      if (order) list.push({ name: 'order', data: order });
-      lastGood.state.seconds = st.seconds + (performance.now() - t0) / 1000;
-      writeCheckpoint(o.checkpoint.path, lastGood.state, list);
-    };
-
-    const ss = sampleSize(o.train);
-    const buffers = Array.from({ length: k }, () => new BatchBuffers(o.batchSize, ss));
-    const jitterBufs = o.jitter ? buffers.map(() => new Float32Array(o.batchSize * ss)) : [];
-    const noiseBufs = single.graph.noise.map((n) => buffers.map(() => new Float32Array(o.batchSize * n.perSample.reduce((a, b) => a * b, 1))));
-    // Several teachers' logits sit side by side in one table row (ensemble), so the width is the table's.
-    const teacherWidth = o.teacher?.numClasses ?? o.model.numClasses;
-    const teacherBufs = needsTeacher ? buffers.map(() => new Float32Array(o.batchSize * teacherWidth)) : [];
-    const featureBufs = single.graph.teacherFeatures.map((name) => {
-      const table = o.teacherFeatures?.get(name);
-      if (!table) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
-      return { name, table, bufs: buffers.map(() => new Float32Array(o.batchSize * table.numClasses)) };
-    });
-    let te = performance.now();
-
-    while (st.epoch <= o.epochs) {
-      const epoch = st.epoch;
-      if (st.step === 0 && !order) {
-        order = epochOrder(o.train.n, orderRng);
-        te = performance.now();
-      }
-      if (st.step === 0) for (const cb of o.callbacks ?? []) cb.onEpochStart?.({ epoch, epochs: o.epochs, steps: stepsPerEpoch, samples: o.train.n });
-      let lr = 0;
-      let faulted = false;
-      while (st.step < stepsPerEpoch) {
-        const step = st.step;
-        // Use the unrolled graph only for full groups of full-size batches; the rest go one at a time.
-        const group = multi && step + k <= lastFull ? k : 1;
-        const compiled = group === k && multi ? multi : single;
-        const feeds: Record<string, HostTensor> = {};
-        const sizes: number[] = [];
-        for (let j = 0; j < group; j++) {
-          const b = batchAt(o.train, order!, step + j, o.batchSize, buffers[j]!);
-          sizes.push(b.size);
-          let x = b.x;
-          if (o.jitter) {
-            const out = jitterBufs[j]!.subarray(0, b.size * ss);
-            jitterImages(b.x, out, b.size, o.train.sampleShape, o.jitter, jitterRng);
-            x = out;
-          }
-          feeds[at('x', j)] = { data: x, dims: [b.size, ...o.train.sampleShape] };
-          feeds[at('y', j)] = { data: b.y64, dims: [b.size] };
-          if (needsTeacher) {
-            const tb = teacherBufs[j]!.subarray(0, b.size * teacherWidth);
-            o.teacher!.gather(b.ids, b.size, tb);
-            feeds[at('teacher', j)] = { data: tb, dims: [b.size, teacherWidth] };
-          }
-          for (const f of featureBufs) {
-            const w = f.table.numClasses;
-            const buf = f.bufs[j]!.subarray(0, b.size * w);
-            f.table.gather(b.ids, b.size, buf);
-            feeds[at(`tfeat:${f.name}`, j)] = { data: buf, dims: [b.size, w] };
-          }
-          compiled.graph.noise.forEach((n, ni) => {
-            const per = n.perSample.reduce((a, c) => a * c, 1);
-            const buf = noiseBufs[ni]![j]!.subarray(0, b.size * per);
-            noiseRng.fillUniform(buf);
-            feeds[at(`noise:${n.name}`, j)] = { data: buf, dims: [b.size, ...n.perSample] };
-          });
-          lr = st.lrScale * learningRate(o.schedule, o.optimizer.lr, epoch - 1 + (step + j) / stepsPerEpoch, o.epochs);
-          for (const term of o.terms) {
-            if ((term.warmupEpochs ?? 0) > 0) feeds[at(`termw:${term.name}`, j)] = { data: Float32Array.of(termWeight(term, epoch - 1 + (step + j) / stepsPerEpoch)), dims: [] };
-          }
-          const sv = optimizer.scalarValues(st.t + j + 1, lr);
-          for (const name of optimizer.scalars) feeds[at(`opt:${name}`, j)] = { data: Float32Array.of(sv[name]!), dims: [] };
-        }
-        for (const [name, v] of tensors) feeds[name] = v;
-        const out = await compiled.session.run(feeds);
-        const badAt = Array.from({ length: group }, (_, j) => (out[at('bad', j)]!.data as Uint8Array)[0]).findIndex((b) => b);
-        if (badAt >= 0) {
-          const where = `epoch ${epoch}, step ${step + badAt + 1} (global step ${st.t + badAt + 1})`;
-          if ((o.lrBackoff ?? 0) > 0 && st.retries < MAX_RETRIES) {
-            // Back to the last good state, same data order and noise, smaller steps.
-            const retries = st.retries + 1;
-            const scale = st.lrScale * o.lrBackoff!;
-            tensors = lastGood.tensors;
-            order = lastGood.order;
-            st = structuredClone(lastGood.state);
-            st.retries = retries;
-            st.lrScale = scale;
-            orderRng = new Rng(st.rng.order);
-            noiseRng = new Rng(st.rng.dropout);
-            jitterRng = new Rng(st.rng.jitter);
-            for (const cb of o.callbacks ?? []) cb.onNumericFault?.({ where, retry: retries, lrScale: scale });
-            faulted = true;
-            break;
-          }
-          throw new KdError('KD_NUMERIC_FAULT', `the loss or a gradient became NaN/Inf at ${where}; last finite term values: ${JSON.stringify(st.lastTerms)}`, {
-            fix: o.checkpoint
-              ? `lower the learning rate (or set runtime.lrBackoff), check the data for NaN/Inf, or lower the temperature; the last good checkpoint is kept in ${o.checkpoint.path}`
-              : 'lower the learning rate (or set runtime.lrBackoff), check the input data for NaN/Inf, or lower the distillation temperature',
-            details: { epoch, step: step + badAt + 1, lastTerms: st.lastTerms },
-          });
-        }
-        for (let j = 0; j < group; j++) {
-          const loss = scalar(out[at('loss', j)]!);
-          st.sums.loss += loss * sizes[j]!;
-          st.sums.correct += scalar(out[at('correct', j)]!);
-          st.sums.seen += sizes[j]!;
-          for (const tn of compiled.graph.termNames) {
-            const v = scalar(out[at(`term:${tn}`, j)]!);
-            st.sums.terms[tn] = (st.sums.terms[tn] ?? 0) + v * sizes[j]!;
-            st.lastTerms[tn] = v;
-          }
-          for (const cb of o.callbacks ?? []) cb.onStepEnd?.({ epoch, step: step + j + 1, stepsInEpoch: stepsPerEpoch, samplesInEpoch: o.train.n, samplesDone: st.sums.seen, loss });
-        }
-        const next = new Map<string, HostTensor>();
-        for (const p of stats) next.set(paramIn(p.name), out[paramOut(p.name)]!);
-        for (const p of trainable) {
-          next.set(paramIn(p.name), out[paramOut(p.name)]!);
-          for (const s of optimizer.slots) next.set(stateIn(p.name, s), out[stateOut(p.name, s)]!);
-        }
-        tensors = next;
-        st.step += group;
-        st.t += group;
-        sinceCheckpoint += group;
-        if (o.shouldStop?.()) {
-          saveCheckpoint();
-          throw interrupted(o, epoch, st.step, stepsPerEpoch);
-        }
-        if (o.checkpoint && o.checkpoint.everySteps > 0 && sinceCheckpoint >= o.checkpoint.everySteps && st.step < stepsPerEpoch) saveCheckpoint();
-      }
-      if (faulted) continue;
-      const params = currentParams(o.model, tensors);
-      const val = await evaluator.evaluate(params, o.validation, o.evalBatchSize);
-      const terms: Record<string, number> = {};
-      for (const [n, v] of Object.entries(st.sums.terms)) terms[n] = v / st.sums.seen;
-      const m: EpochMetrics = {
-        epoch,
-        lr,
-        trainLoss: st.sums.loss / st.sums.seen,
-        trainAcc: st.sums.correct / st.sums.seen,
-        valLoss: val.loss,
-        valAcc: val.acc,
-        seconds: (performance.now() - te) / 1000,
-        terms,
-      };
-      st.history.push(m);
-      st.epoch += 1;
-      st.step = 0;
-      st.sums = { loss: 0, correct: 0, seen: 0, terms: {} };
-      order = undefined;
-      for (const cb of o.callbacks ?? []) cb.onEval?.(m);
-      // The next epoch's order is drawn now, so the checkpoint holds it (a resumed run must not redraw it).
-      if (st.epoch <= o.epochs) {
-        order = epochOrder(o.train.n, orderRng);
-        te = performance.now();
-      }
-      saveCheckpoint();
-      if (o.shouldStop?.() && st.epoch <= o.epochs) throw interrupted(o, st.epoch, 0, stepsPerEpoch);
-    }
-    const seconds = st.seconds + (performance.now() - t0) / 1000;
-    for (const cb of o.callbacks ?? []) cb.onRunEnd?.({ history: st.history, seconds });
-    return { params: currentParams(o.model, tensors), history: st.history, seconds };
+    const seconds = state.progress.seconds + (performance.now() - t0) / 1000;
+    const finished = state.progress.epoch > o.epochs;
+    if (finished) for (const cb of o.callbacks ?? []) cb.onRunEnd?.({ history: state.progress.history, seconds });
+    return { params: state.params(o.model), history: state.progress.history, seconds, finished };
   } finally {
     await single.session.dispose();
     await multi?.session.dispose();
@@ -361,7 +176,165 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
 }
 
-const MAX_RETRIES = 3;
+/** What the step loop and the epoch's end share. */
+interface Loop {
+  o: TrainOptions;
+  state: TrainState;
+  single: Compiled;
+  multi: Compiled | undefined;
+  feeders: { single: BatchFeeder; multi: BatchFeeder | undefined };
+  stepsPerEpoch: number;
+  k: number;
+  trainable: readonly { name: string }[];
+  stats: readonly { name: string }[];
+  slots: readonly string[];
+  t0: number;
+  epochStart: number;
+}
+
+/**
+ * The steps of the current epoch from where the state is, one runtime call (K steps, or 1 at the ragged end) at a
+ * time. Returns `faulted` when a numeric fault rolled the state back (the epoch restarts from the last good state).
+ */
+async function runSteps(loop: Loop): Promise<{ faulted: boolean; lr: number }> {
+  const { o, state, stepsPerEpoch, k } = loop;
+  const lastFull = Math.floor(o.train.n / o.batchSize);
+  const epoch = state.progress.epoch;
+  let lr = 0;
+  while (state.progress.step < stepsPerEpoch) {
+    const step = state.progress.step;
+    // Use the unrolled graph only for full groups of full-size batches; the rest go one at a time.
+    const group = loop.multi && step + k <= lastFull ? k : 1;
+    const compiled = group === k && loop.multi ? loop.multi : loop.single;
+    const feeder = group === k && loop.feeders.multi ? loop.feeders.multi : loop.feeders.single;
+    const p = state.progress;
+    const fed = await feeder.feed(state.order!, epoch, step, group, stepsPerEpoch, p.t, p.lrScale, state.rngs.augment, state.rngs.dropout);
+    lr = fed.lr;
+    for (const [name, v] of state.tensors) fed.feeds[name] = v;
+    const out = await compiled.session.run(fed.feeds);
+    const badAt = Array.from({ length: group }, (_, j) => (out[at('bad', j)]!.data as Uint8Array)[0]).findIndex((b) => b);
+    if (badAt >= 0) {
+      const where = `epoch ${epoch}, step ${step + badAt + 1} (global step ${p.t + badAt + 1})`;
+      if ((o.lrBackoff ?? 0) > 0 && p.retries < MAX_RETRIES) {
+        // Back to the last good state, same data order and noise, smaller steps.
+        const retries = p.retries + 1;
+        const scale = p.lrScale * o.lrBackoff!;
+        state.rollback(retries, scale);
+        for (const cb of o.callbacks ?? []) cb.onNumericFault?.({ where, retry: retries, lrScale: scale });
+        return { faulted: true, lr };
+      }
+      throw new KdError('KD_NUMERIC_FAULT', `the loss or a gradient became NaN/Inf at ${where}; last finite term values: ${JSON.stringify(p.lastTerms)}`, {
+        fix: o.checkpoint
+          ? `lower the learning rate (or set runtime.lrBackoff), check the data for NaN/Inf, or lower the temperature; the last good checkpoint is kept in ${o.checkpoint.path}`
+          : 'lower the learning rate (or set runtime.lrBackoff), check the input data for NaN/Inf, or lower the distillation temperature',
+        details: { epoch, step: step + badAt + 1, lastTerms: p.lastTerms },
+      });
+    }
+    let real = p.sums.seen;
+    for (let j = 0; j < group; j++) {
+      const loss = scalar(out[at('loss', j)]!);
+      const rows = fed.rows[j]!;
+      p.sums.loss += loss * rows;
+      p.sums.correct += scalar(out[at('correct', j)]!);
+      p.sums.seen += rows;
+      for (const tn of compiled.graph.termNames) {
+        const v = scalar(out[at(`term:${tn}`, j)]!);
+        p.sums.terms[tn] = (p.sums.terms[tn] ?? 0) + v * rows;
+        p.lastTerms[tn] = v;
+      }
+      real += fed.sizes[j]!;
+      for (const cb of o.callbacks ?? []) cb.onStepEnd?.({ epoch, step: step + j + 1, stepsInEpoch: stepsPerEpoch, samplesInEpoch: o.train.n, samplesDone: Math.min(real, o.train.n), loss });
+    }
+    const next = new Map<string, HostTensor>();
+    for (const s of loop.stats) next.set(paramIn(s.name), out[paramOut(s.name)]!);
+    for (const s of loop.trainable) {
+      next.set(paramIn(s.name), out[paramOut(s.name)]!);
+      for (const slot of loop.slots) next.set(stateIn(s.name, slot), out[stateOut(s.name, slot)]!);
+    }
+    state.tensors = next;
+    state.advance(group);
+    if (o.shouldStop?.()) {
+      state.checkpoint(o.checkpoint?.path, elapsed(loop));
+      throw interrupted(o, epoch, state.progress.step, stepsPerEpoch);
+    }
+    if (o.checkpoint && o.checkpoint.everySteps > 0 && state.stepsSinceCheckpoint >= o.checkpoint.everySteps && state.progress.step < stepsPerEpoch) {
+      state.checkpoint(o.checkpoint.path, elapsed(loop));
+    }
+  }
+  return { faulted: false, lr };
+}
+
+/** An epoch's end: validation, the epoch's metrics, the next epoch's order, the epoch-end checkpoint. */
+async function endEpoch(loop: Loop, evaluator: Evaluator, lr: number): Promise<void> {
+  const { o, state } = loop;
+  const p = state.progress;
+  const val = await evaluator.evaluate(state.params(o.model), o.validation, o.evalBatchSize);
+  const terms: Record<string, number> = {};
+  for (const [n, v] of Object.entries(p.sums.terms)) terms[n] = v / p.sums.seen;
+  const m: EpochMetrics = {
+    epoch: p.epoch,
+    lr,
+    trainLoss: p.sums.loss / p.sums.seen,
+    trainAcc: p.sums.correct / p.sums.seen,
+    valLoss: val.loss,
+    valAcc: val.acc,
+    seconds: (performance.now() - loop.epochStart) / 1000,
+    terms,
+  };
+  p.history.push(m);
+  p.epoch += 1;
+  p.step = 0;
+  p.sums = { loss: 0, correct: 0, seen: 0, terms: {} };
+  state.order = undefined;
+  for (const cb of o.callbacks ?? []) cb.onEval?.(m);
+  // The next epoch's order is drawn now, so the checkpoint holds it (a resumed run must not redraw it).
+  if (p.epoch <= o.epochs) {
+    state.order = epochOrder(o.train.n, state.rngs.order);
+    loop.epochStart = performance.now();
+  }
+  state.checkpoint(o.checkpoint?.path, elapsed(loop));
+  if (o.shouldStop?.() && p.epoch <= o.epochs && p.epoch <= (o.stopAfterEpoch ?? o.epochs)) throw interrupted(o, p.epoch, 0, loop.stepsPerEpoch);
+}
+
+function elapsed(loop: Loop): number {
+  return (performance.now() - loop.t0) / 1000;
+}
+
+/** The augmentation of this phase: `augment`, with the legacy `jitter` as its shift. */
+function augmentSpec(o: TrainOptions): AugmentSpec {
+  const spec: AugmentSpec = { ...(o.augment ?? {}) };
+  if ((o.jitter ?? 0) > 0) {
+    if ((spec.shift ?? 0) > 0) throw new KdError('KD_CONFIG_INVALID', 'both jitter and augment.shift are set', { fix: 'keep one of them (augment.shift)' });
+    spec.shift = o.jitter;
+  }
+  // MUNGE's synthetic rows have no label: without a teacher nothing would learn from them.
+  if (spec.munge && !o.terms.some((t) => t.needsTeacher)) delete spec.munge;
+  return spec;
+}
+
+/** Where the teacher's outputs come from in this phase, refusing cached outputs for augmented inputs. */
+function teacherSource(o: TrainOptions, needsTeacher: boolean, spec: AugmentSpec): TeacherSource {
+  const needsFeatures = o.terms.some((t) => t.features);
+  if (o.onlineTeacher) return { kind: 'online', teacher: o.onlineTeacher };
+  if ((needsTeacher || needsFeatures) && augments(spec)) {
+    throw new KdError('KD_CONFIG_INVALID', 'the batches are augmented, but the teacher\'s outputs were given as a table of un-augmented samples', {
+      fix: 'pass onlineTeacher (the teacher run on each augmented batch), or train without augmentation',
+    });
+  }
+  if (needsTeacher && !o.teacher) {
+    throw new KdError('KD_CONFIG_INVALID', 'a distillation term needs teacher outputs but no teacher was given', { fix: 'configure a teacher' });
+  }
+  return { kind: 'cached', logits: o.teacher, features: o.teacherFeatures };
+}
+
+function makeAugmenter(spec: AugmentSpec, o: TrainOptions): Augmenter {
+  const ss = sampleSize(o.train);
+  const needStats = (spec.noise ?? 0) > 0 || (spec.munge?.ratio ?? 0) > 0;
+  const stats = needStats ? featureStats(o.train.x, o.train.n, ss) : undefined;
+  // Neighbours are a property of the training split: derived from the seed, never from the epoch's stream.
+  const neighbours = (spec.munge?.ratio ?? 0) > 0 ? nearestNeighbours(o.train.x, o.train.n, ss, stats!, Rng.derive(o.seed, 'munge')) : undefined;
+  return new Augmenter(spec, o.train.sampleShape, o.train.numClasses, o.batchSize, stats ? { x: o.train.x, stats, ...(neighbours ? { neighbours } : {}) } : undefined);
+}
 
 function interrupted(o: TrainOptions, epoch: number, step: number, steps: number): KdError {
   return new KdError('KD_INTERRUPTED', `stopped at epoch ${epoch}, step ${step} of ${steps}${o.checkpoint ? `; checkpoint written to ${o.checkpoint.path}` : ''}`, {
@@ -370,60 +343,9 @@ function interrupted(o: TrainOptions, epoch: number, step: number, steps: number
   });
 }
 
-async function compile(graph: StepGraph, runtime?: RuntimeOptions): Promise<Compiled> {
-  // The step session is the only busy one during a phase (teacher outputs are cached beforehand), so its
-  // threads may spin between calls: measured +15-20% steps/s on 2 cores.
-  return { graph, session: await Session.create(graph.onnx, { spin: true, ...runtime }) };
-}
-
-function scalar(t: HostTensor): number {
-  return Number((t.data as Float32Array)[0]);
-}
-
-function currentParams(model: Model, state: Map<string, HostTensor>): ParamValues {
-  return new Map(model.params.map((p) => [p.name, state.get(paramIn(p.name))!.data as Float32Array]));
-}
-
-export interface EvalResult {
-  loss: number;
-  acc: number;
-  correct: number;
-  n: number;
-}
-
-/** Runs the evaluation graph over a data set in order (no dropout, no augmentation). */
-export class Evaluator {
-  private constructor(
-    private readonly model: Model,
-    private readonly session: Session,
-  ) {}
-
-  static async create(model: Model, runtime?: RuntimeOptions): Promise<Evaluator> {
-    return new Evaluator(model, await Session.create(buildEvalGraph(model), runtime));
-  }
-
-  async evaluate(params: ParamValues, ds: Dataset, batchSize = 1000): Promise<EvalResult> {
-    if (ds.n === 0) return { loss: NaN, acc: NaN, correct: 0, n: 0 };
-    const feedsBase: Record<string, HostTensor> = {};
-    for (const p of this.model.params) feedsBase[paramIn(p.name)] = { data: params.get(p.name)!, dims: p.shape };
-    const ss = sampleSize(ds);
-    const order = epochOrder(ds.n, null);
-    const buffers = new BatchBuffers(batchSize, ss);
-    let lossSum = 0;
-    let correct = 0;
-    for (let i = 0; i < numBatches(ds.n, batchSize); i++) {
-      const b = batchAt(ds, order, i, batchSize, buffers);
-      const out = await this.session.run(
-        { ...feedsBase, x: { data: b.x, dims: [b.size, ...ds.sampleShape] }, y: { data: b.y64, dims: [b.size] } },
-        ['loss_sum', 'correct'],
-      );
-      lossSum += scalar(out.loss_sum!);
-      correct += scalar(out.correct!);
-    }
-    return { loss: lossSum / ds.n, acc: correct / ds.n, correct, n: ds.n };
-  }
-
-  async dispose(): Promise<void> {
-    await this.session.dispose();
-  }
+async function compile(graph: StepGraph, runtime: RuntimeOptions | undefined, alone: boolean): Promise<Compiled> {
+  // A step session that is the only busy one during a phase (teacher outputs cached beforehand) may spin its
+  // threads between calls: measured +15-20% steps/s on 2 cores. With an online teacher session alternating with
+  // it, spinning would steal the teacher's cores.
+  return { graph, session: await Session.create(graph.onnx, { spin: alone, ...runtime }) };
 }

@@ -1,0 +1,55 @@
+import { statSync } from 'node:fs';
+import type { DataSplits } from '../data/index.js';
+import { measureSpeed } from '../runtime/index.js';
+import { fmtPct, type ModelResult, type ModelRole } from '../report/index.js';
+import { type TeacherFeedOptions, evaluateOnnx } from './evaluate.js';
+import type { PhaseContext } from './phase.js';
+
+/** A model's final numbers, and its logits on the validation and test splits (the diagnosis reads them). */
+export interface Finalized {
+  result: Omit<ModelResult, 'history' | 'trainSeconds'>;
+  logits: { validation: Float32Array; test: Float32Array };
+}
+
+/**
+ * Phase "finalize": a model evaluated from its exported file in a fresh session on every split (the numbers a user
+ * gets when deploying the file, not the trainer's view), then timed at batch 1 and batch 256 unless `skipSpeed`.
+ */
+export async function finalize(
+  ctx: PhaseContext,
+  role: ModelRole,
+  name: string,
+  path: string,
+  params: number | undefined,
+  splits: DataSplits,
+  skipSpeed: boolean,
+  feed: TeacherFeedOptions = {},
+): Promise<Finalized> {
+  const total = splits.train.n + splits.validation.n + splits.test.n;
+  const bar = ctx.progress.start(`evaluate ${role}`, total, 'samples');
+  const ev = await evaluateOnnx(path, [splits.train, splits.validation, splits.test], ctx.runtime, (d) => bar.update(d), feed, true);
+  const [tr, va, te] = ev.results as [typeof ev.results[0], typeof ev.results[0], typeof ev.results[0]];
+  bar.stop(`train acc ${fmtPct(tr.acc)} | val acc ${fmtPct(va.acc)} | test acc ${fmtPct(te.acc)}`);
+  // A teacher file exported with a fixed batch dim runs only at that size: at batch 1 it is timed at batch 1 only;
+  // at a larger one it cannot be timed at batch 1 at all.
+  const speed = skipSpeed || (ev.fixedBatch ?? 1) > 1
+    ? { latencyMs: NaN, throughput: NaN }
+    : await measureSpeed(path, ev.inputName, ev.inputShape, { runtime: ctx.runtime, ...(ev.fixedBatch === 1 ? { throughputBatch: 1 } : {}) });
+  return {
+    result: {
+      role,
+      name,
+      params: params ?? ev.paramCount,
+      onnxPath: path,
+      onnxBytes: statSync(path).size,
+      final: {
+        train: { loss: tr.loss, acc: tr.acc },
+        validation: { loss: va.loss, acc: va.acc },
+        test: { loss: te.loss, acc: te.acc, errors: te.n - te.correct, n: te.n },
+      },
+      latencyMs: speed.latencyMs,
+      throughput: speed.throughput,
+    },
+    logits: { validation: va.logits ?? new Float32Array(0), test: te.logits ?? new Float32Array(0) },
+  };
+}

@@ -1,0 +1,134 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { RunConfig, TrainConfig } from '../config/schema.js';
+import type { DataSplits } from '../data/index.js';
+import type { Model, ParamValues } from '../nn/index.js';
+import { type EnsembleSpec, createTerms, type TermConfig } from '../distill/index.js';
+import { train, type TrainCallbacks, type TrainOptions, type TrainResult } from '../train/trainer.js';
+import type { RuntimeOptions } from '../runtime/index.js';
+import { fmtPct, type Progress } from '../report/index.js';
+import { CHECKPOINT_DIR } from './outdir.js';
+import type { TeacherOutputs } from './teacher.js';
+
+/** What every phase of a command needs: the config, the output folder, progress display, runtime, timing. */
+export interface PhaseContext {
+  cfg: RunConfig;
+  out: string;
+  progress: Progress;
+  runtime: RuntimeOptions & { stepsPerRun: number };
+  /** Whether phases continue from their checkpoints (run --resume, tune --resume). */
+  resume: boolean;
+  /** Polled after every runtime call (Ctrl-C): the phase checkpoints and stops with KD_INTERRUPTED. */
+  shouldStop?: (() => boolean) | undefined;
+  /** Wall seconds per named phase, accumulated by `timed`. */
+  wallSeconds: Record<string, number>;
+  /** Metadata written into every exported ONNX file. */
+  meta: Record<string, string>;
+}
+
+export function phaseContext(cfg: RunConfig, out: string, progress: Progress, options: { resume?: boolean | undefined; shouldStop?: (() => boolean) | undefined; wallSeconds?: Record<string, number> }, meta: Record<string, string>): PhaseContext {
+  return {
+    cfg,
+    out,
+    progress,
+    runtime: { threads: cfg.runtime.threads, stepsPerRun: cfg.runtime.stepsPerRun },
+    resume: options.resume ?? false,
+    shouldStop: options.shouldStop,
+    wallSeconds: options.wallSeconds ?? {},
+    meta,
+  };
+}
+
+/** Runs `f`, adding its wall time to `ctx.wallSeconds[name]` (also when it throws). */
+export async function timed<T>(ctx: PhaseContext, name: string, f: () => Promise<T> | T): Promise<T> {
+  const t = performance.now();
+  try {
+    return await f();
+  } finally {
+    ctx.wallSeconds[name] = (ctx.wallSeconds[name] ?? 0) + (performance.now() - t) / 1000;
+  }
+}
+
+/** A training phase: a model, its start, its train block and objective, and where its teacher's outputs come from. */
+export interface TrainPhaseSpec {
+  /** Names the phase in progress bars (`teacher`, `student-alone`, ...). */
+  label: string;
+  /**
+   * Names the phase's random streams (order, dropout, augmentation): `teacher`, or `student` for both students,
+   * which therefore see the same batches in the same order with the same masks and views, so the teacher is the
+   * only difference between them.
+   */
+  streams: string;
+  model: Model;
+  init: ParamValues;
+  train: TrainConfig;
+  terms: readonly TermConfig[];
+  splits: Pick<DataSplits, 'train' | 'validation'>;
+  teacher?: TeacherOutputs | undefined;
+  ensemble?: EnsembleSpec | undefined;
+  /** The checkpoint file of this phase (a resumed phase continues from it when it exists). */
+  checkpoint: string;
+  /** The legacy teacher jitter (teacher.jitter), the same as train.augment.shift. */
+  jitter?: number;
+  stopAfterEpoch?: number | undefined;
+}
+
+export function checkpointPath(ctx: PhaseContext, label: string, dir = join(ctx.out, CHECKPOINT_DIR)): string {
+  return join(dir, `${label}.ckpt`);
+}
+
+/**
+ * Trains one model with progress bars (epoch k/n with rate and ETA, then the epoch's train and validation
+ * numbers), checkpointing as the runtime block says, continuing from the phase's checkpoint when one exists and
+ * the context resumes. The random streams derive from seed ⊕ `streams`, so adding a phase does not change the
+ * others.
+ */
+export async function trainPhase(ctx: PhaseContext, p: TrainPhaseSpec): Promise<TrainResult> {
+  const { cfg, progress } = ctx;
+  let bar: ReturnType<Progress['start']> | undefined;
+  const cb: TrainCallbacks = {
+    onEpochStart: (e) => {
+      bar = progress.start(`${p.label} ${e.epoch}/${e.epochs}`, e.samples, 'samples');
+    },
+    onStepEnd: (s) => {
+      if (s.step % 10 === 0 || s.step === s.stepsInEpoch) bar?.update(s.samplesDone, { loss: s.loss.toFixed(4) });
+    },
+    onEval: (m) => {
+      bar?.stop(`train loss ${m.trainLoss.toFixed(4)} acc ${fmtPct(m.trainAcc)} | val loss ${m.valLoss.toFixed(4)} acc ${fmtPct(m.valAcc)}`);
+    },
+  };
+  const t = p.teacher;
+  const teacherOptions: Pick<TrainOptions, 'teacher' | 'teacherFeatures' | 'onlineTeacher'> =
+    t?.kind === 'online' ? { onlineTeacher: t.teacher } : t?.kind === 'cached' ? { teacher: t.logits, teacherFeatures: t.features } : {};
+  const terms = createTerms(p.terms, p.ensemble);
+  const usesTeacher = terms.some((x) => x.needsTeacher || x.features);
+  return train({
+    model: p.model,
+    params: p.init,
+    train: p.splits.train,
+    validation: p.splits.validation,
+    epochs: p.train.epochs,
+    batchSize: p.train.batchSize,
+    optimizer: p.train.optimizer,
+    schedule: p.train.schedule,
+    augment: p.train.augment,
+    terms,
+    ...(usesTeacher ? teacherOptions : {}),
+    ensemble: p.ensemble ? { weights: p.ensemble.weights } : undefined,
+    jitter: p.jitter ?? 0,
+    seed: cfg.seed ^ hash(p.streams),
+    runtime: ctx.runtime,
+    callbacks: [cb],
+    checkpoint: { path: p.checkpoint, everySteps: cfg.runtime.checkpointEvery },
+    resumeFrom: ctx.resume && existsSync(p.checkpoint) ? p.checkpoint : undefined,
+    shouldStop: ctx.shouldStop,
+    lrBackoff: cfg.runtime.lrBackoff,
+    stopAfterEpoch: p.stopAfterEpoch,
+  });
+}
+
+function hash(s: string): number {
+  let h = 0;
+  for (let i = 0; i < s.length; i++) h = (Math.imul(h, 31) + s.charCodeAt(i)) | 0;
+  return h;
+}

@@ -1,0 +1,237 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import { KdError } from '../errors.js';
+import type { ModelConfig, RunConfig } from '../config/schema.js';
+import { type DataSplits, type Dataset, type Standardizer, augments, fitStandardizer, subset, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits } from '../data/index.js';
+import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, countParams, initParams, resnetLayers, vggLayers } from '../nn/index.js';
+import { type EnsembleSpec, createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
+import { OnnxTeacher } from '../teachers/index.js';
+import { loadTfjsLayersModel, mnistReactTfjsPath, saveTfjsLayersModel } from '../interop/index.js';
+import type { TeacherFeedOptions } from './evaluate.js';
+import { Rng } from '../util/rng.js';
+
+/**
+ * The first phase of every command: the data, and what the teacher and the student are, each checked before
+ * anything is trained or written (a misfit teacher, an unknown layer, a run that cannot fit in memory).
+ */
+export interface PreparedData {
+  splits: DataSplits;
+  standardizer: Standardizer | undefined;
+}
+
+export function prepareData(cfg: RunConfig): PreparedData {
+  const splits = loadData(cfg);
+  return { splits, standardizer: fitInputStandardizer(cfg, splits) };
+}
+
+/** One teacher besides the first (ensemble): a file, or an imported TF.js model exported to `path` before use. */
+export interface ExtraTeacher {
+  name: string;
+  weight: number;
+  path: string;
+  feed: TeacherFeedOptions;
+  model?: { model: Model; params: ParamValues; source: string } | undefined;
+}
+
+/** What the teacher is: a model trained here, an imported TF.js model, or a file. */
+export interface TeacherPlan {
+  /** The model when kdistill builds it (trained here, or imported from TF.js). */
+  model: Model | undefined;
+  imported: { model: Model; params: ParamValues; source: string } | undefined;
+  /** The file of an ONNX teacher (absolute). */
+  file: string | undefined;
+  feed: TeacherFeedOptions;
+  /** Layer names (kdistill models, or `feature:*` tensors of a file) and, for a file, every graph value. */
+  layers: string[];
+  tensors: string[];
+  extras: ExtraTeacher[];
+  ensemble: EnsembleSpec | undefined;
+}
+
+/** What one student configuration is: its model and its objective with layer names resolved. */
+export interface StudentPlan {
+  model: Model;
+  terms: TermConfig[];
+  /** The teacher tensors the terms read, as the terms name them (an at term reads `attention:<tensor>`). */
+  teacherFeatures: string[];
+  /** Whether the objective reads the teacher at all (any term but ce). */
+  usesTeacher: boolean;
+  /** Whether the distilled student's teacher runs on each (augmented) batch instead of from cached outputs. */
+  online: boolean;
+}
+
+/**
+ * The teacher of a config: a TF.js model is imported now (its checks run), an ensemble's teacher files are probed
+ * on one training sample. The first teacher's file is probed by `probeTeacherFile` once the student's terms say
+ * which of its tensors they read. `out` is where imported ensemble teachers will be exported.
+ */
+export async function planTeacher(cfg: RunConfig, data: PreparedData, out: string): Promise<TeacherPlan> {
+  const { splits, standardizer } = data;
+  const imported = cfg.teacher.type === 'tfjs' ? importTfjsTeacher(cfg.teacher, splits.train) : undefined;
+  const model = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : imported?.model;
+  const file = cfg.teacher.type === 'onnx' ? resolve(cfg.teacher.path) : undefined;
+  const layers = model ? model.layers().map((l) => l.name) : OnnxTeacher.layerNames(file!);
+  const tensors = file ? OnnxTeacher.graphValues(file).map((v) => v.name) : [];
+  const feed = feedOf(cfg.teacher);
+  const extras: ExtraTeacher[] = [];
+  for (const e of cfg.ensemble?.teachers ?? []) {
+    const tfjs = e.teacher.type === 'tfjs' ? importTfjsTeacher(e.teacher, splits.train) : undefined;
+    const efeed = feedOf(e.teacher);
+    const path = tfjs ? join(out, `teacher-${e.name}.onnx`) : resolve((e.teacher as { path: string }).path);
+    if (!tfjs) await probeTeacher(path, { ...efeed, runtime: { threads: cfg.runtime.threads } }, splits.train);
+    extras.push({ name: e.name, weight: e.weight, path, feed: efeed, model: tfjs });
+  }
+  const ensemble: EnsembleSpec | undefined = cfg.ensemble
+    ? { names: ['teacher', ...extras.map((e) => e.name)], weights: [cfg.ensemble.weight, ...extras.map((e) => e.weight)], combine: cfg.ensemble.combine }
+    : undefined;
+  return { model, imported, file, feed, layers, tensors, extras, ensemble };
+}
+
+/**
+ * Runs an ONNX teacher file on one training sample with the tensors the terms read, so a file that does not fit
+ * (input, preprocessing, classes, tensors) is rejected before anything is trained. Returns how it is fed (for the
+ * log), or undefined for a teacher that is not a file yet.
+ */
+export async function probeTeacherFile(cfg: RunConfig, data: PreparedData, teacher: TeacherPlan, features: readonly string[]): Promise<string | undefined> {
+  if (!teacher.file) return undefined;
+  return probeTeacher(teacher.file, { ...teacher.feed, features, runtime: { threads: cfg.runtime.threads } }, data.splits.train);
+}
+
+/** The student of a config and its objective, with every layer name checked against both models. */
+export function planStudent(cfg: RunConfig, data: PreparedData, teacher: Pick<TeacherPlan, 'layers' | 'tensors'>): StudentPlan {
+  const model = buildModel(cfg.student.model, data.splits.train, data.standardizer);
+  const terms = resolveLayers(cfg.distill.terms as TermConfig[], model.layers().map((l) => l.name), teacher.layers, teacher.tensors);
+  const created = createTerms(terms);
+  const teacherFeatures = [...new Set(created.flatMap((t) => (t.features ? [t.features.teacher] : [])))];
+  const usesTeacher = created.some((t) => t.needsTeacher || t.features);
+  return { model, terms, teacherFeatures, usesTeacher, online: usesTeacher && augments(cfg.student.train.augment) };
+}
+
+/** The static checks of a student that need no training: a TF.js export that would fail, and memory. */
+export function checkStudent(cfg: RunConfig, data: PreparedData, teacher: TeacherPlan, student: StudentPlan): number {
+  if (cfg.export.tfjs) checkTfjsExportable(student.model);
+  return checkMemory(cfg, data.splits, [teacher.model, student.model]);
+}
+
+export function loadData(cfg: RunConfig): DataSplits {
+  const d = cfg.data;
+  const ds = d.dataset;
+  let source: { train: Dataset; test?: Dataset };
+  switch (ds.type) {
+    case 'mnist':
+      source = loadMnist({ limitTrain: d.limitTrain, limitTest: d.limitTest });
+      break;
+    case 'fashion-mnist':
+      source = loadFashionMnist({ limitTrain: d.limitTrain, limitTest: d.limitTest });
+      break;
+    case 'idx': {
+      const trainSet = loadIdxPair(ds.trainImages, ds.trainLabels, 'train', { limit: d.limitTrain });
+      const testSet = ds.testImages && ds.testLabels
+        ? loadIdxPair(ds.testImages, ds.testLabels, 'test', { limit: d.limitTest, idOffset: trainSet.n, numClasses: trainSet.numClasses })
+        : undefined;
+      source = { train: trainSet, test: testSet };
+      break;
+    }
+    case 'csv': {
+      const all = loadCsv(ds.path, { label: ds.label, header: ds.header, delimiter: ds.delimiter });
+      source = { train: all };
+      break;
+    }
+  }
+  return makeSplits(source, { validation: d.validation, test: d.test }, cfg.seed);
+}
+
+/**
+ * Standardization statistics from the training split only (never validation or test). They become the first op
+ * of every model trained here rather than a transform of the data, so exported files take raw inputs and a
+ * teacher loaded from a file sees the same raw data as the students.
+ */
+export function fitInputStandardizer(cfg: RunConfig, splits: DataSplits): Standardizer | undefined {
+  return cfg.data.standardize ? fitStandardizer(splits.train) : undefined;
+}
+
+export function buildModel(m: ModelConfig, data: Dataset, standardize?: Standardizer): Model {
+  const common = { inputShape: data.sampleShape, numClasses: data.numClasses, standardize };
+  switch (m.type) {
+    case 'mlp':
+      return new Mlp({ ...common, hidden: m.hidden, dropout: m.dropout, inputDropout: m.inputDropout });
+    case 'cnn':
+      return new Sequential({ ...common, label: 'cnn', layers: m.layers as LayerSpec[], batchNorm: m.batchNorm });
+    case 'resnet':
+      return new Sequential({ ...common, label: `resnet${m.widths.length}x${m.blocks}`, layers: resnetLayers({ widths: m.widths, blocks: m.blocks, numClasses: data.numClasses }), batchNorm: m.batchNorm });
+    case 'vgg':
+      return new Sequential({ ...common, label: 'vgg', layers: vggLayers({ stages: m.stages, dense: m.dense, dropout: m.dropout, numClasses: data.numClasses }), batchNorm: m.batchNorm });
+  }
+}
+
+/** A TF.js Layers teacher as a kdistill model with its weights (the shipped one by name, or a model.json path). */
+export function importTfjsTeacher(t: Extract<RunConfig['teacher'], { type: 'tfjs' }>, data: Dataset): { model: Model; params: ParamValues; source: string } {
+  const path = t.builtin === 'mnist-react-tfjs' ? mnistReactTfjsPath() : resolve(('path' in t && t.path) || '');
+  const r = loadTfjsLayersModel(path, { numClasses: data.numClasses, inputShape: data.sampleShape, label: 'tfjs', preprocess: 'preprocess' in t ? t.preprocess : undefined });
+  return { model: r.model, params: r.params, source: t.builtin ?? path };
+}
+
+/** How an ONNX teacher's config says its samples are fed (nothing to declare for the other kinds). */
+export function feedOf(t: RunConfig['teacher']): TeacherFeedOptions {
+  return t.type === 'onnx' ? { output: t.output, input: t.input, preprocess: t.preprocess } : {};
+}
+
+/**
+ * Loads a teacher file and runs it on one training sample, so a file that does not fit (input, preprocessing,
+ * classes, requested tensors) is rejected before anything is trained or written. Returns how it is fed.
+ */
+export async function probeTeacher(path: string, options: Parameters<typeof OnnxTeacher.load>[1], data: Dataset): Promise<string> {
+  const probe = await OnnxTeacher.load(path, options);
+  try {
+    probe.checkFits(data);
+    await probe.logitTable([subset(data, [0])]);
+    return probe.describeFeed(data);
+  } finally {
+    await probe.dispose();
+  }
+}
+
+/**
+ * Refuses a run that cannot fit in memory, before any training: parameters and optimizer state of each model
+ * (in and out of every runtime call), activations at the batch size for K unrolled steps, the data set, and the
+ * teacher-output cache. A rough upper bound, not an exact count.
+ */
+export function checkMemory(cfg: RunConfig, splits: DataSplits, models: readonly (Model | undefined)[]): number {
+  const f = 4;
+  const data = (splits.train.x.length + splits.validation.x.length + splits.test.x.length) * f;
+  const cache = splits.train.n * splits.train.numClasses * f;
+  let peak = 0;
+  for (const m of models) {
+    if (!m) continue;
+    const params = countParams(m);
+    const widths = m.layers().reduce((n, l) => n + l.outputShape.reduce((a, b) => a * b, 1), 0) + splits.train.x.length / Math.max(splits.train.n, 1);
+    const batch = Math.max(cfg.student.train.batchSize, cfg.teacher.type === 'train' ? cfg.teacher.train.batchSize : 0);
+    // 3 copies of params + 2 optimizer slots, each both fed and returned; ~6 activation-sized buffers a layer.
+    const bytes = params * f * 5 * 2 + widths * batch * 6 * f * cfg.runtime.stepsPerRun;
+    peak = Math.max(peak, bytes);
+  }
+  const estimate = data + cache + peak + 200 * 1024 * 1024;
+  const total = totalmem();
+  if (estimate > 0.9 * total) {
+    throw new KdError('KD_RESOURCES', `this run needs about ${(estimate / 2 ** 30).toFixed(1)} GiB of memory; the machine has ${(total / 2 ** 30).toFixed(1)} GiB`, {
+      fix: 'lower the batch size or runtime.stepsPerRun, use smaller models, or limit the data (data.limitTrain)',
+    });
+  }
+  return estimate;
+}
+
+/** Refuses, before training, a student the TF.js export could not write: a trial export of its initial weights. */
+function checkTfjsExportable(model: Model): void {
+  const fix = 'set export.tfjs: false (the ONNX export is always written), or use a student made of layers Keras has (docs/TFJS.md)';
+  if (!(model instanceof Mlp || model instanceof Sequential)) throw new KdError('KD_CONFIG_INVALID', `export.tfjs: the student ${model.name} has no TF.js form`, { fix });
+  const dir = mkdtempSync(join(tmpdir(), 'kd-tfjs-check-'));
+  try {
+    saveTfjsLayersModel(model, initParams(model, new Rng(0)), dir);
+  } catch (e) {
+    if (!(e instanceof KdError)) throw e;
+    throw new KdError('KD_CONFIG_INVALID', `export.tfjs: ${e.message}`, { fix, cause: e });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

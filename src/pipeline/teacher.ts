@@ -1,0 +1,157 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { KdError } from '../errors.js';
+import { countParams, initParams } from '../nn/index.js';
+import { buildExportGraph } from '../train/graphs.js';
+import type { TrainResult } from '../train/trainer.js';
+import { LogitTable, OnlineTeachers, OnnxTeacher } from '../teachers/index.js';
+import type { RunRecord } from '../report/index.js';
+import { ensureDir, writeFileAtomic } from '../util/fs.js';
+import { Rng } from '../util/rng.js';
+import { type PhaseContext, checkpointPath, timed, trainPhase } from './phase.js';
+import type { PreparedData, TeacherPlan } from './prepare.js';
+import { readTeacherCache, teacherCacheKey, writeTeacherCache } from './teacher-cache.js';
+
+export const TEACHER_FILE = 'teacher.onnx';
+
+/** The teacher as a file every later phase reads (trained here and exported, imported and exported, or given). */
+export interface TeacherArtifact {
+  path: string;
+  /** Architecture name for the results. */
+  arch: string;
+  /** Parameter count when kdistill knows the model (a file's is read from its initializers). */
+  params: number | undefined;
+}
+
+/**
+ * Phase "teacher": trains the teacher (checkpointed, resumable) and exports it, or exports an imported TF.js
+ * model, or takes the configured file. `done` says the progress file already records the trained teacher; its
+ * file is then used as it is. Returns the artifact and, when it trained now, the training result.
+ */
+export async function teacherPhase(ctx: PhaseContext, data: PreparedData, plan: TeacherPlan, done: boolean): Promise<{ artifact: TeacherArtifact; trained?: TrainResult }> {
+  const { cfg, out } = ctx;
+  const arch = plan.model?.name;
+  const params = plan.model ? countParams(plan.model) : undefined;
+  if (plan.model && cfg.teacher.type === 'train') {
+    const tc = cfg.teacher;
+    const path = join(out, TEACHER_FILE);
+    if (done && existsSync(path)) return { artifact: { path, arch: arch!, params } };
+    const model = plan.model;
+    const r = await timed(ctx, 'teacher', () =>
+      trainPhase(ctx, {
+        label: 'teacher',
+        streams: 'teacher',
+        model,
+        init: initParams(model, Rng.derive(cfg.seed, 'teacher-init')),
+        train: tc.train,
+        terms: [{ type: 'ce', weight: 1 }],
+        splits: data.splits,
+        checkpoint: checkpointPath(ctx, 'teacher'),
+        jitter: tc.jitter,
+      }),
+    );
+    writeFileAtomic(path, buildExportGraph(model, r.params, { ...ctx.meta, role: 'teacher' }));
+    return { artifact: { path, arch: arch!, params }, trained: r };
+  }
+  if (plan.imported) {
+    const path = join(out, TEACHER_FILE);
+    if (!existsSync(path)) writeFileAtomic(path, buildExportGraph(plan.imported.model, plan.imported.params, { ...ctx.meta, role: 'teacher', source: plan.imported.source }));
+    return { artifact: { path, arch: arch!, params } };
+  }
+  // A foreign file's architecture is the name its graph gives itself, when it has one.
+  return { artifact: { path: plan.file!, arch: OnnxTeacher.graphNameOf(plan.file!) ?? 'onnx', params } };
+}
+
+/**
+ * Where the distilled student's teacher outputs come from. `cached`: computed once per sample (or read from the
+ * disk cache) and looked up by sample id; `online`: the teacher sessions stay open and run on every augmented
+ * batch. Either must be disposed.
+ */
+export type TeacherOutputs =
+  | { kind: 'cached'; logits: LogitTable; features: Map<string, LogitTable>; cacheInfo: NonNullable<RunRecord['teacherCache']>; dispose(): Promise<void> }
+  | { kind: 'online'; teacher: OnlineTeachers; dispose(): Promise<void> };
+
+/**
+ * Phase "teacher outputs": for cached teaching, the teacher's logits and the tensors `features` on every training
+ * sample (the first teacher's from the disk cache when `runtime.teacherCache` has them), the ensemble's beside
+ * them; for online teaching, the loaded teacher sessions.
+ */
+export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData, plan: TeacherPlan, artifact: TeacherArtifact, features: readonly string[], online: boolean): Promise<TeacherOutputs> {
+  const { cfg, progress } = ctx;
+  const train = data.splits.train;
+  for (const e of plan.extras) {
+    if (e.model && !existsSync(e.path)) writeFileAtomic(e.path, buildExportGraph(e.model.model, e.model.params, { ...ctx.meta, role: 'teacher', source: e.model.source }));
+  }
+  if (online) {
+    // The sessions alternate with the student's step session: no spinning threads (src/runtime/session.ts).
+    const runtime = { threads: ctx.runtime.threads };
+    const loaded: OnnxTeacher[] = [];
+    try {
+      loaded.push(await OnnxTeacher.load(artifact.path, { ...plan.feed, runtime, features }));
+      for (const e of plan.extras) loaded.push(await OnnxTeacher.load(e.path, { ...e.feed, runtime }));
+      const teacher = await OnlineTeachers.create(loaded, train);
+      progress.log('teacher outputs: computed online, on every augmented batch (consistent teaching)');
+      return { kind: 'online', teacher, dispose: async () => void (await Promise.all(loaded.map((t) => t.dispose()))) };
+    } catch (e) {
+      await Promise.all(loaded.map((t) => t.dispose()));
+      throw e;
+    }
+  }
+  const teacher = await OnnxTeacher.load(artifact.path, { ...plan.feed, runtime: ctx.runtime, features });
+  let logits: LogitTable;
+  let tables: Map<string, LogitTable>;
+  let cacheInfo: NonNullable<RunRecord['teacherCache']>;
+  try {
+    teacher.checkFits(train);
+    const cacheDir = cfg.runtime.teacherCache;
+    const key = cacheDir ? teacherCacheKey(artifact.path, teacher.outputName, train, features, teacher.feedKey(train)) : undefined;
+    const hit = cacheDir && key ? readTeacherCache(cacheDir, key) : undefined;
+    if (hit) {
+      logits = hit.tables.logits;
+      tables = hit.tables.features;
+      cacheInfo = { file: join(cacheDir!, `${key}.kdcache`), hit: true, computeSeconds: hit.computeSeconds, savedSeconds: hit.computeSeconds };
+      progress.log(`teacher outputs: read from the cache (${cacheInfo.file}), ${hit.computeSeconds.toFixed(1)} s saved`);
+    } else {
+      const bar = progress.start('teacher outputs', train.n, 'samples');
+      const t0 = performance.now();
+      const t = await timed(ctx, 'teacher-cache', () => teacher.tables([train], 1000, (d) => bar.update(d)));
+      const seconds = (performance.now() - t0) / 1000;
+      logits = t.logits;
+      tables = t.features;
+      bar.stop();
+      const file = cacheDir && key ? (ensureDir(cacheDir), writeTeacherCache(cacheDir, key, t, seconds)) : undefined;
+      cacheInfo = { file, hit: false, computeSeconds: seconds, savedSeconds: 0 };
+    }
+  } finally {
+    await teacher.dispose();
+  }
+  if (plan.extras.length > 0) {
+    const others: LogitTable[] = [];
+    for (const e of plan.extras) {
+      const other = await OnnxTeacher.load(e.path, { ...e.feed, runtime: ctx.runtime });
+      try {
+        const bar = progress.start(`teacher ${e.name} outputs`, train.n, 'samples');
+        others.push(await timed(ctx, 'teacher-cache', () => other.logitTable([train], 1000, (d) => bar.update(d))));
+        bar.stop();
+      } finally {
+        await other.dispose();
+      }
+    }
+    logits = sideBySide([logits, ...others]);
+  }
+  return { kind: 'cached', logits, features: tables, cacheInfo, dispose: async () => {} };
+}
+
+/** Several teachers' logit tables (same samples, same order) as one table whose rows hold them side by side. */
+function sideBySide(tables: readonly LogitTable[]): LogitTable {
+  const c = tables[0]!.numClasses;
+  const n = tables[0]!.size;
+  const k = tables.length;
+  const rows = new Float32Array(n * c * k);
+  tables.forEach((t, j) => {
+    if (t.size !== n || t.ids.some((id, i) => id !== tables[0]!.ids[i])) throw new KdError('KD_DATA_INVALID', 'teacher output tables cover different samples', { fix: 'this is a kdistill bug' });
+    for (let r = 0; r < n; r++) rows.set(t.logits.subarray(r * c, (r + 1) * c), (r * k + j) * c);
+  });
+  return new LogitTable(c * k, rows, tables[0]!.ids);
+}
+

@@ -1,0 +1,430 @@
+import { copyFileSync, existsSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { stringify as toYaml } from 'yaml';
+import { KdError } from '../errors.js';
+import { checkConfig, invalidConfig, resolveConfig } from '../config/load.js';
+import type { ConfigProblem } from '../config/problems.js';
+import type { RunConfig } from '../config/schema.js';
+import { type Assignment, type TuneConfig, applyAssignment, buildSearchSpace } from '../config/tune.js';
+import { type SearchPlan, type TrialResult, bestTrial, describeAssignment, nextJob, planTrials, searchPlan } from '../tune/strategy.js';
+import type { TermConfig } from '../distill/index.js';
+import {
+  type Progress,
+  type RunRecord,
+  type TuneSummary,
+  createProgress,
+  fmtPct,
+  fmtSeconds,
+  kdistillVersion,
+  machineInfo,
+  packageVersions,
+  writeHtmlReport,
+  writeRunRecord,
+} from '../report/index.js';
+import { ensureDir, writeFileAtomic } from '../util/fs.js';
+import { evaluateOnnx } from './evaluate.js';
+import { sealSplit } from './guard.js';
+import { CHECKPOINT_DIR, readProgressFile, withOutputFolder } from './outdir.js';
+import { type PhaseContext, checkpointPath, phaseContext } from './phase.js';
+import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile } from './prepare.js';
+import { evaluateAll } from './run.js';
+import { STUDENT_FILES, studentInit, studentPhase } from './student.js';
+import { type TeacherArtifact, type TeacherOutputs, teacherOutputsPhase, teacherPhase } from './teacher.js';
+
+export interface TuneOptions {
+  quiet?: boolean;
+  progress?: Progress;
+  skipSpeed?: boolean;
+  /** Continue the unfinished search in the output folder: finished trials are kept, the current one resumes. */
+  resume?: boolean;
+  shouldStop?: () => boolean;
+  /** Where the config came from (a file name), for error messages. */
+  source?: string;
+  /** Called whenever the test split's samples are read (tests assert none is during the search). */
+  onTestRead?: (stage: 'search' | 'final') => void;
+}
+
+/** tune.json: the search as it stands (rewritten atomically after every trial), and its outcome. */
+export interface TuneRecord {
+  kdistill: string;
+  status: 'searching' | 'final' | 'done';
+  /** The config the search started from (with its tune block). */
+  config: RunConfig;
+  strategy: TuneConfig['strategy'];
+  metric: TuneConfig['metric'];
+  rungs: number[];
+  /** Every planned configuration: its assignment of the searched paths. */
+  trials: { trial: number; params: Assignment; label: string }[];
+  /** One entry per finished (trial, rung): validation accuracy and loss from the exported student. */
+  results: (TrialResult & { epochs: number })[];
+  best?: { trial: number; params: Assignment; valAcc: number; valLoss: number; config: string };
+  teacherSeconds?: number;
+  /** The test split is read once, after the search, for the chosen configuration only. */
+  test: { readDuringSearch: boolean; evaluated: string };
+  startedAt: string;
+  totalSeconds?: number;
+}
+
+export const TUNE_RECORD_FILE = 'tune.json';
+export const BEST_CONFIG_FILE = 'best.yaml';
+const TRIALS_DIR = 'trials';
+
+/**
+ * `kdistill tune`: searches the `tune.space` of a config on the validation split, then evaluates the chosen
+ * configuration once on the test split. Built from the same phases as `run`: the data is prepared and the teacher
+ * trained (or loaded) and its outputs computed once, every trial trains only a distilled student, and the end is a
+ * normal run's finalize and report (student alone with the chosen settings, the three models on every split,
+ * diagnosis), plus the search's table and plots. Every finished trial is recorded atomically in tune.json, so
+ * `resume` skips them and ends with the same choice as an uninterrupted search.
+ */
+export async function runTune(cfg: RunConfig, options: TuneOptions = {}): Promise<{ record: RunRecord; tune: TuneRecord }> {
+  const t0 = performance.now();
+  const progress = options.progress ?? createProgress({ quiet: options.quiet ?? false });
+  const tune = cfg.tune;
+  if (!tune) {
+    throw new KdError('KD_CONFIG_INVALID', 'the config has no tune: block, so there is nothing to search', {
+      fix: 'add a tune: block with a space of paths to search (docs/TUNE.md), or use kdistill run',
+    });
+  }
+  const { space, problems } = buildSearchSpace(cfg, tune);
+  if (problems.length > 0) throw invalidConfig(problems, options.source);
+  const assignments = planTrials(space, tune, cfg.seed);
+  const plan = searchPlan(tune, assignments.length, cfg.student.train.epochs);
+  // Every trial's config, validated before anything trains: a value one path allows may break another's rule.
+  const trialConfigs = assignments.map((a, i) => trialConfig(cfg, a, i));
+  const bad = trialConfigs.flatMap((t) => ('problems' in t ? t.problems : []));
+  if (bad.length > 0) throw invalidConfig(dedupe(bad), options.source);
+  const configs = trialConfigs.map((t) => (t as { config: RunConfig }).config);
+
+  const search: Search = { tune, assignments, plan, configs };
+  return withOutputFolder(cfg.output, async (out) => {
+    try {
+      return await searchAndFinish(cfg, out, search, options, progress, t0);
+    } catch (e) {
+      // A stopped trial resumes with the search, not as a run.
+      if (e instanceof KdError && e.code === 'KD_INTERRUPTED') throw new KdError('KD_INTERRUPTED', e.message, { fix: `continue with: kdistill tune --resume ${cfg.output}`, details: e.details });
+      throw e;
+    }
+  });
+}
+
+/** A validated search: its block, every trial's assignment and config, the rungs. */
+interface Search {
+  tune: TuneConfig;
+  assignments: Assignment[];
+  plan: SearchPlan;
+  configs: RunConfig[];
+}
+
+/**
+ * The search in its locked output folder: tune.json (new, or read back to resume), the data and the plans of the
+ * teacher and of every trial's student, the teacher phase, the search loop, then the chosen configuration's run.
+ */
+async function searchAndFinish(cfg: RunConfig, out: string, search: Search, options: TuneOptions, progress: Progress, t0: number): Promise<{ record: RunRecord; tune: TuneRecord }> {
+  const { tune, assignments, plan, configs } = search;
+  const file = join(out, TUNE_RECORD_FILE);
+  let rec: TuneRecord;
+  if (options.resume) {
+    rec = readProgressFile<TuneRecord>(file, 'search');
+    if (JSON.stringify(rec.trials.map((t) => t.params)) !== JSON.stringify(assignments)) {
+      throw new KdError('KD_CONFIG_INVALID', `${file} was written by a search with another space or seed`, { fix: 'resume with the config the search started with, or start afresh into a new folder' });
+    }
+  } else {
+    if (existsSync(file) && readProgressFile<TuneRecord>(file, 'search').status !== 'done') {
+      throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished search`, { fix: `continue it with: kdistill tune --resume ${cfg.output}  (or choose another output folder)` });
+    }
+    rec = {
+      kdistill: kdistillVersion(),
+      status: 'searching',
+      config: cfg,
+      strategy: tune.strategy,
+      metric: tune.metric,
+      rungs: plan.rungs,
+      trials: assignments.map((params, trial) => ({ trial, params, label: describeAssignment(params) })),
+      results: [],
+      test: { readDuringSearch: false, evaluated: 'not yet: the test split is read once, after the search, for the chosen configuration only' },
+      startedAt: new Date().toISOString(),
+    };
+  }
+  const save = () => writeFileAtomic(file, JSON.stringify(rec, null, 2));
+  const ctx = phaseContext(cfg, out, progress, { resume: true, shouldStop: options.shouldStop }, { kdistill: kdistillVersion(), seed: String(cfg.seed) });
+  const data = prepareData(cfg);
+  const splits = data.splits;
+  progress.log(`data: train ${splits.train.n}, validation ${splits.validation.n}, test ${splits.test.n} (sealed until the search ends) samples of [${splits.train.sampleShape.join('x')}], ${splits.train.numClasses} classes`);
+  const teacher = await planTeacher(cfg, data, out);
+  const students = configs.map((c) => planStudent(c, data, teacher));
+  configs.forEach((c, i) => checkStudent(c, data, teacher, students[i]!));
+  const allFeatures = [...new Set(students.flatMap((s) => s.teacherFeatures))];
+  const described = await probeTeacherFile(cfg, data, teacher, allFeatures);
+  if (described) progress.log(`teacher: ${described}`);
+  if (!options.resume) {
+    rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
+    rmSync(join(out, TRIALS_DIR), { recursive: true, force: true });
+    save();
+  }
+
+  // The search sees the training and validation splits only.
+  const sealed: PreparedData = {
+    ...data,
+    splits: { ...splits, test: sealSplit(splits.test, 'during a search', () => ((rec.test.readDuringSearch = true), options.onTestRead?.('search'))) },
+  };
+  const tt = performance.now();
+  const t = await teacherPhase(ctx, sealed, teacher, existsSync(join(out, 'teacher.onnx')) && rec.teacherSeconds !== undefined);
+  if (t.trained) {
+    rec.teacherSeconds = (performance.now() - tt) / 1000;
+    save();
+    rmSync(checkpointPath(ctx, 'teacher'), { force: true });
+  }
+  rec.teacherSeconds ??= 0;
+  const outputs = new Map<string, TeacherOutputs>();
+  try {
+    const teach = async (s: StudentPlan): Promise<TeacherOutputs> => {
+      const key = JSON.stringify([s.online, [...s.teacherFeatures].sort()]);
+      let o = outputs.get(key);
+      if (!o) {
+        o = await teacherOutputsPhase(ctx, sealed, teacher, t.artifact, s.teacherFeatures, s.online);
+        outputs.set(key, o);
+      }
+      return o;
+    };
+    if (rec.status === 'searching') {
+      await searchLoop(ctx, sealed, rec, plan, configs, students, teach, save, progress);
+      rec.status = 'final';
+      save();
+    }
+    return await final(ctx, data, rec, plan, configs, students, teacher, t.artifact, save, options, t0);
+  } finally {
+    for (const o of outputs.values()) await o.dispose();
+  }
+}
+
+/** A trial's config: the base config with the trial's values set, validated; or its problems. */
+function trialConfig(cfg: RunConfig, a: Assignment, i: number): { config: RunConfig } | { problems: ConfigProblem[] } {
+  let raw: object;
+  try {
+    raw = applyAssignment(cfg, a);
+  } catch (e) {
+    if (e instanceof KdError && Array.isArray(e.details)) return { problems: e.details as ConfigProblem[] };
+    throw e;
+  }
+  const r = checkConfig(raw);
+  if (!r.ok) return { problems: r.problems.map((p) => ({ ...p, path: `tune (trial ${i + 1}: ${describeAssignment(a)}) → ${p.path}` })) };
+  return { config: resolveConfig(r.config, { cpus: cfg.runtime.threads }) as RunConfig };
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.path.replace(/^tune \(trial \d+: [^)]*\) → /, '')}|${p.value}|${p.expected}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+/**
+ * The search loop: the strategy names the next (trial, rung); the trial's distilled student trains to the rung's
+ * epochs (continuing its checkpoint from the previous rung), is exported, and scored on the validation split
+ * from the exported file, exactly as `kdistill run` scores its students.
+ */
+async function searchLoop(
+  ctx: PhaseContext,
+  data: PreparedData,
+  rec: TuneRecord,
+  plan: SearchPlan,
+  configs: RunConfig[],
+  students: StudentPlan[],
+  teach: (s: StudentPlan) => Promise<TeacherOutputs>,
+  save: () => void,
+  progress: Progress,
+): Promise<void> {
+  const total = plannedEpochs(plan);
+  let doneEpochs = rec.results.reduce((n, r) => n + r.epochs - (r.rung > 0 ? plan.rungs[r.rung - 1]! : 0), 0);
+  let spent = rec.results.reduce((n, r) => n + r.seconds, 0);
+  for (;;) {
+    const job = nextJob(plan, rec.results, rec.metric);
+    if (!job) break;
+    const cfg = configs[job.trial]!;
+    const student = students[job.trial]!;
+    const dir = join(ctx.out, TRIALS_DIR, String(job.trial + 1));
+    ensureDir(dir);
+    const best = bestTrial(plan, rec.results, rec.metric);
+    const bestText = best ? `best so far trial ${best.trial + 1} (${fmtPct(best.valAcc)})` : 'no result yet';
+    const eta = doneEpochs > 0 ? ` · ETA ${fmtSeconds((spent / doneEpochs) * (total - doneEpochs))}` : '';
+    progress.log(`trial ${job.trial + 1} of ${plan.trials}${plan.rungs.length > 1 ? `, rung ${job.rung + 1} of ${plan.rungs.length} (${job.epochs} epochs)` : ''}: ${rec.trials[job.trial]!.label} · ${bestText}${eta}`);
+    const t0 = performance.now();
+    const trialCtx: PhaseContext = { ...ctx, cfg };
+    const outputs = student.usesTeacher ? await teach(student) : undefined;
+    const r = await studentPhase(trialCtx, data, {
+      role: 'student-distilled',
+      student,
+      init: studentInit(trialCtx, student),
+      train: cfg.student.train,
+      terms: student.terms,
+      teacher: outputs,
+      checkpoint: join(dir, 'student-distilled.ckpt'),
+      onnxPath: join(dir, STUDENT_FILES['student-distilled']),
+      stopAfterEpoch: job.epochs,
+    });
+    const ev = await evaluateOnnx(r.onnxPath, [data.splits.validation], ctx.runtime);
+    const v = ev.results[0]!;
+    const seconds = (performance.now() - t0) / 1000;
+    rec.results.push({ trial: job.trial, rung: job.rung, epochs: job.epochs, valAcc: v.acc, valLoss: v.loss, seconds });
+    doneEpochs += job.epochs - (job.rung > 0 ? plan.rungs[job.rung - 1]! : 0);
+    spent += seconds;
+    // Recorded before anything else happens: a kill after this line never repeats the trial.
+    save();
+    progress.log(`  → validation acc ${fmtPct(v.acc)}, loss ${v.loss.toFixed(4)} (${fmtSeconds(seconds)})`);
+    if (job.rung === plan.rungs.length - 1) rmSync(join(dir, 'student-distilled.ckpt'), { force: true });
+  }
+}
+
+/** Epochs the whole search trains, for the ETA (successive halving: every rung's survivors' added epochs). */
+function plannedEpochs(plan: SearchPlan): number {
+  let n = plan.trials;
+  let total = 0;
+  plan.rungs.forEach((r, k) => {
+    total += n * (r - (k > 0 ? plan.rungs[k - 1]! : 0));
+    n = Math.max(1, Math.floor(n / plan.eta));
+  });
+  return total;
+}
+
+/**
+ * After the search: the chosen configuration written as best.yaml; its distilled student (the trial's, trained to
+ * the last rung) and the student alone trained with the same settings evaluated with the teacher on every split —
+ * the only time the test split is read — and reported like a run, with the search's table and plots.
+ */
+async function final(
+  ctx: PhaseContext,
+  data: PreparedData,
+  rec: TuneRecord,
+  plan: SearchPlan,
+  configs: RunConfig[],
+  students: StudentPlan[],
+  teacher: TeacherPlan,
+  artifact: TeacherArtifact,
+  save: () => void,
+  options: TuneOptions,
+  t0: number,
+): Promise<{ record: RunRecord; tune: TuneRecord }> {
+  const best = bestTrial(plan, rec.results, rec.metric)!;
+  const cfg = configs[best.trial]!;
+  const student = students[best.trial]!;
+  const bestYaml = bestConfigYaml(rec.config, cfg, rec.trials[best.trial]!.params, best);
+  writeFileAtomic(join(ctx.out, BEST_CONFIG_FILE), bestYaml);
+  rec.best = { trial: best.trial, params: rec.trials[best.trial]!.params, valAcc: best.valAcc, valLoss: best.valLoss, config: BEST_CONFIG_FILE };
+  save();
+  ctx.progress.log(`chosen: trial ${best.trial + 1} (${rec.trials[best.trial]!.label}), validation acc ${fmtPct(best.valAcc)}; written to ${join(ctx.out, BEST_CONFIG_FILE)}`);
+
+  const finalCtx: PhaseContext = { ...ctx, cfg };
+  const distilled = join(ctx.out, STUDENT_FILES['student-distilled']);
+  copyFileSync(join(ctx.out, TRIALS_DIR, String(best.trial + 1), STUDENT_FILES['student-distilled']), distilled);
+  const roles: ('student-alone' | 'student-distilled')[] = [];
+  const phases: Parameters<typeof evaluateAll>[6] = {};
+  if (cfg.baseline) {
+    // The student alone with the chosen settings (the same augmentation and budget), so the gain is the teacher's.
+    const alone = join(ctx.out, STUDENT_FILES['student-alone']);
+    const r = await studentPhase(finalCtx, data, {
+      role: 'student-alone',
+      student,
+      init: studentInit(finalCtx, student),
+      train: cfg.student.train,
+      terms: [{ type: 'ce', weight: 1 }],
+      checkpoint: checkpointPath(finalCtx, 'student-alone'),
+      onnxPath: alone,
+    });
+    phases['student-alone'] = { history: r.history, seconds: r.seconds };
+    rmSync(checkpointPath(finalCtx, 'student-alone'), { force: true });
+    roles.push('student-alone');
+  }
+  roles.push('student-distilled');
+  const bestRuns = rec.results.filter((r) => r.trial === best.trial);
+  phases['student-distilled'] = { history: [], seconds: bestRuns.reduce((n, r) => n + r.seconds, 0) };
+  const splits = data.splits;
+  let testReads = 0;
+  const counted: PreparedData = {
+    ...data,
+    splits: { ...splits, test: countingSplit(splits.test, () => (testReads++ === 0 ? options.onTestRead?.('final') : undefined)) },
+  };
+  const evaluated = await evaluateAll(finalCtx, counted, teacher, artifact, student, roles, phases, options.skipSpeed ?? false);
+  rec.test = { readDuringSearch: rec.test.readDuringSearch, evaluated: `once, after the search, for the chosen configuration (trial ${best.trial + 1}) only` };
+  rec.status = 'done';
+  rec.totalSeconds = (performance.now() - t0) / 1000 + (rec.totalSeconds ?? 0);
+  const summary: TuneSummary = tuneSummary(rec);
+  const record: RunRecord = {
+    kdistill: kdistillVersion(),
+    createdAt: new Date().toISOString(),
+    config: cfg,
+    seed: cfg.seed,
+    versions: packageVersions(),
+    machine: machineInfo(),
+    data: { ...splits.info, standardizer: data.standardizer ? { mean: [...data.standardizer.mean], std: [...data.standardizer.std] } : null },
+    models: evaluated.models,
+    phases: { teacher: rec.teacherSeconds ?? 0, search: rec.results.reduce((n, r) => n + r.seconds, 0), ...ctx.wallSeconds },
+    totalSeconds: rec.totalSeconds,
+    teaching: student.online ? 'online' : 'cached',
+    tune: summary,
+  };
+  writeRunRecord(ctx.out, record);
+  writeHtmlReport(ctx.out, record);
+  save();
+  rmSync(join(ctx.out, CHECKPOINT_DIR), { recursive: true, force: true });
+  return { record, tune: rec };
+}
+
+/** A split whose every read of samples, labels or ids calls `onRead` (the final evaluation reads the test split). */
+function countingSplit(ds: PreparedData['splits']['test'], onRead: () => void): PreparedData['splits']['test'] {
+  const out = { ...ds };
+  for (const field of ['x', 'y', 'ids'] as const) {
+    const value = ds[field];
+    Object.defineProperty(out, field, {
+      enumerable: true,
+      get() {
+        onRead();
+        return value;
+      },
+    });
+  }
+  return out;
+}
+
+/** The search's table and plots for the report: each trial's last result, the searched paths, the choice. */
+function tuneSummary(rec: TuneRecord): TuneSummary {
+  const last = new Map<number, TuneRecord['results'][number]>();
+  for (const r of rec.results) if ((last.get(r.trial)?.rung ?? -1) < r.rung) last.set(r.trial, r);
+  const seconds = new Map<number, number>();
+  for (const r of rec.results) seconds.set(r.trial, (seconds.get(r.trial) ?? 0) + r.seconds);
+  return {
+    strategy: rec.strategy,
+    metric: rec.metric,
+    rungs: rec.rungs,
+    paths: [...new Set(rec.trials.flatMap((t) => Object.keys(t.params)))],
+    trials: rec.trials.map((t) => {
+      const r = last.get(t.trial);
+      return { trial: t.trial, params: t.params, label: t.label, epochs: r?.epochs ?? 0, valAcc: r?.valAcc ?? NaN, valLoss: r?.valLoss ?? NaN, seconds: seconds.get(t.trial) ?? 0 };
+    }),
+    best: rec.best!.trial,
+    test: rec.test.evaluated,
+  };
+}
+
+/** best.yaml: the chosen configuration as a complete run config (no tune block), with how it was chosen. */
+function bestConfigYaml(base: RunConfig, chosen: RunConfig, params: Assignment, best: TrialResult): string {
+  const { tune: _tune, ...rest } = chosen as RunConfig & { tune?: unknown };
+  void _tune;
+  const config = { ...rest, name: `${base.name ?? 'run'}-best`, output: `${base.output}/best-run` };
+  const head = [
+    `# Chosen by kdistill tune (${base.tune!.strategy}, validation ${base.tune!.metric}) from ${base.name ?? 'the config'}: validation accuracy ${(best.valAcc * 100).toFixed(2)} %,`,
+    `# validation loss ${best.valLoss.toFixed(4)}. The searched values:`,
+    ...Object.entries(params).map(([k, v]) => `#   ${k}: ${JSON.stringify(v)}`),
+    '# `kdistill run` on this file reproduces the distilled student of that trial (same seed, same teacher).',
+    '',
+  ];
+  return head.join('\n') + toYaml(config, { lineWidth: 0 });
+}
+
+/** The config of the unfinished search in `dir`, for `kdistill tune --resume <dir>`. */
+export function readUnfinishedTune(dir: string): RunConfig {
+  return readProgressFile<TuneRecord>(join(resolve(dir), TUNE_RECORD_FILE), 'search').config;
+}

@@ -1,0 +1,181 @@
+import { KdError } from '../errors.js';
+import { type AugmentedBatch, type Augmenter, type Dataset, BatchBuffers, batchAt, sampleSize } from '../data/index.js';
+import type { HostTensor } from '../runtime/session.js';
+import { type OptimizerConfig, learningRate, type Optimizer, type ScheduleConfig } from '../optim/index.js';
+import { type Term, termWeight } from '../distill/terms.js';
+import type { LogitTable } from '../teachers/cache.js';
+import type { Rng } from '../util/rng.js';
+import { type StepGraph, at } from './graphs.js';
+
+/**
+ * A teacher run on the batches as the student sees them (augmented views), instead of looked up by sample id:
+ * "consistent teaching". One call per runtime call, on the K batches of that call at once.
+ */
+export interface OnlineTeacher {
+  /** Logit values per sample (several teachers: their logits side by side). */
+  readonly width: number;
+  /** Width of each teacher tensor a term reads (`feature:fc2`, `attention:feature:conv2`). */
+  readonly featureWidths: ReadonlyMap<string, number>;
+  /** The teacher's outputs for `n` samples `x` ([n, ...sampleShape], the student's input). */
+  run(x: Float32Array, n: number): Promise<{ logits: Float32Array; features: ReadonlyMap<string, Float32Array> }>;
+}
+
+/** Where a phase's teacher outputs come from: a table by sample id, or the teacher itself on each batch. */
+export type TeacherSource =
+  | { kind: 'cached'; logits?: LogitTable | undefined; features?: ReadonlyMap<string, LogitTable> | undefined }
+  | { kind: 'online'; teacher: OnlineTeacher };
+
+export interface FeederOptions {
+  train: Dataset;
+  batchSize: number;
+  stepsPerRun: number;
+  graph: StepGraph;
+  terms: readonly Term[];
+  optimizer: Optimizer;
+  optimizerConfig: OptimizerConfig;
+  schedule: ScheduleConfig;
+  epochs: number;
+  teacher: TeacherSource;
+  augmenter?: Augmenter | undefined;
+}
+
+/** What one runtime call is fed, and what the loop needs to account for it. */
+export interface Feed {
+  feeds: Record<string, HostTensor>;
+  /** Real samples of each step (what an epoch's progress counts). */
+  sizes: number[];
+  /** Rows fed to each step: the real samples plus any synthetic (MUNGE) ones (what the step's metrics average over). */
+  rows: number[];
+  lr: number;
+}
+
+/**
+ * Builds the inputs of a runtime call of K steps: the batches (augmented when asked), labels and label targets,
+ * teacher outputs (gathered by sample id, or computed by an online teacher on the augmented batches), dropout
+ * noise, learning rate and optimizer scalars, scheduled term weights. Buffers are made once and reused.
+ */
+export class BatchFeeder {
+  private readonly o: FeederOptions;
+  private readonly ss: number;
+  private readonly buffers: BatchBuffers[];
+  private readonly noiseBufs: Float32Array[][];
+  private readonly teacherBufs: Float32Array[];
+  private readonly featureBufs: { name: string; table: LogitTable; bufs: Float32Array[] }[];
+  /** Online teaching: the K (augmented) batches of a call side by side, so the teacher runs once per call. */
+  private readonly joined: Float32Array | undefined;
+  readonly teacherWidth: number;
+
+  constructor(o: FeederOptions) {
+    this.o = o;
+    this.ss = sampleSize(o.train);
+    const k = o.stepsPerRun;
+    this.buffers = Array.from({ length: k }, () => new BatchBuffers(o.batchSize, this.ss));
+    const rows = o.augmenter ? o.augmenter.rowsFor(o.batchSize) : o.batchSize;
+    this.noiseBufs = o.graph.noise.map((n) => this.buffers.map(() => new Float32Array(rows * n.perSample.reduce((a, b) => a * b, 1))));
+    const t = o.teacher;
+    this.teacherWidth = t.kind === 'online' ? t.teacher.width : (t.logits?.numClasses ?? o.train.numClasses);
+    this.teacherBufs = o.graph.needsTeacher && t.kind === 'cached' ? this.buffers.map(() => new Float32Array(o.batchSize * this.teacherWidth)) : [];
+    if (o.graph.needsTeacher && t.kind === 'cached' && !t.logits) {
+      throw new KdError('KD_CONFIG_INVALID', 'a distillation term needs teacher outputs but no teacher was given', { fix: 'configure a teacher' });
+    }
+    this.featureBufs = t.kind === 'online' ? [] : o.graph.teacherFeatures.map((name) => {
+      const table = t.features?.get(name);
+      if (!table) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
+      return { name, table, bufs: this.buffers.map(() => new Float32Array(o.batchSize * table.numClasses)) };
+    });
+    if (t.kind === 'online') {
+      for (const name of o.graph.teacherFeatures) {
+        if (!t.teacher.featureWidths.has(name)) throw new KdError('KD_CONFIG_INVALID', `the online teacher does not provide tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher was loaded without a tensor a term reads' });
+      }
+    }
+    this.joined = t.kind === 'online' || o.augmenter ? new Float32Array(k * rows * this.ss) : undefined;
+  }
+
+  /**
+   * The feeds of the call that runs steps `step .. step + group − 1` of `epoch` (1-based) in `order`. Random
+   * draws: augmentation from `augmentRng`, dropout noise from `noiseRng`, each in step order.
+   */
+  async feed(order: Int32Array, epoch: number, step: number, group: number, stepsPerEpoch: number, t: number, lrScale: number, augmentRng: Rng, noiseRng: Rng): Promise<Feed> {
+    const o = this.o;
+    const feeds: Record<string, HostTensor> = {};
+    const sizes: number[] = [];
+    const rows: number[] = [];
+    const offsets: number[] = [];
+    let lr = 0;
+    let offset = 0;
+    for (let j = 0; j < group; j++) {
+      const b = batchAt(o.train, order, step + j, o.batchSize, this.buffers[j]!);
+      sizes.push(b.size);
+      let x = b.x;
+      let n = b.size;
+      let y64 = b.y64;
+      let aug: AugmentedBatch | undefined;
+      if (o.augmenter) {
+        aug = o.augmenter.apply(b.x, b.y, b.rows, b.size, augmentRng);
+        x = aug.x;
+        n = aug.n;
+        // The augmenter's buffers are reused by the next batch of this call: the labels are copied.
+        y64 = BigInt64Array.from(aug.y64);
+      }
+      if (this.joined) {
+        // Copied side by side: the online teacher reads all K batches in one run, the step reads its slice.
+        const view = this.joined.subarray(offset * this.ss, (offset + n) * this.ss);
+        view.set(x.subarray(0, n * this.ss));
+        x = view;
+      }
+      offsets.push(offset);
+      rows.push(n);
+      offset += n;
+      feeds[at('x', j)] = { data: x, dims: [n, ...o.train.sampleShape] };
+      feeds[at('y', j)] = { data: y64, dims: [n] };
+      if (o.graph.labelTargets) {
+        // Without mixing the targets are the one-hot labels (a copy: the augmenter's buffer is reused per batch).
+        feeds[at('ytarget', j)] = { data: aug?.targets ? Float32Array.from(aug.targets) : oneHot(aug?.y ?? b.y, n, o.train.numClasses), dims: [n, o.train.numClasses] };
+      }
+      if (o.graph.needsTeacher && o.teacher.kind === 'cached') {
+        const tb = this.teacherBufs[j]!.subarray(0, b.size * this.teacherWidth);
+        o.teacher.logits!.gather(b.ids, b.size, tb);
+        feeds[at('teacher', j)] = { data: tb, dims: [b.size, this.teacherWidth] };
+      }
+      for (const f of this.featureBufs) {
+        const w = f.table.numClasses;
+        const buf = f.bufs[j]!.subarray(0, b.size * w);
+        f.table.gather(b.ids, b.size, buf);
+        feeds[at(`tfeat:${f.name}`, j)] = { data: buf, dims: [b.size, w] };
+      }
+      o.graph.noise.forEach((nz, ni) => {
+        const per = nz.perSample.reduce((a, c) => a * c, 1);
+        const buf = this.noiseBufs[ni]![j]!.subarray(0, n * per);
+        noiseRng.fillUniform(buf);
+        feeds[at(`noise:${nz.name}`, j)] = { data: buf, dims: [n, ...nz.perSample] };
+      });
+      const pos = epoch - 1 + (step + j) / stepsPerEpoch;
+      lr = lrScale * learningRate(o.schedule, o.optimizerConfig.lr, pos, o.epochs);
+      for (const term of o.terms) {
+        if ((term.warmupEpochs ?? 0) > 0) feeds[at(`termw:${term.name}`, j)] = { data: Float32Array.of(termWeight(term, pos)), dims: [] };
+      }
+      const sv = o.optimizer.scalarValues(t + j + 1, lr);
+      for (const name of o.optimizer.scalars) feeds[at(`opt:${name}`, j)] = { data: Float32Array.of(sv[name]!), dims: [] };
+    }
+    if (o.teacher.kind === 'online' && (o.graph.needsTeacher || o.graph.teacherFeatures.length > 0)) {
+      const out = await o.teacher.teacher.run(this.joined!.subarray(0, offset * this.ss), offset);
+      const w = this.teacherWidth;
+      for (let j = 0; j < group; j++) {
+        const a = offsets[j]!;
+        const n = rows[j]!;
+        if (o.graph.needsTeacher) feeds[at('teacher', j)] = { data: out.logits.subarray(a * w, (a + n) * w), dims: [n, w] };
+        for (const name of o.graph.teacherFeatures) {
+          const fw = o.teacher.teacher.featureWidths.get(name)!;
+          feeds[at(`tfeat:${name}`, j)] = { data: out.features.get(name)!.subarray(a * fw, (a + n) * fw), dims: [n, fw] };
+        }
+      }
+    }
+    return { feeds, sizes, rows, lr };
+  }
+}
+
+function oneHot(y: Int32Array, n: number, c: number): Float32Array {
+  const out = new Float32Array(n * c);
+  for (let i = 0; i < n; i++) out[i * c + y[i]!] = 1;
+  return out;
+}

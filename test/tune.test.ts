@@ -1,0 +1,173 @@
+import { test, after, before } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { parse as parseYaml } from 'yaml';
+import { loadConfig, parseConfig } from '../src/config/load.js';
+import { runDistillation } from '../src/pipeline/run.js';
+import { BEST_CONFIG_FILE, TUNE_RECORD_FILE, type TuneRecord, runTune } from '../src/pipeline/tune.js';
+import { createProgress } from '../src/report/index.js';
+import { KdError } from '../src/errors.js';
+import { Rng } from '../src/util/rng.js';
+
+const root = mkdtempSync(join(tmpdir(), 'kd-tune-'));
+after(() => rmSync(root, { recursive: true, force: true }));
+const silent = () => createProgress({ quiet: true, stream: { write: () => true } });
+const csv = join(root, 'blobs.csv');
+
+before(() => {
+  // Three overlapping Gaussian classes in 5 dimensions: easy enough to learn in a few epochs, hard enough that
+  // settings matter.
+  const rng = new Rng(17);
+  const lines = ['a,b,c,d,e,label'];
+  for (let i = 0; i < 450; i++) {
+    const k = i % 3;
+    const row = [0, 1, 2, 3, 4].map((j) => (rng.normal() * 1.3 + (j === k ? 1.6 : 0) + (j === 3 && k === 2 ? 0.8 : 0)).toFixed(4));
+    lines.push(`${row.join(',')},c${k}`);
+  }
+  writeFileSync(csv, `${lines.join('\n')}\n`);
+});
+
+function config(out: string, tune: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name: 'blobs',
+    seed: 4,
+    output: out,
+    data: { dataset: { type: 'csv', path: csv, label: 'label' }, validation: 0.2, test: 0.2, standardize: true },
+    teacher: { type: 'train', model: { type: 'mlp', hidden: [32] }, train: { epochs: 12, batchSize: 32, optimizer: { type: 'adam', lr: 0.01 } } },
+    student: { model: { type: 'mlp', hidden: [3] }, train: { epochs: 4, batchSize: 32, optimizer: { type: 'adam', lr: 0.01 } } },
+    distill: { terms: [{ type: 'ce', weight: 0.5 }, { type: 'kd', temperature: 2, weight: 0.5 }] },
+    runtime: { threads: 1, stepsPerRun: 2, checkpointEvery: 3 },
+    tune: {
+      strategy: 'halving',
+      trials: 5,
+      halving: { minEpochs: 1, eta: 2 },
+      space: {
+        'distill.terms[kd].temperature': [1, 2, 4],
+        'distill.terms[kd].weight': { min: 0.3, max: 0.9 },
+        'student.train.augment.noise': [0, 0.2],
+      },
+      ...tune,
+    },
+  };
+}
+
+let reference: Awaited<ReturnType<typeof runTune>> | undefined;
+const testReads: string[] = [];
+async function uninterrupted() {
+  reference ??= await runTune(parseConfig(config(join(root, 'ref'))), { progress: silent(), skipSpeed: true, onTestRead: (stage) => testReads.push(stage) });
+  return reference;
+}
+
+test('tune: successive halving on the validation split, the test split read once afterwards, best.yaml reproduces the chosen trial', async () => {
+  const { record, tune } = await uninterrupted();
+  // Rungs 1, 2, 4 epochs: 5 trials, then the best 2, then the best 1.
+  assert.deepEqual(tune.rungs, [1, 2, 4]);
+  assert.deepEqual([0, 1, 2].map((r) => tune.results.filter((x) => x.rung === r).length), [5, 2, 1]);
+  assert.equal(tune.status, 'done');
+  // The test split was never read during the search; it was read after it, for the chosen configuration.
+  assert.equal(tune.test.readDuringSearch, false);
+  assert.ok(!testReads.includes('search'));
+  assert.deepEqual([...new Set(testReads)], ['final']);
+  assert.match(tune.test.evaluated, /once, after the search/);
+  // The chosen trial is the best at the last rung, and the record reports it.
+  const last = tune.results.filter((r) => r.rung === 2);
+  assert.equal(tune.best!.trial, last[0]!.trial);
+  const distilled = record.models.find((m) => m.role === 'student-distilled')!;
+  assert.equal(distilled.final.validation.acc, tune.best!.valAcc);
+  assert.equal(record.tune?.best, tune.best!.trial);
+  assert.ok(record.models.some((m) => m.role === 'student-alone'), 'the student alone is trained with the chosen settings');
+  assert.match(readFileSync(join(root, 'ref', 'report.html'), 'utf8'), /Hyperparameter search/);
+
+  // best.yaml is a complete run config without a tune block; kdistill run on it gives the same validation number.
+  const yamlText = readFileSync(join(root, 'ref', BEST_CONFIG_FILE), 'utf8');
+  assert.equal((parseYaml(yamlText) as Record<string, unknown>).tune, undefined);
+  const best = loadConfig(join(root, 'ref', BEST_CONFIG_FILE));
+  const run = await runDistillation({ ...best, output: join(root, 'best-run') }, { progress: silent(), skipSpeed: true });
+  const again = run.models.find((m) => m.role === 'student-distilled')!;
+  assert.equal(again.final.validation.acc, tune.best!.valAcc);
+  assert.equal(again.final.validation.loss, tune.best!.valLoss);
+  assert.deepEqual(readFileSync(join(root, 'best-run', 'student-distilled.onnx')), readFileSync(join(root, 'ref', 'student-distilled.onnx')));
+});
+
+test('tune: stopped twice (Ctrl-C) and resumed, the search records the same results and makes the same choice', async () => {
+  const ref = (await uninterrupted()).tune;
+  const out = join(root, 'stopped');
+  let calls = 0;
+  const stopAt = new Set([9, 30]);
+  let stops = 0;
+  let done: TuneRecord | undefined;
+  for (let attempt = 0; attempt < 6 && !done; attempt++) {
+    try {
+      done = (await runTune(parseConfig(config(out)), { progress: silent(), skipSpeed: true, resume: attempt > 0, shouldStop: () => stopAt.has(++calls) })).tune;
+    } catch (e) {
+      assert.ok(e instanceof KdError && e.code === 'KD_INTERRUPTED', `expected KD_INTERRUPTED, got ${e}`);
+      assert.match(e.fix ?? '', /kdistill tune --resume/);
+      stops++;
+    }
+  }
+  assert.equal(stops, 2);
+  assert.ok(done);
+  assert.deepEqual(strip(done.results), strip(ref.results));
+  assert.deepEqual(done.best, ref.best);
+});
+
+test('tune: killed with SIGKILL in the middle of the search, `kdistill tune --resume` ends with the same choice', async () => {
+  const ref = (await uninterrupted()).tune;
+  const out = join(root, 'killed');
+  const file = join(root, 'killed.yaml');
+  writeFileSync(file, JSON.stringify(config(out)));
+  const cli = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
+  const child = spawn(process.execPath, [cli, 'tune', file, '--quiet'], { stdio: 'ignore' });
+  // Kill once two trials are recorded (bounded: 600 polls of 50 ms).
+  for (let i = 0; i < 600; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    const rec = existsSync(join(out, TUNE_RECORD_FILE)) ? (JSON.parse(readFileSync(join(out, TUNE_RECORD_FILE), 'utf8')) as TuneRecord) : undefined;
+    if ((rec?.results.length ?? 0) >= 2 || child.exitCode !== null) break;
+  }
+  child.kill('SIGKILL');
+  await new Promise((r) => child.once('exit', r));
+  const before = JSON.parse(readFileSync(join(out, TUNE_RECORD_FILE), 'utf8')) as TuneRecord;
+  assert.ok(before.status !== 'done', 'the search was killed before it finished');
+  const done = (await runTune(parseConfig(config(out)), { progress: silent(), skipSpeed: true, resume: true })).tune;
+  assert.deepEqual(strip(done.results), strip(ref.results));
+  assert.deepEqual(done.best, ref.best);
+});
+
+test('tune: a bad search is refused before any training, listing every problem with a coded error', async () => {
+  const out = join(root, 'bad');
+  const cfg = parseConfig(
+    config(out, {
+      strategy: 'halving',
+      halving: { minEpochs: 9 },
+      space: {
+        'student.train.optimzer.lr': [0.01, 0.1],
+        'distill.terms[kd].temperature': { min: 8, max: 2 },
+        'student.train.augment.shift': [0, 2],
+        'teacher.train.epochs': [1, 2],
+      },
+    }),
+  );
+  await assert.rejects(runTune(cfg, { progress: silent(), skipSpeed: true }), (e: KdError) => {
+    assert.equal(e.code, 'KD_CONFIG_INVALID');
+    const text = e.message;
+    assert.match(text, /optimzer/);
+    assert.match(text, /did you mean "optimizer"/);
+    assert.match(text, /temperature.*max|<= max|min/);
+    assert.match(text, /shift/);
+    assert.match(text, /CSV/);
+    assert.match(text, /teacher/);
+    assert.match(text, /minEpochs/);
+    return true;
+  });
+  assert.ok(!existsSync(join(out, TUNE_RECORD_FILE)), 'nothing was written');
+  const empty = parseConfig(config(join(root, 'empty'), { strategy: 'random', halving: undefined, trials: 2, space: {} }));
+  await assert.rejects(runTune(empty, { progress: silent(), skipSpeed: true }), (e: KdError) => e.code === 'KD_CONFIG_INVALID' && /tune\.space/.test(e.message));
+});
+
+/** Results without their wall times. */
+function strip(results: TuneRecord['results']) {
+  return results.map(({ seconds: _s, ...r }) => r);
+}
