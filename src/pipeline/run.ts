@@ -17,6 +17,7 @@ import {
   writeRunRecord,
 } from '../report/index.js';
 import { writeFileAtomic } from '../util/fs.js';
+import { diagnoseRun } from './diagnose.js';
 import { type Finalized, finalize } from './finalize.js';
 import { CHECKPOINT_DIR, readProgressFile, withOutputFolder } from './outdir.js';
 import { type PhaseContext, checkpointPath, phaseContext, timed } from './phase.js';
@@ -142,6 +143,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
       resources: { memoryEstimateBytes: estimate, peakRssBytes: process.resourceUsage().maxRSS * 1024 },
       teaching: student.online ? 'online' : 'cached',
       teacherCache: outputs?.kind === 'cached' ? outputs.cacheInfo : undefined,
+      diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),
     };
     writeRunRecord(out, record);
     writeHtmlReport(out, record);

@@ -22,6 +22,7 @@ import {
   writeRunRecord,
 } from '../report/index.js';
 import { ensureDir, writeFileAtomic } from '../util/fs.js';
+import { diagnoseRun } from './diagnose.js';
 import { evaluateOnnx } from './evaluate.js';
 import { sealSplit } from './guard.js';
 import { CHECKPOINT_DIR, readProgressFile, withOutputFolder } from './outdir.js';
@@ -364,6 +365,7 @@ async function final(
     phases: { teacher: rec.teacherSeconds ?? 0, search: rec.results.reduce((n, r) => n + r.seconds, 0), ...ctx.wallSeconds },
     totalSeconds: rec.totalSeconds,
     teaching: student.online ? 'online' : 'cached',
+    diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),
     tune: summary,
   };
   writeRunRecord(ctx.out, record);

@@ -5,6 +5,7 @@ import type { ModelResult, RunRecord } from './record.js';
 import { comparisonTable, distillationLines, isNum, modelLabel } from './summary.js';
 import { barChart, escapeHtml as esc, lineChart, PALETTE, percentTicks, type Series } from './svg.js';
 import { fmtBytes, fmtNumber, fmtPct, fmtSeconds } from './table.js';
+import { diagnosisSection } from './diagnosis-html.js';
 import { tuneSection } from './tune-html.js';
 
 export const HTML_REPORT_FILE = 'report.html';
@@ -21,6 +22,7 @@ export function renderHtmlReport(record: RunRecord): string {
   const sections: string[] = [];
   sections.push(header(record));
   sections.push(resultsSection(record));
+  sections.push(diagnosisSection(record));
   sections.push(tuneSection(record));
   sections.push(plotsSection(models, colors));
   sections.push(finalMetricsSection(models));
@@ -74,6 +76,7 @@ tr.chosen td { background: #fff4e0; font-weight: 600; }
 .plots svg { display: block; max-width: 100%; height: auto; }
 .meta { display: flex; flex-wrap: wrap; gap: 28px; align-items: flex-start; }
 .meta h3 { font-size: 14px; margin: 0 0 4px; }
+section h3 { font-size: 14px; margin: 16px 0 4px; }
 pre { background: #fff; border: 1px solid #e0e0e0; border-radius: 4px; padding: 10px 12px; overflow-x: auto; font: 12.5px/1.45 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
 footer { margin-top: 36px; color: #888; font-size: 12px; }
 `;

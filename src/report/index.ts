@@ -5,3 +5,6 @@ export * from './record.js';
 export * from './summary.js';
 export * from './svg.js';
 export * from './html.js';
+export * from './diagnosis.js';
+export * from './tune-html.js';
+export * from './diagnosis-html.js';

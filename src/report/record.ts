@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import * as os from 'node:os';
 import { writeFileAtomic } from '../util/fs.js';
 import { KdError } from '../errors.js';
+import type { Diagnosis } from './diagnosis.js';
 
 /**
  * The run record: everything needed to read, compare and reproduce a run, written as `run.json` next to the
@@ -74,6 +75,8 @@ export interface RunRecord {
   teaching?: 'cached' | 'online';
   /** The hyperparameter search this record ends (kdistill tune): every trial and the choice. */
   tune?: TuneSummary;
+  /** Fidelity to the teacher, calibration, per-class accuracy, confusion matrix and hints (src/report/diagnosis.ts). */
+  diagnosis?: Diagnosis;
 }
 
 /** What the report shows of a search (src/pipeline/tune.ts writes the whole search to tune.json). */

@@ -1,4 +1,5 @@
 import type { ModelResult, RunRecord } from './record.js';
+import { diagnosisLines } from './diagnosis.js';
 import { type Align, fmtBytes, fmtInt, fmtMs, fmtPct, fmtSeconds, formatTable } from './table.js';
 
 export interface ComparisonTable {
@@ -88,6 +89,7 @@ export function formatSummary(record: RunRecord): string {
   const parts = [formatTable(t.headers, t.rows, { align: t.align }) + '\n' + t.note];
   const lines = distillationLines(record);
   if (lines.length > 0) parts.push(lines.join('\n'));
+  if (record.diagnosis) parts.push(diagnosisLines(record.diagnosis).join('\n'));
   if (isNum(record.totalSeconds)) parts.push(`total wall time ${fmtSeconds(record.totalSeconds)}`);
   return parts.join('\n\n');
 }

@@ -360,3 +360,205 @@ export function barChart(spec: BarChartSpec): string {
   );
   return parts.join('\n');
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// Reliability diagram, heatmap, scatter chart (diagnosis and search sections of the report).
+
+export interface ReliabilitySeries {
+  name: string;
+  color?: string;
+  /** Expected calibration error, shown in the legend. */
+  ece: number;
+  /** Equal-width confidence bins; empty bins (count 0, NaN accuracy) draw nothing. */
+  bins: readonly { lo: number; hi: number; count: number; confidence: number; accuracy: number }[];
+}
+
+/**
+ * Accuracy against confidence per bin, one line with points per model, over the diagonal of perfect calibration:
+ * points below the diagonal are over-confident. Point size grows with the bin's share of the samples.
+ */
+export function reliabilityDiagram(spec: { title: string; series: readonly ReliabilitySeries[]; width?: number }): string {
+  const width = spec.width ?? 520;
+  const size = width - 80;
+  const left = 56;
+  const top = 34;
+  const series = spec.series.map((s, i) => ({ ...s, color: s.color ?? PALETTE[i % PALETTE.length]! }));
+  if (series.every((s) => s.bins.every((b) => !(b.count > 0)))) return emptyChart(spec.title, width, 'no data');
+  const X = (v: number) => left + v * size;
+  const Y = (v: number) => top + (1 - v) * size;
+  const labels = series.map((s) => `${s.name} (ECE ${Number.isFinite(s.ece) ? s.ece.toFixed(3) : '—'})`);
+  const legend = legendRows(labels, width, left);
+  const legendTop = top + size + 48;
+  const height = legendTop + (Math.max(0, ...legend.map((l) => l.row)) + 1) * 20 + 4;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(spec.title)}" ${FONT}>`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="600">${esc(spec.title)}</text>`,
+  ];
+  for (const v of [0, 0.2, 0.4, 0.6, 0.8, 1]) {
+    parts.push(`<line x1="${n(X(0))}" x2="${n(X(1))}" y1="${n(Y(v))}" y2="${n(Y(v))}" stroke="#e3e3e3"/>`);
+    parts.push(`<text x="${left - 6}" y="${n(Y(v))}" dy="0.32em" text-anchor="end" font-size="11" fill="#333">${esc(percentTicks(v, 0.2))}</text>`);
+    parts.push(`<text x="${n(X(v))}" y="${n(Y(0) + 18)}" text-anchor="middle" font-size="11" fill="#333">${esc(percentTicks(v, 0.2))}</text>`);
+  }
+  parts.push(
+    `<path d="M${n(X(0))},${n(Y(1))}V${n(Y(0))}H${n(X(1))}" fill="none" stroke="#333"/>`,
+    `<line x1="${n(X(0))}" y1="${n(Y(0))}" x2="${n(X(1))}" y2="${n(Y(1))}" stroke="#999" stroke-dasharray="4 3"><title>perfect calibration</title></line>`,
+    `<text x="${n(X(0.5))}" y="${n(Y(0) + 36)}" text-anchor="middle" font-size="12">confidence (top softmax probability)</text>`,
+    `<text transform="translate(14 ${n(top + size / 2)}) rotate(-90)" text-anchor="middle" font-size="12">accuracy</text>`,
+  );
+  for (const s of series) {
+    const total = s.bins.reduce((a, b) => a + (b.count > 0 ? b.count : 0), 0);
+    const pts = s.bins.filter((b) => b.count > 0 && Number.isFinite(b.accuracy) && Number.isFinite(b.confidence));
+    if (pts.length === 0) continue;
+    parts.push(`<path d="${pts.map((b, i) => `${i === 0 ? 'M' : 'L'}${n(X(b.confidence))},${n(Y(b.accuracy))}`).join('')}" fill="none" stroke="${esc(s.color)}" stroke-width="2"><title>${esc(s.name)}</title></path>`);
+    for (const b of pts) {
+      const r = 2.5 + 5 * Math.sqrt(b.count / Math.max(1, total));
+      parts.push(
+        `<circle cx="${n(X(b.confidence))}" cy="${n(Y(b.accuracy))}" r="${n(r)}" fill="${esc(s.color)}" fill-opacity="0.75"><title>${esc(`${s.name}: confidence ${b.lo.toFixed(2)}-${b.hi.toFixed(2)}, ${b.count} samples, mean confidence ${(b.confidence * 100).toFixed(1)} %, accuracy ${(b.accuracy * 100).toFixed(1)} %`)}</title></circle>`,
+      );
+    }
+  }
+  series.forEach((s, i) => {
+    const { x, row } = legend[i]!;
+    const y = legendTop + row * 20;
+    parts.push(`<line x1="${n(x)}" x2="${n(x + 22)}" y1="${y}" y2="${y}" stroke="${esc(s.color)}" stroke-width="2.5"/>`);
+    parts.push(`<text x="${n(x + 28)}" y="${y}" dy="0.32em" font-size="12">${esc(labels[i]!)}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}
+
+export interface HeatmapSpec {
+  title: string;
+  rowLabels: readonly string[];
+  colLabels: readonly string[];
+  /** values[row][col]; NaN leaves the cell grey and empty. */
+  values: readonly (readonly number[])[];
+  rowTitle: string;
+  colTitle: string;
+  format?: (v: number) => string;
+  /** Cells to outline (e.g. the chosen configuration). */
+  highlight?: readonly (readonly [number, number])[];
+  width?: number;
+}
+
+/** A matrix of numbers as coloured cells (light to dark blue by value), each printing its value. */
+export function heatmap(spec: HeatmapSpec): string {
+  const rows = spec.rowLabels.length;
+  const cols = spec.colLabels.length;
+  const finite = spec.values.flat().filter(Number.isFinite);
+  const width = spec.width ?? Math.min(620, Math.max(320, 120 + cols * 52));
+  if (rows === 0 || cols === 0 || finite.length === 0) return emptyChart(spec.title, width, 'no data');
+  const fmt = spec.format ?? ((v: number) => String(Number(v.toPrecision(3))));
+  const left = Math.round(Math.min(160, 40 + Math.max(...spec.rowLabels.map((l) => l.length)) * CHAR_W));
+  const top = 40;
+  const cell = Math.max(22, Math.min(56, Math.floor((width - left - 16) / cols)));
+  const height = top + rows * cell + 56;
+  const lo = Math.min(...finite);
+  const hi = Math.max(...finite);
+  const shade = (v: number) => {
+    const f = hi > lo ? (v - lo) / (hi - lo) : 0.5;
+    // From #eef4fb to #08519c.
+    const mix = (a: number, b: number) => Math.round(a + (b - a) * f);
+    return { fill: `rgb(${mix(238, 8)},${mix(244, 81)},${mix(251, 156)})`, ink: f > 0.55 ? '#fff' : '#1a1a1a' };
+  };
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(spec.title)}" ${FONT}>`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="600">${esc(spec.title)}</text>`,
+  ];
+  const fontSize = cell >= 40 ? 11 : 9;
+  for (let r = 0; r < rows; r++) {
+    const y = top + r * cell;
+    parts.push(`<text x="${left - 6}" y="${n(y + cell / 2)}" dy="0.32em" text-anchor="end" font-size="11">${esc(spec.rowLabels[r]!)}</text>`);
+    for (let c = 0; c < cols; c++) {
+      const v = spec.values[r]?.[c] ?? NaN;
+      const x = left + c * cell;
+      if (!Number.isFinite(v)) {
+        parts.push(`<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="#f2f2f2" stroke="#fff"/>`);
+        continue;
+      }
+      const s = shade(v);
+      parts.push(`<rect x="${x}" y="${y}" width="${cell}" height="${cell}" fill="${s.fill}" stroke="#fff"><title>${esc(`${spec.rowTitle} ${spec.rowLabels[r]}, ${spec.colTitle} ${spec.colLabels[c]}: ${fmt(v)}`)}</title></rect>`);
+      parts.push(`<text x="${n(x + cell / 2)}" y="${n(y + cell / 2)}" dy="0.32em" text-anchor="middle" font-size="${fontSize}" fill="${s.ink}">${esc(fmt(v))}</text>`);
+    }
+  }
+  for (const [r, c] of spec.highlight ?? []) parts.push(`<rect x="${left + c * cell + 1}" y="${top + r * cell + 1}" width="${cell - 2}" height="${cell - 2}" fill="none" stroke="#D55E00" stroke-width="2.5"/>`);
+  for (let c = 0; c < cols; c++) {
+    parts.push(`<text x="${n(left + c * cell + cell / 2)}" y="${top + rows * cell + 16}" text-anchor="middle" font-size="11">${esc(spec.colLabels[c]!)}</text>`);
+  }
+  parts.push(
+    `<text x="${n(left + (cols * cell) / 2)}" y="${top + rows * cell + 38}" text-anchor="middle" font-size="12">${esc(spec.colTitle)}</text>`,
+    `<text transform="translate(14 ${n(top + (rows * cell) / 2)}) rotate(-90)" text-anchor="middle" font-size="12">${esc(spec.rowTitle)}</text>`,
+    '</svg>',
+  );
+  return parts.join('\n');
+}
+
+export interface ScatterPoint {
+  x: number;
+  y: number;
+  label?: string;
+  color?: string;
+  /** Drawn larger, with its label. */
+  emphasis?: boolean;
+}
+
+/** Points on tick-labelled axes (x optionally on a log scale), each with its label as a tooltip. */
+export function scatterChart(spec: { title: string; xLabel: string; yLabel: string; points: readonly ScatterPoint[]; xLog?: boolean; yFormat?: TickFormat; width?: number; height?: number }): string {
+  const width = spec.width ?? 520;
+  const plotH = spec.height ?? 260;
+  const pts = spec.points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y) && (!spec.xLog || p.x > 0));
+  if (pts.length === 0) return emptyChart(spec.title, width, 'no data');
+  const fmtY = spec.yFormat ?? plainTicks;
+  const yt = niceTicks(Math.min(...pts.map((p) => p.y)), Math.max(...pts.map((p) => p.y)), 5);
+  const yLo = yt.ticks[0]!;
+  const yHi = yt.ticks[yt.ticks.length - 1]!;
+  const yLabels = yt.ticks.map((v) => fmtY(v, yt.step));
+  const xv = pts.map((p) => (spec.xLog ? Math.log10(p.x) : p.x));
+  let xLo = Math.min(...xv);
+  let xHi = Math.max(...xv);
+  if (xHi === xLo) {
+    xLo -= spec.xLog ? 0.5 : 1;
+    xHi += spec.xLog ? 0.5 : 1;
+  }
+  const xt = spec.xLog ? undefined : niceTicks(xLo, xHi, 6);
+  if (xt) {
+    xLo = xt.ticks[0]!;
+    xHi = xt.ticks[xt.ticks.length - 1]!;
+  }
+  const xTicks = xt
+    ? xt.ticks.map((v) => ({ pos: v, text: plainTicks(v, xt.step) }))
+    : Array.from({ length: Math.floor(xHi) - Math.ceil(xLo) + 1 }, (_, i) => Math.ceil(xLo) + i).map((e) => ({ pos: e, text: fmtLogTick(10 ** e) }));
+  const left = Math.round(Math.max(40, Math.max(...yLabels.map((l) => l.length)) * CHAR_W + 30));
+  const top = 34;
+  const plotW = width - left - 16;
+  const X = (v: number) => left + ((v - xLo) / (xHi - xLo)) * plotW;
+  const Y = (v: number) => top + plotH - ((v - yLo) / (yHi - yLo)) * plotH;
+  const bottom = top + plotH;
+  const height = bottom + 48;
+  const parts: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(spec.title)}" ${FONT}>`,
+    `<text x="${width / 2}" y="20" text-anchor="middle" font-size="14" font-weight="600">${esc(spec.title)}</text>`,
+  ];
+  yt.ticks.forEach((v, i) => {
+    parts.push(`<line x1="${left}" x2="${left + plotW}" y1="${n(Y(v))}" y2="${n(Y(v))}" stroke="#e3e3e3"/>`);
+    parts.push(`<text x="${left - 6}" y="${n(Y(v))}" dy="0.32em" text-anchor="end" font-size="11" fill="#333">${esc(yLabels[i]!)}</text>`);
+  });
+  for (const t of xTicks) {
+    parts.push(`<line x1="${n(X(t.pos))}" x2="${n(X(t.pos))}" y1="${bottom}" y2="${bottom + 5}" stroke="#333"/>`);
+    parts.push(`<text x="${n(X(t.pos))}" y="${bottom + 18}" text-anchor="middle" font-size="11" fill="#333">${esc(t.text)}</text>`);
+  }
+  parts.push(
+    `<path d="M${left},${top}V${bottom}H${left + plotW}" fill="none" stroke="#333"/>`,
+    `<text x="${left + plotW / 2}" y="${bottom + 36}" text-anchor="middle" font-size="12">${esc(spec.xLabel + (spec.xLog ? ' (log scale)' : ''))}</text>`,
+    `<text transform="translate(14 ${top + plotH / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(spec.yLabel)}</text>`,
+  );
+  pts.forEach((p, i) => {
+    const cx = n(X(xv[i]!));
+    const cy = n(Y(p.y));
+    const color = p.color ?? PALETTE[0]!;
+    parts.push(`<circle cx="${cx}" cy="${cy}" r="${p.emphasis ? 6 : 4}" fill="${esc(color)}" fill-opacity="${p.emphasis ? 1 : 0.7}"${p.emphasis ? ' stroke="#1a1a1a" stroke-width="1.5"' : ''}><title>${esc(p.label ?? `${p.x}, ${p.y}`)}</title></circle>`);
+    if (p.emphasis && p.label) parts.push(`<text x="${cx}" y="${n(Y(p.y) - 10)}" text-anchor="middle" font-size="11">${esc(p.label)}</text>`);
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}
