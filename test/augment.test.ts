@@ -265,3 +265,75 @@ test('affine: no rotation and no scaling is the identity; 180° maps (y, x) to (
     for (let y = 0; y < 4; y++) for (let x = 0; x < 5; x++) assert.ok(Math.abs(turned[ch * 20 + y * 5 + x]! - src[ch * 20 + (3 - y) * 5 + (4 - x)]!) < 1e-4, `(${ch}, ${y}, ${x})`);
   }
 });
+
+test('views: a discrete augmentation counts its views, and each augmented row is exactly its view of the source', async () => {
+  const { viewSet } = await import('../src/data/index.js');
+  assert.equal(viewSet({ shift: 1 }, [1, 6, 6])!.count, 9);
+  assert.equal(viewSet({ crop: { padding: 2, fill: 'reflect' }, flip: true }, [1, 6, 6])!.count, 50);
+  assert.equal(viewSet({ flip: true }, [3, 6, 6])!.count, 2);
+  assert.equal(viewSet({ shift: 1, mixup: 0.2 }, [1, 6, 6]), undefined);
+  assert.equal(viewSet({ shift: 1, crop: { padding: 1, fill: 'zero' } }, [1, 6, 6]), undefined);
+  assert.equal(viewSet({ shift: 1 }, [36]), undefined);
+  for (const spec of [{ shift: 2, flip: true }, { crop: { padding: 1, fill: 'reflect' as const }, flip: true }, { flip: true }]) {
+    const shape = [2, 6, 7];
+    const n = 40;
+    const x = Float32Array.from({ length: n * 84 }, (_, i) => (i * 7919) % 101);
+    const aug = new Augmenter(spec, shape, 3, n, undefined, true);
+    const out = aug.apply(x, new Int32Array(n), Int32Array.from({ length: n }, (_, i) => i), n, new Rng(6));
+    const vs = viewSet(spec, shape)!;
+    const one = new Float32Array(84);
+    const seen = new Set<number>();
+    for (let i = 0; i < n; i++) {
+      const v = out.views![i]!;
+      seen.add(v);
+      vs.apply(x.subarray(i * 84, (i + 1) * 84), one, 1, v);
+      assert.deepEqual(one, out.x.subarray(i * 84, (i + 1) * 84), `row ${i} is view ${v} of its source (${JSON.stringify(spec)})`);
+    }
+    assert.ok(seen.size > 1);
+  }
+});
+
+test('views: a run with a flip-only augmentation teaches from view tables, like the online teacher', async () => {
+  const cfg = (out: string) => parseConfig({
+    seed: 3,
+    output: out,
+    data: { dataset: 'mnist', limitTrain: 700, limitTest: 200 },
+    teacher: { type: 'train', model: { type: 'mlp', hidden: [32] }, train: { epochs: 1, batchSize: 64 } },
+    student: { model: { type: 'mlp', hidden: [8] }, train: { epochs: 3, batchSize: 64, augment: { flip: true } } },
+    distill: { terms: [{ type: 'ce', weight: 0.3 }, { type: 'kd', temperature: 2, weight: 0.7 }] },
+    runtime: { threads: 1 },
+  });
+  const r = await runDistillation(cfg(join(root, 'views')), { progress: silent(), skipSpeed: true });
+  assert.equal(r.teaching, 'views');
+  // The same run with one epoch fewer than views... (2 views ≤ 3 epochs) — and forced online through the trainer:
+  const { train: all, test: testSet } = loadMnist({ limitTrain: 700, limitTest: 200 });
+  const splits = makeSplits({ train: all, test: testSet }, { validation: 0.1 }, 3);
+  const teacherFile = join(root, 'views', 'teacher.onnx');
+  const loaded = await OnnxTeacher.load(teacherFile, { runtime: { threads: 1 } });
+  try {
+    const online = await OnlineTeachers.create([loaded], splits.train);
+    const { viewSet: vsOf } = await import('../src/data/index.js');
+    const vs = vsOf({ flip: true }, [1, 28, 28])!;
+    const logits = [];
+    const x = new Float32Array(splits.train.x.length);
+    for (let v = 0; v < vs.count; v++) {
+      vs.apply(splits.train.x, x, splits.train.n, v);
+      logits.push(await loaded.logitTable([{ ...splits.train, x }]));
+    }
+    const student = new Mlp({ inputShape: [1, 28, 28], hidden: [8], numClasses: 10 });
+    const base = {
+      model: student, params: initParams(student, new Rng(2)), train: splits.train, validation: splits.validation, epochs: 3, batchSize: 64,
+      optimizer: { type: 'sgd' as const, lr: 0.05, momentum: 0.9, nesterov: false, weightDecay: 0 }, schedule: { type: 'constant' as const, warmupEpochs: 0 },
+      terms: createTerms([{ type: 'ce', weight: 0.3 }, { type: 'kd', temperature: 2, weight: 0.7 }]), augment: { flip: true }, seed: 8, runtime: { threads: 1, stepsPerRun: 2 },
+    };
+    const byTable = await train({ ...base, teacherViews: { logits, features: new Map() } });
+    const byRun = await train({ ...base, onlineTeacher: online });
+    // The same views, the same teacher: the same training up to float rounding of the teacher's batches.
+    byTable.history.forEach((h, i) => {
+      assert.ok(Math.abs(h.trainLoss - byRun.history[i]!.trainLoss) < 1e-4, `epoch ${i + 1}: ${h.trainLoss} vs ${byRun.history[i]!.trainLoss}`);
+      assert.ok(Math.abs(h.valAcc - byRun.history[i]!.valAcc) <= 2 / splits.validation.n);
+    });
+  } finally {
+    await loaded.dispose();
+  }
+});

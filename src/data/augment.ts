@@ -125,6 +125,57 @@ export function imageOnlyAugmentations(spec: AugmentSpec | undefined): string[] 
   return out;
 }
 
+/**
+ * The finite set of views a discrete augmentation makes of an image: shifts (or zero/reflect crops) by (dx, dy) in
+ * [−k, k]² and, with flip, mirrored or not. With so few views (9 for ±1 pixel, 50 for ±2 and a flip), the teacher's
+ * outputs on every view of every sample can be computed once and looked up per view, which keeps consistent teaching
+ * as cheap per step as cached teaching once the epochs outnumber the views.
+ */
+export interface ViewSet {
+  count: number;
+  k: number;
+  flip: boolean;
+  fill: 'zero' | 'reflect';
+  /** The view of a shift and a flip flag. */
+  index(dx: number, dy: number, flipped: number): number;
+  /** Writes view `v` of `count` images. */
+  apply(src: Float32Array, out: Float32Array, count: number, v: number): void;
+}
+
+/** The views of a spec that only shifts (or crops) and flips images; undefined for any other augmentation. */
+export function viewSet(spec: AugmentSpec | undefined, sampleShape: readonly number[]): ViewSet | undefined {
+  if (!spec || sampleShape.length !== 3) return undefined;
+  const shift = spec.shift ?? 0;
+  const pad = spec.crop?.padding ?? 0;
+  const other = (spec.mixup ?? 0) > 0 || (spec.cutmix ?? 0) > 0 || (spec.noise ?? 0) > 0 || (spec.munge?.ratio ?? 0) > 0 || affineOn(spec);
+  // A shift after a crop loses the pixels the first moved out: not one shift any more.
+  if (other || (shift > 0 && pad > 0) || (shift === 0 && pad === 0 && !spec.flip)) return undefined;
+  const k = Math.max(shift, pad);
+  const fill = pad > 0 ? spec.crop!.fill : 'zero';
+  const flip = spec.flip === true;
+  const side = 2 * k + 1;
+  const f = flip ? 2 : 1;
+  const shape = [...sampleShape];
+  return {
+    count: side * side * f,
+    k,
+    flip,
+    fill,
+    index: (dx, dy, flipped) => ((dy + k) * side + (dx + k)) * f + (flip ? flipped : 0),
+    apply: (src, out, count, v) => {
+      const flipped = flip ? v % 2 : 0;
+      const cell = Math.floor(v / f);
+      const dx = (cell % side) - k;
+      const dy = Math.floor(cell / side) - k;
+      // The same code paths as random augmentation, fed the view's offsets as its "random" draws.
+      const fixed = { int: (() => { let i = 0; return () => (i++ % 2 === 0 ? dx + k : dy + k); })(), uniform: () => (flipped ? 0 : 0.99) } as unknown as Rng;
+      if (k > 0) cropImages(src, out, count, shape, k, fill, fixed);
+      else out.set(src.subarray(0, out.length));
+      if (flip) flipImages(out, count, shape, fixed);
+    },
+  };
+}
+
 /** One augmented batch: views into the augmenter's buffers, valid until its next call. */
 export interface AugmentedBatch {
   /** [n, ...sampleShape]; n ≥ the real batch size when MUNGE adds synthetic samples. */
@@ -135,6 +186,8 @@ export interface AugmentedBatch {
   y64: BigInt64Array;
   /** [n, classes] label targets when labels are mixed: rows sum to 1, or 0 for an unlabelled (MUNGE) row. */
   targets?: Float32Array;
+  /** Per row, the index of its view among a discrete augmentation's views (see ViewSet), when they are counted. */
+  views?: Int32Array;
 }
 
 /** Per-feature statistics of the training split the noise and MUNGE scales are measured in. */
@@ -238,7 +291,19 @@ export class Augmenter {
   private readonly numClasses: number;
   private readonly image: boolean;
   private readonly extra: number;
-  private readonly bufs: { a: Float32Array; b: Float32Array; y: Int32Array; y64: BigInt64Array; targets: Float32Array | undefined; perm: Int32Array };
+  private readonly bufs: {
+    a: Float32Array;
+    b: Float32Array;
+    y: Int32Array;
+    y64: BigInt64Array;
+    targets: Float32Array | undefined;
+    perm: Int32Array;
+    shifts: Int32Array;
+    flipped: Uint8Array;
+    views: Int32Array;
+  };
+  /** The discrete views this spec makes, when the trainer looks teacher outputs up per view. */
+  private readonly views: ViewSet | undefined;
 
   constructor(
     spec: AugmentSpec,
@@ -247,6 +312,8 @@ export class Augmenter {
     maxBatch: number,
     /** Training split, for MUNGE's neighbours and the noise scale. */
     private readonly train?: { x: Float32Array; stats: FeatureStats; neighbours?: Int32Array },
+    /** Record each row's view index (the spec must be discrete: see viewSet). */
+    countViews = false,
   ) {
     this.spec = spec;
     this.shape = [...sampleShape];
@@ -266,7 +333,12 @@ export class Augmenter {
       y64: new BigInt64Array(rows),
       targets: mixesLabels(spec) ? new Float32Array(rows * numClasses) : undefined,
       perm: new Int32Array(rows),
+      shifts: new Int32Array(2 * rows),
+      flipped: new Uint8Array(rows),
+      views: new Int32Array(rows),
     };
+    this.views = countViews ? viewSet(spec, sampleShape) : undefined;
+    if (countViews && !this.views) throw new RangeError('Augmenter: this augmentation has no finite set of views');
   }
 
   /** Rows an augmented batch of `batchSize` real samples has (MUNGE adds ratio·B). */
@@ -281,6 +353,7 @@ export class Augmenter {
   apply(x: Float32Array, y: Int32Array, rows: Int32Array, count: number, rng: Rng): AugmentedBatch {
     const s = this.spec;
     const ss = this.size;
+    let viewOut: Int32Array | undefined;
     const synthetic = Math.round((s.munge?.ratio ?? 0) * count);
     const n = count + synthetic;
     let cur = this.bufs.a.subarray(0, n * ss);
@@ -293,15 +366,22 @@ export class Augmenter {
     if (this.image) {
       const shift = s.shift ?? 0;
       const pad = s.crop?.padding ?? 0;
+      const shifts = this.views ? this.bufs.shifts.subarray(0, 2 * n) : undefined;
       if (shift > 0) {
-        jitterImages(cur, other, n, this.shape, shift, rng);
+        jitterImages(cur, other, n, this.shape, shift, rng, shifts);
         [cur, other] = [other, cur];
       }
       if (pad > 0) {
-        cropImages(cur, other, n, this.shape, pad, s.crop!.fill, rng);
+        cropImages(cur, other, n, this.shape, pad, s.crop!.fill, rng, shifts);
         [cur, other] = [other, cur];
       }
-      if (s.flip) flipImages(cur, n, this.shape, rng);
+      const flipped = this.views ? this.bufs.flipped.subarray(0, n) : undefined;
+      if (s.flip) flipImages(cur, n, this.shape, rng, flipped);
+      if (this.views) {
+        const views = this.bufs.views.subarray(0, n);
+        for (let i = 0; i < n; i++) views[i] = this.views.index(shifts![2 * i]!, shifts![2 * i + 1]!, flipped![i]!);
+        viewOut = views;
+      }
       if (affineOn(s)) {
         affineImages(cur, other, n, this.shape, s.affine!.rotate, s.affine!.scale, rng);
         [cur, other] = [other, cur];
@@ -353,7 +433,7 @@ export class Augmenter {
     }
     const y64 = this.bufs.y64.subarray(0, n);
     for (let i = 0; i < n; i++) y64[i] = BigInt(labels[i]!);
-    return { x: cur, n, y: labels, y64, ...(targets ? { targets } : {}) };
+    return { x: cur, n, y: labels, y64, ...(targets ? { targets } : {}), ...(viewOut ? { views: viewOut } : {}) };
   }
 
   /** Appends `synthetic` MUNGE rows after the `count` real ones in `out`. */
@@ -385,9 +465,9 @@ export class Augmenter {
  * Random crops of the original size from images padded by `pad` pixels on each side: an offset (dx, dy) in
  * [−pad, pad]² per image (dx then dy drawn, as jitterImages), the padding filled with zeros or by reflection.
  */
-export function cropImages(src: Float32Array, out: Float32Array, count: number, shape: readonly number[], pad: number, fill: 'zero' | 'reflect', rng: Rng): void {
+export function cropImages(src: Float32Array, out: Float32Array, count: number, shape: readonly number[], pad: number, fill: 'zero' | 'reflect', rng: Rng, shifts?: Int32Array): void {
   if (fill === 'zero') {
-    jitterImages(src, out, count, shape, pad, rng);
+    jitterImages(src, out, count, shape, pad, rng, shifts);
     return;
   }
   const [c, h, w] = shape as [number, number, number];
@@ -398,6 +478,10 @@ export function cropImages(src: Float32Array, out: Float32Array, count: number, 
   for (let i = 0; i < count; i++) {
     const dx = rng.int(span) - pad;
     const dy = rng.int(span) - pad;
+    if (shifts) {
+      shifts[2 * i] = dx;
+      shifts[2 * i + 1] = dy;
+    }
     for (let ch = 0; ch < c; ch++) {
       const plane = i * per + ch * h * w;
       for (let yy = 0; yy < h; yy++) {
@@ -444,11 +528,13 @@ export function affineImages(src: Float32Array, out: Float32Array, count: number
 }
 
 /** Flips each image left-right with probability 1/2, in place. */
-export function flipImages(x: Float32Array, count: number, shape: readonly number[], rng: Rng): void {
+export function flipImages(x: Float32Array, count: number, shape: readonly number[], rng: Rng, flipped?: Uint8Array): void {
   const [c, h, w] = shape as [number, number, number];
   const per = c * h * w;
   for (let i = 0; i < count; i++) {
-    if (rng.uniform() >= 0.5) continue;
+    const flip = rng.uniform() < 0.5;
+    if (flipped) flipped[i] = flip ? 1 : 0;
+    if (!flip) continue;
     for (let r = 0; r < c * h; r++) {
       const o = i * per + r * w;
       for (let a = 0, b = w - 1; a < b; a++, b--) {

@@ -26,4 +26,6 @@ export {
   cropImages,
   flipImages,
   affineImages,
+  viewSet,
+  type ViewSet,
 } from './augment.js';

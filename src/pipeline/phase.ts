@@ -98,8 +98,8 @@ export async function trainPhase(ctx: PhaseContext, p: TrainPhaseSpec): Promise<
     },
   };
   const t = p.teacher;
-  const teacherOptions: Pick<TrainOptions, 'teacher' | 'teacherFeatures' | 'onlineTeacher'> =
-    t?.kind === 'online' ? { onlineTeacher: t.teacher } : t?.kind === 'cached' ? { teacher: t.logits, teacherFeatures: t.features } : {};
+  const teacherOptions: Pick<TrainOptions, 'teacher' | 'teacherFeatures' | 'onlineTeacher' | 'teacherViews'> =
+    t?.kind === 'online' ? { onlineTeacher: t.teacher } : t?.kind === 'views' ? { teacherViews: t.views } : t?.kind === 'cached' ? { teacher: t.logits, teacherFeatures: t.features } : {};
   const terms = createTerms(p.terms, p.ensemble);
   const usesTeacher = terms.some((x) => x.needsTeacher || x.features);
   return train({

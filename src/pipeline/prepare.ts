@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
-import type { ModelConfig, RunConfig } from '../config/schema.js';
-import { type DataSplits, type Dataset, type Standardizer, augments, fitStandardizer, subset, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits } from '../data/index.js';
+import type { AugmentConfig, ModelConfig, RunConfig } from '../config/schema.js';
+import { type DataSplits, type Dataset, type Standardizer, augments, fitStandardizer, subset, viewSet, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits } from '../data/index.js';
 import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, countParams, initParams, resnetLayers, vggLayers } from '../nn/index.js';
 import { type EnsembleSpec, createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
 import { OnnxTeacher } from '../teachers/index.js';
@@ -57,9 +57,19 @@ export interface StudentPlan {
   teacherFeatures: string[];
   /** Whether the objective reads the teacher at all (any term but ce). */
   usesTeacher: boolean;
-  /** Whether the distilled student's teacher runs on each (augmented) batch instead of from cached outputs. */
+  /**
+   * How the distilled student is taught: `cached` (outputs on the plain samples, no augmentation), `views` (outputs
+   * on every view of a discrete augmentation, computed once and looked up per row) or `online` (the teacher run on
+   * every augmented batch).
+   */
+  teaching: Teaching;
+  /** Whether the teacher is run on augmented views (views or online): consistent teaching. */
   online: boolean;
+  /** The student's augmentation (the views a view table must cover). */
+  augment: AugmentConfig;
 }
+
+export type Teaching = 'cached' | 'views' | 'online';
 
 /**
  * The teacher of a config: a TF.js model is imported now (its checks run), an ensemble's teacher files are probed
@@ -105,7 +115,26 @@ export function planStudent(cfg: RunConfig, data: PreparedData, teacher: Pick<Te
   const created = createTerms(terms);
   const teacherFeatures = [...new Set(created.flatMap((t) => (t.features ? [t.features.teacher] : [])))];
   const usesTeacher = created.some((t) => t.needsTeacher || t.features);
-  return { model, terms, teacherFeatures, usesTeacher, online: usesTeacher && augments(cfg.student.train.augment) };
+  const teaching = chooseTeaching(cfg, data, usesTeacher, teacherFeatures.length > 0);
+  return { model, terms, teacherFeatures, usesTeacher, teaching, online: teaching !== 'cached', augment: cfg.student.train.augment };
+}
+
+/** Tables of a view cache larger than this are not built (the teacher runs online instead). */
+const VIEW_CACHE_BYTES = 2 * 2 ** 30;
+
+/**
+ * Consistent teaching by table when it is cheaper: a discrete augmentation (shifts or crops, flips) with at most as
+ * many views as the student trains epochs, one teacher and no feature terms (whose tensors would multiply the
+ * table by their width). The teacher then runs once per view of the training split instead of once per sample per
+ * epoch.
+ */
+function chooseTeaching(cfg: RunConfig, data: PreparedData, usesTeacher: boolean, features: boolean): Teaching {
+  const spec = cfg.student.train.augment;
+  if (!usesTeacher || !augments(spec)) return 'cached';
+  const views = viewSet(spec, data.splits.train.sampleShape);
+  if (!views || features || cfg.ensemble) return 'online';
+  const bytes = views.count * data.splits.train.n * data.splits.train.numClasses * 4;
+  return views.count <= cfg.student.train.epochs && bytes <= VIEW_CACHE_BYTES ? 'views' : 'online';
 }
 
 /** The static checks of a student that need no training: a TF.js export that would fail, and memory. */

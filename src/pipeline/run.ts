@@ -106,7 +106,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
     const pending = students.filter((s) => !(state.phases[s.role] && existsSync(join(out, STUDENT_FILES[s.role]))));
     // Teacher outputs are needed only while a distilled student still has to train.
     const outputs = pending.some((s) => s.role === 'student-distilled')
-      ? await teacherOutputsPhase(ctx, data, teacher, t.artifact, student.teacherFeatures, student.online)
+      ? await teacherOutputsPhase(ctx, data, teacher, t.artifact, student)
       : undefined;
     try {
       const init = studentInit(ctx, student);
@@ -141,7 +141,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
       phases: ctx.wallSeconds,
       totalSeconds: (performance.now() - t0) / 1000,
       resources: { memoryEstimateBytes: estimate, peakRssBytes: process.resourceUsage().maxRSS * 1024 },
-      teaching: student.online ? 'online' : 'cached',
+      teaching: student.teaching,
       teacherCache: outputs?.kind === 'cached' ? outputs.cacheInfo : undefined,
       diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),
     };

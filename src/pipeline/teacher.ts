@@ -5,11 +5,14 @@ import { countParams, initParams } from '../nn/index.js';
 import { buildExportGraph } from '../train/graphs.js';
 import type { TrainResult } from '../train/trainer.js';
 import { LogitTable, OnlineTeachers, OnnxTeacher } from '../teachers/index.js';
+import type { TeacherViews } from '../train/trainer.js';
+import { viewSet } from '../data/index.js';
 import type { RunRecord } from '../report/index.js';
 import { ensureDir, writeFileAtomic } from '../util/fs.js';
 import { Rng } from '../util/rng.js';
 import { type PhaseContext, checkpointPath, timed, trainPhase } from './phase.js';
-import type { PreparedData, TeacherPlan } from './prepare.js';
+import type { PreparedData, StudentPlan, TeacherPlan } from './prepare.js';
+import type { AugmentConfig } from '../config/schema.js';
 import { readTeacherCache, teacherCacheKey, writeTeacherCache } from './teacher-cache.js';
 
 export const TEACHER_FILE = 'teacher.onnx';
@@ -69,6 +72,7 @@ export async function teacherPhase(ctx: PhaseContext, data: PreparedData, plan: 
  */
 export type TeacherOutputs =
   | { kind: 'cached'; logits: LogitTable; features: Map<string, LogitTable>; cacheInfo: NonNullable<RunRecord['teacherCache']>; dispose(): Promise<void> }
+  | { kind: 'views'; views: TeacherViews; seconds: number; dispose(): Promise<void> }
   | { kind: 'online'; teacher: OnlineTeachers; dispose(): Promise<void> };
 
 /**
@@ -76,13 +80,15 @@ export type TeacherOutputs =
  * sample (the first teacher's from the disk cache when `runtime.teacherCache` has them), the ensemble's beside
  * them; for online teaching, the loaded teacher sessions.
  */
-export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData, plan: TeacherPlan, artifact: TeacherArtifact, features: readonly string[], online: boolean): Promise<TeacherOutputs> {
+export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData, plan: TeacherPlan, artifact: TeacherArtifact, student: Pick<StudentPlan, 'teacherFeatures' | 'teaching' | 'augment'>): Promise<TeacherOutputs> {
+  const { teacherFeatures: features, teaching } = student;
   const { cfg, progress } = ctx;
   const train = data.splits.train;
   for (const e of plan.extras) {
     if (e.model && !existsSync(e.path)) writeFileAtomic(e.path, buildExportGraph(e.model.model, e.model.params, { ...ctx.meta, role: 'teacher', source: e.model.source }));
   }
-  if (online) {
+  if (teaching === 'views') return viewTables(ctx, data, plan, artifact, student.augment);
+  if (teaching === 'online') {
     // The sessions alternate with the student's step session: no spinning threads (src/runtime/session.ts).
     const runtime = { threads: ctx.runtime.threads };
     const loaded: OnnxTeacher[] = [];
@@ -140,6 +146,35 @@ export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData,
     logits = sideBySide([logits, ...others]);
   }
   return { kind: 'cached', logits, features: tables, cacheInfo, dispose: async () => {} };
+}
+
+/**
+ * The teacher's logits on every view of every training sample (src/data/augment.ts ViewSet): the training split is
+ * transformed to each view in turn and run through the teacher, one table per view, by sample id.
+ */
+async function viewTables(ctx: PhaseContext, data: PreparedData, plan: TeacherPlan, artifact: TeacherArtifact, augment: AugmentConfig): Promise<TeacherOutputs> {
+  const train = data.splits.train;
+  const views = viewSet(augment, train.sampleShape)!;
+  const teacher = await OnnxTeacher.load(artifact.path, { ...plan.feed, runtime: ctx.runtime });
+  const t0 = performance.now();
+  try {
+    teacher.checkFits(train);
+    const bar = ctx.progress.start(`teacher outputs on ${views.count} views`, train.n * views.count, 'samples');
+    const logits: LogitTable[] = [];
+    const x = new Float32Array(train.x.length);
+    await timed(ctx, 'teacher-cache', async () => {
+      for (let v = 0; v < views.count; v++) {
+        views.apply(train.x, x, train.n, v);
+        logits.push(await teacher.logitTable([{ ...train, x }], 1000, (d) => bar.update(v * train.n + d)));
+      }
+    });
+    bar.stop();
+    const seconds = (performance.now() - t0) / 1000;
+    ctx.progress.log(`teacher outputs: on all ${views.count} views of the training samples (consistent teaching by table), ${seconds.toFixed(1)} s`);
+    return { kind: 'views', views: { logits, features: new Map() }, seconds, dispose: async () => {} };
+  } finally {
+    await teacher.dispose();
+  }
 }
 
 /** Several teachers' logit tables (same samples, same order) as one table whose rows hold them side by side. */

@@ -9,6 +9,7 @@ import { type Assignment, type TuneConfig, applyAssignment, buildSearchSpace } f
 import { type SearchPlan, type TrialResult, bestTrial, describeAssignment, nextJob, planTrials, searchPlan } from '../tune/strategy.js';
 import type { TermConfig } from '../distill/index.js';
 import {
+  type ModelResult,
   type Progress,
   type RunRecord,
   type TuneSummary,
@@ -57,9 +58,11 @@ export interface TuneRecord {
   /** Every planned configuration: its assignment of the searched paths. */
   trials: { trial: number; params: Assignment; label: string }[];
   /** One entry per finished (trial, rung): validation accuracy and loss from the exported student. */
-  results: (TrialResult & { epochs: number })[];
+  results: (TrialResult & { epochs: number; history: ModelResult['history'] })[];
   best?: { trial: number; params: Assignment; valAcc: number; valLoss: number; config: string };
   teacherSeconds?: number;
+  /** The teacher's training history (when it was trained here), for the report's curves. */
+  teacherHistory?: ModelResult['history'];
   /** The test split is read once, after the search, for the chosen configuration only. */
   test: { readDuringSearch: boolean; evaluated: string };
   startedAt: string;
@@ -173,6 +176,7 @@ async function searchAndFinish(cfg: RunConfig, out: string, search: Search, opti
   const t = await teacherPhase(ctx, sealed, teacher, existsSync(join(out, 'teacher.onnx')) && rec.teacherSeconds !== undefined);
   if (t.trained) {
     rec.teacherSeconds = (performance.now() - tt) / 1000;
+    rec.teacherHistory = t.trained.history;
     save();
     rmSync(checkpointPath(ctx, 'teacher'), { force: true });
   }
@@ -180,10 +184,10 @@ async function searchAndFinish(cfg: RunConfig, out: string, search: Search, opti
   const outputs = new Map<string, TeacherOutputs>();
   try {
     const teach = async (s: StudentPlan): Promise<TeacherOutputs> => {
-      const key = JSON.stringify([s.online, [...s.teacherFeatures].sort()]);
+      const key = JSON.stringify([s.teaching, s.teaching === 'views' ? s.augment : null, [...s.teacherFeatures].sort()]);
       let o = outputs.get(key);
       if (!o) {
-        o = await teacherOutputsPhase(ctx, sealed, teacher, t.artifact, s.teacherFeatures, s.online);
+        o = await teacherOutputsPhase(ctx, sealed, teacher, t.artifact, s);
         outputs.set(key, o);
       }
       return o;
@@ -270,7 +274,7 @@ async function searchLoop(
     const ev = await evaluateOnnx(r.onnxPath, [data.splits.validation], ctx.runtime);
     const v = ev.results[0]!;
     const seconds = (performance.now() - t0) / 1000;
-    rec.results.push({ trial: job.trial, rung: job.rung, epochs: job.epochs, valAcc: v.acc, valLoss: v.loss, seconds });
+    rec.results.push({ trial: job.trial, rung: job.rung, epochs: job.epochs, valAcc: v.acc, valLoss: v.loss, seconds, history: r.history });
     doneEpochs += job.epochs - (job.rung > 0 ? plan.rungs[job.rung - 1]! : 0);
     spent += seconds;
     // Recorded before anything else happens: a kill after this line never repeats the trial.
@@ -341,7 +345,10 @@ async function final(
   }
   roles.push('student-distilled');
   const bestRuns = rec.results.filter((r) => r.trial === best.trial);
-  phases['student-distilled'] = { history: [], seconds: bestRuns.reduce((n, r) => n + r.seconds, 0) };
+  // The chosen trial's history up to its last rung (a trial continued from rung to rung keeps its whole history).
+  const lastRun = bestRuns.reduce((a, b) => (b.rung > a.rung ? b : a));
+  phases['student-distilled'] = { history: lastRun.history ?? [], seconds: bestRuns.reduce((n, r) => n + r.seconds, 0) };
+  phases.teacher = { history: rec.teacherHistory ?? [], seconds: rec.teacherSeconds ?? 0 };
   const splits = data.splits;
   let testReads = 0;
   const counted: PreparedData = {
@@ -364,7 +371,7 @@ async function final(
     models: evaluated.models,
     phases: { teacher: rec.teacherSeconds ?? 0, search: rec.results.reduce((n, r) => n + r.seconds, 0), ...ctx.wallSeconds },
     totalSeconds: rec.totalSeconds,
-    teaching: student.online ? 'online' : 'cached',
+    teaching: student.teaching,
     diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),
     tune: summary,
   };

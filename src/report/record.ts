@@ -69,10 +69,11 @@ export interface RunRecord {
   /** Teacher outputs (logits and features, by sample id): computed, or read from the disk cache (time saved). */
   teacherCache?: { file?: string | undefined; hit: boolean; computeSeconds: number; savedSeconds: number } | undefined;
   /**
-   * How the distilled student was taught: `cached` (teacher outputs computed once per plain sample), or `online`
-   * (the teacher run on every augmented batch the student sees: consistent teaching).
+   * How the distilled student was taught: `cached` (teacher outputs computed once per plain sample), `views` (on
+   * every view of a discrete augmentation, computed once and looked up per row) or `online` (the teacher run on
+   * every augmented batch). With views or online the teacher sees exactly what the student sees.
    */
-  teaching?: 'cached' | 'online';
+  teaching?: 'cached' | 'views' | 'online';
   /** The hyperparameter search this record ends (kdistill tune): every trial and the choice. */
   tune?: TuneSummary;
   /** Fidelity to the teacher, calibration, per-class accuracy, confusion matrix and hints (src/report/diagnosis.ts). */

@@ -446,7 +446,8 @@ export function heatmap(spec: HeatmapSpec): string {
   const rows = spec.rowLabels.length;
   const cols = spec.colLabels.length;
   const finite = spec.values.flat().filter(Number.isFinite);
-  const width = spec.width ?? Math.min(620, Math.max(320, 120 + cols * 52));
+  // Wide enough for the title too: a long title on a small matrix was cut at both ends.
+  const width = Math.max(spec.width ?? Math.min(620, Math.max(320, 120 + cols * 52)), Math.ceil(spec.title.length * 8.5) + 24);
   if (rows === 0 || cols === 0 || finite.length === 0) return emptyChart(spec.title, width, 'no data');
   const fmt = spec.format ?? ((v: number) => String(Number(v.toPrecision(3))));
   const left = Math.round(Math.min(160, 40 + Math.max(...spec.rowLabels.map((l) => l.length)) * CHAR_W));
@@ -557,7 +558,9 @@ export function scatterChart(spec: { title: string; xLabel: string; yLabel: stri
     const cy = n(Y(p.y));
     const color = p.color ?? PALETTE[0]!;
     parts.push(`<circle cx="${cx}" cy="${cy}" r="${p.emphasis ? 6 : 4}" fill="${esc(color)}" fill-opacity="${p.emphasis ? 1 : 0.7}"${p.emphasis ? ' stroke="#1a1a1a" stroke-width="1.5"' : ''}><title>${esc(p.label ?? `${p.x}, ${p.y}`)}</title></circle>`);
-    if (p.emphasis && p.label) parts.push(`<text x="${cx}" y="${n(Y(p.y) - 10)}" text-anchor="middle" font-size="11">${esc(p.label)}</text>`);
+    // Anchored towards the plot's middle, so a label near either edge stays inside the chart.
+    const anchor = X(xv[i]!) > left + plotW * 0.6 ? 'end' : X(xv[i]!) < left + plotW * 0.4 ? 'start' : 'middle';
+    if (p.emphasis && p.label) parts.push(`<text x="${cx}" y="${n(Y(p.y) - 10)}" text-anchor="${anchor}" font-size="11">${esc(p.label)}</text>`);
   });
   parts.push('</svg>');
   return parts.join('\n');

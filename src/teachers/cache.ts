@@ -36,6 +36,14 @@ export class LogitTable {
     }
   }
 
+  /** Copies the row of sample `id` into `out` at row position `at`. */
+  copyRow(id: number, out: Float32Array, at: number): void {
+    const c = this.numClasses;
+    const row = id < this.rowOf.length ? this.rowOf[id]! : -1;
+    if (row < 0) throw new KdError('KD_DATA_INVALID', `no cached teacher output for sample id ${id}`, { fix: 'this is a kdistill bug: the teacher cache was built for other data' });
+    out.set(this.logits.subarray(row * c, row * c + c), at * c);
+  }
+
   /** The rows for `ids` as one array (for tests and analysis). */
   rows(ids: Int32Array): Float32Array {
     const out = new Float32Array(ids.length * this.numClasses);

@@ -23,7 +23,18 @@ export interface OnlineTeacher {
 /** Where a phase's teacher outputs come from: a table by sample id, or the teacher itself on each batch. */
 export type TeacherSource =
   | { kind: 'cached'; logits?: LogitTable | undefined; features?: ReadonlyMap<string, LogitTable> | undefined }
-  | { kind: 'online'; teacher: OnlineTeacher };
+  | { kind: 'online'; teacher: OnlineTeacher }
+  | { kind: 'views'; views: TeacherViews };
+
+/**
+ * Teacher outputs on every view of every training sample, for a discrete augmentation (src/data/augment.ts
+ * ViewSet): tables[v] holds view v's logits (and features[name][v] its tensors) by sample id. Looked up per row by
+ * the view the augmenter drew: consistent teaching at the cost of a table lookup.
+ */
+export interface TeacherViews {
+  logits: readonly LogitTable[];
+  features: ReadonlyMap<string, readonly LogitTable[]>;
+}
 
 export interface FeederOptions {
   train: Dataset;
@@ -61,6 +72,7 @@ export class BatchFeeder {
   private readonly noiseBufs: Float32Array[][];
   private readonly teacherBufs: Float32Array[];
   private readonly featureBufs: { name: string; table: LogitTable; bufs: Float32Array[] }[];
+  private readonly viewFeatureBufs: { name: string; tables: readonly LogitTable[]; bufs: Float32Array[] }[];
   /** Online teaching: the K (augmented) batches of a call side by side, so the teacher runs once per call. */
   private readonly joined: Float32Array | undefined;
   readonly teacherWidth: number;
@@ -73,15 +85,21 @@ export class BatchFeeder {
     const rows = o.augmenter ? o.augmenter.rowsFor(o.batchSize) : o.batchSize;
     this.noiseBufs = o.graph.noise.map((n) => this.buffers.map(() => new Float32Array(rows * n.perSample.reduce((a, b) => a * b, 1))));
     const t = o.teacher;
-    this.teacherWidth = t.kind === 'online' ? t.teacher.width : (t.logits?.numClasses ?? o.train.numClasses);
-    this.teacherBufs = o.graph.needsTeacher && t.kind === 'cached' ? this.buffers.map(() => new Float32Array(o.batchSize * this.teacherWidth)) : [];
+    this.teacherWidth = t.kind === 'online' ? t.teacher.width : t.kind === 'views' ? t.views.logits[0]!.numClasses : (t.logits?.numClasses ?? o.train.numClasses);
+    this.teacherBufs = o.graph.needsTeacher && t.kind !== 'online' ? this.buffers.map(() => new Float32Array(o.batchSize * this.teacherWidth)) : [];
     if (o.graph.needsTeacher && t.kind === 'cached' && !t.logits) {
       throw new KdError('KD_CONFIG_INVALID', 'a distillation term needs teacher outputs but no teacher was given', { fix: 'configure a teacher' });
     }
-    this.featureBufs = t.kind === 'online' ? [] : o.graph.teacherFeatures.map((name) => {
+    if (t.kind === 'views' && !o.augmenter) throw new KdError('KD_CONFIG_INVALID', 'teacher outputs per view need the augmentation that draws the views', { fix: 'this is a kdistill bug' });
+    this.featureBufs = t.kind !== 'cached' ? [] : o.graph.teacherFeatures.map((name) => {
       const table = t.features?.get(name);
       if (!table) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
       return { name, table, bufs: this.buffers.map(() => new Float32Array(o.batchSize * table.numClasses)) };
+    });
+    this.viewFeatureBufs = t.kind !== 'views' ? [] : o.graph.teacherFeatures.map((name) => {
+      const tables = t.views.features.get(name);
+      if (!tables) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher view tables miss a tensor a term reads' });
+      return { name, tables, bufs: this.buffers.map(() => new Float32Array(o.batchSize * tables[0]!.numClasses)) };
     });
     if (t.kind === 'online') {
       for (const name of o.graph.teacherFeatures) {
@@ -136,6 +154,22 @@ export class BatchFeeder {
         const tb = this.teacherBufs[j]!.subarray(0, b.size * this.teacherWidth);
         o.teacher.logits!.gather(b.ids, b.size, tb);
         feeds[at('teacher', j)] = { data: tb, dims: [b.size, this.teacherWidth] };
+      }
+      if (o.teacher.kind === 'views') {
+        // Each row's teacher outputs are those of the view the augmenter drew for it.
+        const views = aug!.views!;
+        const tables = o.teacher.views.logits;
+        if (o.graph.needsTeacher) {
+          const tb = this.teacherBufs[j]!.subarray(0, b.size * this.teacherWidth);
+          for (let i = 0; i < b.size; i++) tables[views[i]!]!.copyRow(b.ids[i]!, tb, i);
+          feeds[at('teacher', j)] = { data: tb, dims: [b.size, this.teacherWidth] };
+        }
+        for (const f of this.viewFeatureBufs) {
+          const w = f.tables[0]!.numClasses;
+          const buf = f.bufs[j]!.subarray(0, b.size * w);
+          for (let i = 0; i < b.size; i++) f.tables[views[i]!]!.copyRow(b.ids[i]!, buf, i);
+          feeds[at(`tfeat:${f.name}`, j)] = { data: buf, dims: [b.size, w] };
+        }
       }
       for (const f of this.featureBufs) {
         const w = f.table.numClasses;

@@ -1,5 +1,5 @@
 import { KdError } from '../errors.js';
-import { type AugmentSpec, Augmenter, augments, type Dataset, epochOrder, featureStats, mixesLabels, nearestNeighbours, numBatches, sampleSize } from '../data/index.js';
+import { type AugmentSpec, Augmenter, augments, type Dataset, epochOrder, featureStats, mixesLabels, nearestNeighbours, numBatches, sampleSize, viewSet } from '../data/index.js';
 import { type Model, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { type OptimizerConfig, createOptimizer, type ScheduleConfig } from '../optim/index.js';
 import { type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
@@ -8,11 +8,11 @@ import { Rng } from '../util/rng.js';
 import { type StepGraph, at, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from './graphs.js';
 import type { LogitTable } from '../teachers/cache.js';
 import { Evaluator, scalar } from './evaluator.js';
-import { BatchFeeder, type OnlineTeacher, type TeacherSource } from './feeder.js';
+import { BatchFeeder, type OnlineTeacher, type TeacherSource, type TeacherViews } from './feeder.js';
 import { TrainState } from './state.js';
 
 export { Evaluator, type EvalResult } from './evaluator.js';
-export type { OnlineTeacher, TeacherSource } from './feeder.js';
+export type { OnlineTeacher, TeacherSource, TeacherViews } from './feeder.js';
 
 export interface EpochMetrics {
   epoch: number;
@@ -77,6 +77,8 @@ export interface TrainOptions {
   augment?: AugmentSpec;
   /** A teacher run on each (augmented) batch instead of the cached `teacher`/`teacherFeatures` tables. */
   onlineTeacher?: OnlineTeacher;
+  /** The teacher's outputs on every view of a discrete augmentation (shifts, crops, flips), looked up per row. */
+  teacherViews?: TeacherViews;
   /**
    * Stop after this epoch (its checkpoint written) and return, as if interrupted: the schedule still runs over
    * `epochs`, and a later call with `resumeFrom` continues. Successive halving trains its rungs so.
@@ -136,7 +138,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   ]);
   const widths = teacher.kind === 'online'
     ? new Map(teacher.teacher.featureWidths)
-    : new Map([...(o.teacherFeatures ?? new Map<string, LogitTable>())].map(([n, t]) => [n, t.numClasses]));
+    : teacher.kind === 'views'
+      ? new Map([...teacher.views.features].map(([n, t]) => [n, t[0]!.numClasses]))
+      : new Map([...(o.teacherFeatures ?? new Map<string, LogitTable>())].map(([n, t]) => [n, t.numClasses]));
   // Feature adapters train with the student and are dropped at export.
   const extraParams = adapterParams(o.terms, o.model, widths);
   const trainable = [...trainableParams(o.model), ...extraParams];
@@ -149,7 +153,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const state = o.resumeFrom
       ? TrainState.resume(o.resumeFrom, fingerprint, trainable, stats, optimizer.slots)
       : TrainState.fresh(fingerprint, o.seed, trainable, stats, optimizer.slots, o.params);
-    const augmenter = augments(spec) ? makeAugmenter(spec, o) : undefined;
+    const augmenter = augments(spec) ? makeAugmenter(spec, o, teacher.kind === 'views') : undefined;
     const feederOptions = { train: o.train, batchSize: o.batchSize, terms: o.terms, optimizer, optimizerConfig: o.optimizer, schedule: o.schedule, epochs: o.epochs, teacher, augmenter };
     const feeders = { single: new BatchFeeder({ ...feederOptions, stepsPerRun: 1, graph: single.graph }), multi: multi ? new BatchFeeder({ ...feederOptions, stepsPerRun: k, graph: multi.graph }) : undefined };
     const stepsPerEpoch = numBatches(o.train.n, o.batchSize);
@@ -316,6 +320,15 @@ function augmentSpec(o: TrainOptions): AugmentSpec {
 function teacherSource(o: TrainOptions, needsTeacher: boolean, spec: AugmentSpec): TeacherSource {
   const needsFeatures = o.terms.some((t) => t.features);
   if (o.onlineTeacher) return { kind: 'online', teacher: o.onlineTeacher };
+  if (o.teacherViews && (needsTeacher || needsFeatures)) {
+    const views = viewSet(spec, o.train.sampleShape);
+    if (!views || views.count !== o.teacherViews.logits.length) {
+      throw new KdError('KD_CONFIG_INVALID', `teacher outputs were given for ${o.teacherViews.logits.length} views, but the augmentation makes ${views ? views.count : 'no countable set of'} views`, {
+        fix: 'compute the view tables for this augmentation, or pass onlineTeacher',
+      });
+    }
+    return { kind: 'views', views: o.teacherViews };
+  }
   if ((needsTeacher || needsFeatures) && augments(spec)) {
     throw new KdError('KD_CONFIG_INVALID', 'the batches are augmented, but the teacher\'s outputs were given as a table of un-augmented samples', {
       fix: 'pass onlineTeacher (the teacher run on each augmented batch), or train without augmentation',
@@ -327,13 +340,13 @@ function teacherSource(o: TrainOptions, needsTeacher: boolean, spec: AugmentSpec
   return { kind: 'cached', logits: o.teacher, features: o.teacherFeatures };
 }
 
-function makeAugmenter(spec: AugmentSpec, o: TrainOptions): Augmenter {
+function makeAugmenter(spec: AugmentSpec, o: TrainOptions, countViews: boolean): Augmenter {
   const ss = sampleSize(o.train);
   const needStats = (spec.noise ?? 0) > 0 || (spec.munge?.ratio ?? 0) > 0;
   const stats = needStats ? featureStats(o.train.x, o.train.n, ss) : undefined;
   // Neighbours are a property of the training split: derived from the seed, never from the epoch's stream.
   const neighbours = (spec.munge?.ratio ?? 0) > 0 ? nearestNeighbours(o.train.x, o.train.n, ss, stats!, Rng.derive(o.seed, 'munge')) : undefined;
-  return new Augmenter(spec, o.train.sampleShape, o.train.numClasses, o.batchSize, stats ? { x: o.train.x, stats, ...(neighbours ? { neighbours } : {}) } : undefined);
+  return new Augmenter(spec, o.train.sampleShape, o.train.numClasses, o.batchSize, stats ? { x: o.train.x, stats, ...(neighbours ? { neighbours } : {}) } : undefined, countViews);
 }
 
 function interrupted(o: TrainOptions, epoch: number, step: number, steps: number): KdError {
