@@ -117,6 +117,8 @@ test('hints fire on the numbers they name, and only on training and validation n
   // A teacher whose soft targets at T 4 are one-hot (logit gap 40): TEACHER_OVERCONFIDENT; a soft one: not.
   assert.ok(codes(input({ teacher: 0.9, alone: 0.85, distilled: 0.85 }, { alone: 0.9, distilled: 0.9 }, 40)).includes('TEACHER_OVERCONFIDENT'));
   assert.ok(!codes(input({ teacher: 0.9, alone: 0.85, distilled: 0.85 }, { alone: 0.9, distilled: 0.9 }, 1)).includes('TEACHER_OVERCONFIDENT'));
+  // Without a temperature in the objective there is nothing to raise: no TEACHER_OVERCONFIDENT.
+  assert.ok(!codes({ ...input({ teacher: 0.9, alone: 0.85, distilled: 0.85 }, { alone: 0.9, distilled: 0.9 }, 40), temperatures: [] }).includes('TEACHER_OVERCONFIDENT'));
   // The distilled student disagreeing with a more accurate teacher: LOW_FIDELITY.
   assert.ok(codes(input({ teacher: 0.99, alone: 0.7, distilled: 0.7 }, { alone: 0.8, distilled: 0.8 })).includes('LOW_FIDELITY'));
   // Without a teacher or a student alone, the rules that need them are skipped, and nothing fails.
@@ -127,6 +129,12 @@ test('hints fire on the numbers they name, and only on training and validation n
   const base = input({ teacher: 0.95, alone: 0.9, distilled: 0.9 }, { alone: 0.97, distilled: 0.93 });
   const otherTest = { ...base, models: base.models.map((m) => ({ ...m, test: logitsFor(base.labels.test, 0.3, 2) })) };
   assert.deepEqual(diagnose(otherTest).hints, diagnose(base).hints);
+});
+
+test('mismatched logits or labels out of range are refused plainly', () => {
+  const i = input({ teacher: 0.9, alone: 0.8, distilled: 0.85 }, { alone: 0.9, distilled: 0.9 });
+  assert.throws(() => diagnose({ ...i, labels: { ...i.labels, test: Int32Array.from(i.labels.test, (v) => v + 5) } }), /label is outside/);
+  assert.throws(() => diagnose({ ...i, models: [{ ...i.models[0]!, test: new Float32Array(3) }] }), /test logits/);
 });
 
 test('the diagnosis reaches the summary and the HTML report, also from a record read back from JSON', () => {

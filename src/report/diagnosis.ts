@@ -258,7 +258,7 @@ function hints(input: DiagnosisInput, d: Diagnosis): Hint[] {
       const where = gap > 0 ? `only ${dpt(gap)} above` : gap === 0 ? 'no better than' : `${dpt(-gap).slice(1)} below`;
       out.push({
         code: 'SMALL_TEACHER_GAP',
-        text: `The teacher is ${where} the student alone on the validation split (${pt(val(teacher))} vs ${pt(val(alone))}): distillation has little to transfer; use a stronger teacher or a smaller student.`,
+        text: `The teacher is ${where} the student alone on the validation split (${pt(val(teacher))} vs ${pt(val(alone))}): distillation has little to transfer; use a stronger teacher, or expect little from distillation.`,
         evidence: { teacherValAcc: val(teacher), aloneValAcc: val(alone) },
       });
     }
@@ -269,7 +269,8 @@ function hints(input: DiagnosisInput, d: Diagnosis): Hint[] {
     // ECE counts errors in both directions; over-confidence is confidence above accuracy.
     const over = cal ? overconfidence(cal) : NaN;
     const sharp = (d.softTargets ?? []).filter((s) => s.meanMaxProb > T.oneHot);
-    if ((ece > T.teacherEce && over > 0) || sharp.length > 0) {
+    // Raising the temperature is advice only for a run whose objective has one.
+    if (input.temperatures.length > 0 && ((ece > T.teacherEce && over > 0) || sharp.length > 0)) {
       const at = sharp[0];
       const why = at
         ? `its soft targets are nearly one-hot at T = ${at.temperature} (mean top probability ${at.meanMaxProb.toFixed(3)} on the validation split)`
@@ -309,6 +310,12 @@ export function overconfidence(c: Calibration): number {
 /** The whole diagnosis of a run. */
 export function diagnose(input: DiagnosisInput): Diagnosis {
   const c = input.classNames.length;
+  // Logits and labels come from kdistill's own evaluation; a mismatch is a bug, said plainly rather than as NaN.
+  for (const split of ['validation', 'test'] as const) {
+    const y = input.labels[split];
+    if (y.some((v) => v < 0 || v >= c)) throw new RangeError(`diagnose: a ${split} label is outside 0..${c - 1}`);
+    for (const m of input.models) if (m[split].length !== y.length * c) throw new RangeError(`diagnose: ${m.role} has ${m[split].length} ${split} logits, expected ${y.length} × ${c}`);
+  }
   const teacher = input.models.find((m) => m.role === 'teacher');
   const d: Diagnosis = { fidelity: {}, calibration: {}, perClass: { classNames: [...input.classNames], accuracy: {} }, hints: [] };
   for (const m of input.models) {
