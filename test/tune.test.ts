@@ -167,7 +167,7 @@ test('tune: a bad search is refused before any training, listing every problem w
   await assert.rejects(runTune(empty, { progress: silent(), skipSpeed: true }), (e: KdError) => e.code === 'KD_CONFIG_INVALID' && /tune\.space/.test(e.message));
 });
 
-/** Results without their wall times. */
+/** Results without their wall times (the trial's and each epoch's). */
 function strip(results: TuneRecord['results']) {
-  return results.map(({ seconds: _s, ...r }) => r);
+  return results.map(({ seconds: _s, history, ...r }) => ({ ...r, history: history.map(({ seconds: _e, ...h }) => h) }));
 }
