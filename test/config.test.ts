@@ -235,7 +235,9 @@ test('semantic checks: weights, warm-up, cosine floor, idx test pair, csv label 
     [demoWith((c) => (c.teacher.train.schedule.minLr = 0.1)), 'teacher.train.schedule.minLr', /<= optimizer\.lr \(0\.05\)/],
     [demoWith((c) => (c.data.dataset = { type: 'idx', trainImages: 'a', trainLabels: 'b', testLabels: 'c' })), 'data.dataset.testImages', /give both test files or neither/],
     [demoWith((c) => (c.data.dataset = { type: 'csv', path: 'a.csv', label: 'y', header: false })), 'data.dataset.label', /0-based column index/],
-    [demoWith((c) => ((c.data.dataset = { type: 'csv', path: 'a.csv' }), (c.teacher.jitter = 2))), 'teacher.jitter', /CSV/],
+    [demoWith((c) => ((c.data.dataset = { type: 'csv', path: 'a.csv' }), (c.teacher.train.augment = {}), (c.teacher.jitter = 2))), 'teacher.jitter', /CSV/],
+    [demoWith((c) => ((c.teacher.jitter = 2), (c.teacher.train.augment = { shift: 1 }))), 'teacher.jitter', /keep one/],
+    [demoWith((c) => (c.data.dataset = { type: 'csv', path: 'a.csv' })), 'teacher.train.augment.shift', /CSV data/],
     [demoWith((c) => ((c.data.dataset = { type: 'csv', path: 'a.csv' }), (c.data.validation = 0.5), (c.data.test = 0.5))), 'data.test', /leave some training data/],
   ];
   for (const [cfg, path, expected] of cases) {
