@@ -3,7 +3,10 @@
  *
  *   npm run bench:seeds -- examples/fashion-cnn.yaml --seeds 1,2,3 [--work runs/seeds] [--keep-teacher]
  *   npm run bench:seeds -- --preset demo --seeds 1,2,3
+ *   npm run bench:seeds -- examples/fashion-cnn.yaml --teacher runs/fashion-cnn/teacher.onnx
  *
+ * With --teacher the config's teacher is replaced by that ONNX file (trained once, e.g. by the seed-1 run), so the
+ * seeds vary the students only.
  * Each seed is a complete `kdistill run` with that seed (runs/seeds/<name>/seed-S). Printed: per seed the test
  * accuracy and errors of the three models and the distilled student's gain over the student alone; then means.
  * The numbers the README and docs quote for several seeds come from this script.
@@ -24,6 +27,7 @@ const { values, positionals } = parseArgs({
     work: { type: 'string', default: 'runs/seeds' },
     preset: { type: 'string' },
     quiet: { type: 'boolean', default: false },
+    teacher: { type: 'string' },
   },
 });
 const seeds = values.seeds!.split(',').map(Number);
@@ -36,7 +40,8 @@ const rows: string[][] = [];
 const records: RunRecord[] = [];
 const t0 = performance.now();
 for (const seed of seeds) {
-  const cfg: RunConfig = parseConfig({ ...base(), seed, output: join(values.work!, name, `seed-${seed}`) });
+  const teacher = values.teacher ? { teacher: { type: 'onnx', path: values.teacher } } : {};
+  const cfg: RunConfig = parseConfig({ ...base(), ...teacher, seed, output: join(values.work!, name, `seed-${seed}`) });
   process.stderr.write(`${name}, seed ${seed} → ${cfg.output}\n`);
   const r = await runDistillation(cfg, { progress: createProgress({ quiet: values.quiet ?? false }) });
   records.push(r);
@@ -69,7 +74,7 @@ rows.push([
 ]);
 const machine = `${records[0]?.machine.cpus ?? cpus()[0]?.model ?? 'CPU'}, ${records[0]?.machine.cores ?? cpus().length} cores`;
 process.stdout.write(
-  `\n\`npm run bench:seeds -- ${source} --seeds ${values.seeds}\` on ${machine}, ${((performance.now() - t0) / 60000).toFixed(1)} min; test accuracy (errors of ${records[0]?.models[0]?.final.test.n ?? '?'}):\n\n` +
+  `\n\`npm run bench:seeds -- ${source} --seeds ${values.seeds}${values.teacher ? ` --teacher ${values.teacher}` : ''}\` on ${machine}, ${((performance.now() - t0) / 60000).toFixed(1)} min; test accuracy (errors of ${records[0]?.models[0]?.final.test.n ?? '?'}):\n\n` +
     formatMarkdownTable(['seed', 'teacher', 'student alone', 'student distilled', 'distilled − alone', 'wall time'], rows) +
     '\n',
 );
