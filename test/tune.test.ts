@@ -167,6 +167,21 @@ test('tune: a bad search is refused before any training, listing every problem w
   await assert.rejects(runTune(empty, { progress: silent(), skipSpeed: true }), (e: KdError) => e.code === 'KD_CONFIG_INVALID' && /tune\.space/.test(e.message));
 });
 
+test('tune: a configuration that diverges is recorded as failed and the search goes on', async () => {
+  const out = join(root, 'diverges');
+  const cfg = config(out, {
+    strategy: 'grid',
+    trials: undefined,
+    halving: undefined,
+    space: { 'student.train.optimizer': [{ type: 'sgd', lr: 1e9, momentum: 0.9 }, { type: 'sgd', lr: 0.05, momentum: 0.9 }] },
+  });
+  const { tune } = await runTune(parseConfig(cfg), { progress: silent(), skipSpeed: true });
+  assert.equal(tune.results.length, 2);
+  assert.match(tune.results[0]!.failed ?? '', /NaN/);
+  assert.ok(Number.isNaN(tune.results[0]!.valAcc));
+  assert.equal(tune.best!.trial, 1);
+});
+
 /** Results without their wall times (the trial's and each epoch's). */
 function strip(results: TuneRecord['results']) {
   return results.map(({ seconds: _s, history, ...r }) => ({ ...r, history: history.map(({ seconds: _e, ...h }) => h) }));

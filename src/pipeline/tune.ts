@@ -58,7 +58,7 @@ export interface TuneRecord {
   /** Every planned configuration: its assignment of the searched paths. */
   trials: { trial: number; params: Assignment; label: string }[];
   /** One entry per finished (trial, rung): validation accuracy and loss from the exported student. */
-  results: (TrialResult & { epochs: number; history: ModelResult['history'] })[];
+  results: (TrialResult & { epochs: number; history: ModelResult['history']; failed?: string })[];
   best?: { trial: number; params: Assignment; valAcc: number; valLoss: number; config: string };
   teacherSeconds?: number;
   /** The teacher's training history (when it was trained here), for the report's curves. */
@@ -130,6 +130,8 @@ async function searchAndFinish(cfg: RunConfig, out: string, search: Search, opti
   let rec: TuneRecord;
   if (options.resume) {
     rec = readProgressFile<TuneRecord>(file, 'search');
+    // JSON has no NaN: a diverged trial's numbers come back as null.
+    rec.results = rec.results.map((r) => ({ ...r, valAcc: r.valAcc ?? NaN, valLoss: r.valLoss ?? NaN }));
     if (JSON.stringify(rec.trials.map((t) => t.params)) !== JSON.stringify(assignments)) {
       throw new KdError('KD_CONFIG_INVALID', `${file} was written by a search with another space or seed`, { fix: 'resume with the config the search started with, or start afresh into a new folder' });
     }
@@ -260,17 +262,30 @@ async function searchLoop(
     const t0 = performance.now();
     const trialCtx: PhaseContext = { ...ctx, cfg };
     const outputs = student.usesTeacher ? await teach(student) : undefined;
-    const r = await studentPhase(trialCtx, data, {
-      role: 'student-distilled',
-      student,
-      init: studentInit(trialCtx, student),
-      train: cfg.student.train,
-      terms: student.terms,
-      teacher: outputs,
-      checkpoint: join(dir, 'student-distilled.ckpt'),
-      onnxPath: join(dir, STUDENT_FILES['student-distilled']),
-      stopAfterEpoch: job.epochs,
-    });
+    let r: Awaited<ReturnType<typeof studentPhase>>;
+    try {
+      r = await studentPhase(trialCtx, data, {
+        role: 'student-distilled',
+        student,
+        init: studentInit(trialCtx, student),
+        train: cfg.student.train,
+        terms: student.terms,
+        teacher: outputs,
+        checkpoint: join(dir, 'student-distilled.ckpt'),
+        onnxPath: join(dir, STUDENT_FILES['student-distilled']),
+        stopAfterEpoch: job.epochs,
+      });
+    } catch (e) {
+      // A configuration that diverges is a result (the worst one), not the end of the search.
+      if (!(e instanceof KdError && e.code === 'KD_NUMERIC_FAULT')) throw e;
+      const seconds = (performance.now() - t0) / 1000;
+      rec.results.push({ trial: job.trial, rung: job.rung, epochs: job.epochs, valAcc: NaN, valLoss: NaN, seconds, history: [], failed: e.message });
+      spent += seconds;
+      save();
+      rmSync(join(dir, 'student-distilled.ckpt'), { force: true });
+      progress.log(`  → diverged: ${e.message}`);
+      continue;
+    }
     const ev = await evaluateOnnx(r.onnxPath, [data.splits.validation], ctx.runtime);
     const v = ev.results[0]!;
     const seconds = (performance.now() - t0) / 1000;
