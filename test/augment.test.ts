@@ -337,3 +337,31 @@ test('views: a run with a flip-only augmentation teaches from view tables, like 
     await loaded.dispose();
   }
 });
+
+test('elastic: alpha 0 is the identity; a ramp image shows a smooth displacement field bounded by alpha', async () => {
+  const { elasticImages, elasticBank } = await import('../src/data/index.js');
+  const h = 20;
+  const w = 20;
+  const ramp = Float32Array.from({ length: h * w }, (_, i) => i % w);
+  const same = new Float32Array(h * w);
+  elasticImages(ramp, same, 1, [1, h, w], elasticBank(h, w, 0, 3, 8), new Rng(5));
+  assert.deepEqual(same, ramp);
+  const bank = elasticBank(h, w, 4, 3, 8);
+  const out = new Float32Array(h * w);
+  elasticImages(ramp, out, 1, [1, h, w], bank, new Rng(5));
+  let maxJump = 0;
+  let moved = 0;
+  for (let y = 4; y < h - 4; y++) {
+    for (let x = 5; x < w - 5; x++) {
+      const d = out[y * w + x]! - x; // bilinear sampling of a ramp is exact: this is the field's x displacement
+      assert.ok(Math.abs(d) <= 4, `displacement ${d} at (${y}, ${x})`);
+      if (Math.abs(d) > 0.01) moved++;
+      maxJump = Math.max(maxJump, Math.abs(out[y * w + x + 1]! - out[y * w + x]! - 1));
+    }
+  }
+  assert.ok(moved > 0, 'the image moved');
+  assert.ok(maxJump < 0.5, `the field is smooth (largest change between neighbours ${maxJump})`);
+  const again = new Float32Array(h * w);
+  elasticImages(ramp, again, 1, [1, h, w], elasticBank(h, w, 4, 3, 8), new Rng(5));
+  assert.deepEqual(again, out);
+});

@@ -223,6 +223,13 @@ export const augmentSchema = z
       .optional(),
     /** Left-right flip with probability 1/2 (images); wrong for digits, so off by default. */
     flip: bool().default(false),
+    /** Elastic distortion (Simard et al. 2003; their MNIST values: alpha 34, sigma 4), bilinear (images). */
+    elastic: z
+      .strictObject({
+        alpha: num({ min: 0, max: 100 }).describe('pixels of displacement scale, from 0 to 100'),
+        sigma: num({ gt: 0, max: 20 }).describe('the smoothing Gaussian\'s std in pixels, in (0, 20]'),
+      })
+      .optional(),
     /** Random rotation (±degrees) and scaling (±fraction) about the centre, bilinear (images). */
     affine: z
       .strictObject({
@@ -250,7 +257,7 @@ export const augmentSchema = z
       })
       .optional(),
   })
-  .describe('a mapping with shift, crop, flip, affine, mixup, cutmix, mixProb, noise or munge');
+  .describe('a mapping with shift, crop, flip, affine, elastic, mixup, cutmix, mixProb, noise or munge');
 
 export const trainSchema = z
   .strictObject({
@@ -675,6 +682,7 @@ export const runConfigSchema = z
         if (a.crop && a.crop.padding > 0) semantic(ctx, [...where, 'crop'], a.crop, 'absent for CSV data (crop needs images; use noise, mixup or munge for tabular data)');
         if (a.flip) semantic(ctx, [...where, 'flip'], a.flip, 'false for CSV data (flip needs images)');
         if (a.affine && (a.affine.rotate > 0 || a.affine.scale > 0)) semantic(ctx, [...where, 'affine'], a.affine, 'absent for CSV data (affine rotates and scales images)');
+        if (a.elastic && a.elastic.alpha > 0) semantic(ctx, [...where, 'elastic'], a.elastic, 'absent for CSV data (elastic distorts images)');
         if (a.cutmix > 0) semantic(ctx, [...where, 'cutmix'], a.cutmix, '0 for CSV data (cutmix pastes image boxes; use mixup for tabular data)');
       } else if (a.munge) {
         semantic(ctx, [...where, 'munge'], a.munge, 'absent for image data (MUNGE is for tabular CSV data; use shift, crop, mixup or cutmix)');

@@ -1,4 +1,4 @@
-import type { Rng } from '../util/rng.js';
+import { Rng } from '../util/rng.js';
 
 /**
  * Random translation ("jitter") of a batch of images by up to ±maxShift pixels, independently in x and y for each
@@ -81,6 +81,12 @@ export interface AugmentSpec {
    * centre, bilinear, zero fill (images): the classic MNIST distortions, which jitter alone does not give.
    */
   affine?: { rotate: number; scale: number } | undefined;
+  /**
+   * Elastic distortion (Simard, Steinkraus & Platt 2003): a random displacement field, uniform in [−1, 1] per pixel,
+   * smoothed by a Gaussian of std `sigma` pixels and scaled by `alpha`, bilinear, zero fill (images). Their MNIST
+   * values are alpha 34, sigma 4; smaller alphas distort less.
+   */
+  elastic?: { alpha: number; sigma: number } | undefined;
   /** Mixup (Zhang et al. 2018): x = λ·x_i + (1 − λ)·x_j, λ ~ Beta(α, α) per batch; α here, 0 = off. */
   mixup?: number | undefined;
   /** CutMix (Yun et al. 2019): a box of area (1 − λ) pasted from x_j, λ ~ Beta(α, α) per batch; α here. */
@@ -100,12 +106,16 @@ export interface AugmentSpec {
 /** Whether the spec changes anything (no augmentation means cached teacher outputs still apply). */
 export function augments(spec: AugmentSpec | undefined): boolean {
   if (!spec) return false;
-  return (spec.shift ?? 0) > 0 || (spec.crop?.padding ?? 0) > 0 || spec.flip === true || affineOn(spec) || (spec.mixup ?? 0) > 0 || (spec.cutmix ?? 0) > 0
+  return (spec.shift ?? 0) > 0 || (spec.crop?.padding ?? 0) > 0 || spec.flip === true || affineOn(spec) || elasticOn(spec) || (spec.mixup ?? 0) > 0 || (spec.cutmix ?? 0) > 0
     || (spec.noise ?? 0) > 0 || (spec.munge?.ratio ?? 0) > 0;
 }
 
 function affineOn(spec: AugmentSpec): boolean {
   return !!spec.affine && (spec.affine.rotate > 0 || spec.affine.scale > 0);
+}
+
+function elasticOn(spec: AugmentSpec): boolean {
+  return !!spec.elastic && spec.elastic.alpha > 0 && spec.elastic.sigma > 0;
 }
 
 /** Whether targets are mixed (mixup, cutmix) or unlabelled samples are added (MUNGE): the CE term then reads soft targets. */
@@ -121,6 +131,7 @@ export function imageOnlyAugmentations(spec: AugmentSpec | undefined): string[] 
   if ((spec.crop?.padding ?? 0) > 0) out.push('crop');
   if (spec.flip) out.push('flip');
   if (affineOn(spec)) out.push('affine');
+  if (elasticOn(spec)) out.push('elastic');
   if ((spec.cutmix ?? 0) > 0) out.push('cutmix');
   return out;
 }
@@ -147,7 +158,7 @@ export function viewSet(spec: AugmentSpec | undefined, sampleShape: readonly num
   if (!spec || sampleShape.length !== 3) return undefined;
   const shift = spec.shift ?? 0;
   const pad = spec.crop?.padding ?? 0;
-  const other = (spec.mixup ?? 0) > 0 || (spec.cutmix ?? 0) > 0 || (spec.noise ?? 0) > 0 || (spec.munge?.ratio ?? 0) > 0 || affineOn(spec);
+  const other = (spec.mixup ?? 0) > 0 || (spec.cutmix ?? 0) > 0 || (spec.noise ?? 0) > 0 || (spec.munge?.ratio ?? 0) > 0 || affineOn(spec) || elasticOn(spec);
   // A shift after a crop loses the pixels the first moved out: not one shift any more.
   if (other || (shift > 0 && pad > 0) || (shift === 0 && pad === 0 && !spec.flip)) return undefined;
   const k = Math.max(shift, pad);
@@ -281,7 +292,7 @@ export function betaSample(alpha: number, rng: Rng): number {
  * largest batch), so steady-state augmentation allocates nothing. Every random draw comes from the Rng passed
  * to `apply`, in a fixed order, so a resumed run with the same Rng state makes the same views.
  *
- * Order of operations: MUNGE rows are appended, then per image shift/crop, flip and affine, then the batch is mixed
+ * Order of operations: MUNGE rows are appended, then per image shift/crop, flip, affine and elastic, then the batch is mixed
  * (mixup or CutMix, one λ and one partner permutation per batch), then noise is added.
  */
 export class Augmenter {
@@ -304,6 +315,8 @@ export class Augmenter {
   };
   /** The discrete views this spec makes, when the trainer looks teacher outputs up per view. */
   private readonly views: ViewSet | undefined;
+  /** Elastic distortion's displacement fields, built on first use. */
+  private elastic: Float32Array | undefined;
 
   constructor(
     spec: AugmentSpec,
@@ -384,6 +397,11 @@ export class Augmenter {
       }
       if (affineOn(s)) {
         affineImages(cur, other, n, this.shape, s.affine!.rotate, s.affine!.scale, rng);
+        [cur, other] = [other, cur];
+      }
+      if (elasticOn(s)) {
+        this.elastic ??= elasticBank(this.shape[1]!, this.shape[2]!, s.elastic!.alpha, s.elastic!.sigma);
+        elasticImages(cur, other, n, this.shape, this.elastic, rng);
         [cur, other] = [other, cur];
       }
     }
@@ -521,6 +539,84 @@ export function affineImages(src: Float32Array, out: Float32Array, count: number
           const fy = sy - y0;
           const at = (yy: number, xx: number) => (yy >= 0 && yy < h && xx >= 0 && xx < w ? src[plane + yy * w + xx]! : 0);
           out[plane + y * w + x] = (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x0 + 1)) + fy * ((1 - fx) * at(y0 + 1, x0) + fx * at(y0 + 1, x0 + 1));
+        }
+      }
+    }
+  }
+}
+
+/** Displacement fields an elastic distortion draws from (see elasticImages). */
+export const ELASTIC_BANK = 1024;
+
+/**
+ * A bank of smoothed random displacement fields for one image size and (alpha, sigma): `count` fields, each uniform
+ * [−1, 1] noise smoothed by a Gaussian of std sigma (separable, truncated at 3σ, zero beyond the border) and scaled
+ * by alpha. Built once from its own fixed stream: smoothing a fresh field per image cost ~18 s an epoch of MNIST in
+ * JavaScript, while each image drawing two fields (x and y) from a bank of 1,024 gives a million pairs.
+ */
+export function elasticBank(h: number, w: number, alpha: number, sigma: number, count = ELASTIC_BANK): Float32Array {
+  const rng = new Rng(0x51a7d);
+  const r = Math.max(1, Math.ceil(3 * sigma));
+  const kernel = Float64Array.from({ length: 2 * r + 1 }, (_, i) => Math.exp(-((i - r) ** 2) / (2 * sigma * sigma)));
+  const ksum = kernel.reduce((a, b) => a + b, 0);
+  for (let i = 0; i < kernel.length; i++) kernel[i] = kernel[i]! / ksum;
+  const field = new Float64Array(h * w);
+  const tmp = new Float64Array(h * w);
+  const bank = new Float32Array(count * h * w);
+  for (let f = 0; f < count; f++) {
+    for (let k = 0; k < h * w; k++) field[k] = rng.uniform() * 2 - 1;
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        let acc = 0;
+        for (let t = Math.max(-r, -x); t <= Math.min(r, w - 1 - x); t++) acc += kernel[t + r]! * field[y * w + x + t]!;
+        tmp[y * w + x] = acc;
+      }
+    }
+    for (let y = 0; y < h; y++) {
+      for (let x = 0; x < w; x++) {
+        let acc = 0;
+        for (let t = Math.max(-r, -y); t <= Math.min(r, h - 1 - y); t++) acc += kernel[t + r]! * tmp[(y + t) * w + x]!;
+        bank[f * h * w + y * w + x] = acc * alpha;
+      }
+    }
+  }
+  return bank;
+}
+
+/**
+ * Elastic distortion of each image (Simard, Steinkraus & Platt 2003): each output pixel samples the source at its
+ * position displaced by a smooth random field (bilinear, zero outside). Per image two fields (x, then y) are drawn
+ * from `bank` (elasticBank), shared by the image's channels.
+ */
+export function elasticImages(src: Float32Array, out: Float32Array, count: number, shape: readonly number[], bank: Float32Array, rng: Rng): void {
+  const [c, h, w] = shape as [number, number, number];
+  const per = c * h * w;
+  const fields = bank.length / (h * w);
+  for (let i = 0; i < count; i++) {
+    const fx0 = rng.int(fields) * h * w;
+    const fy0 = rng.int(fields) * h * w;
+    for (let ch = 0; ch < c; ch++) {
+      const plane = i * per + ch * h * w;
+      for (let y = 0; y < h; y++) {
+        for (let x = 0; x < w; x++) {
+          const sx = x + bank[fx0 + y * w + x]!;
+          const sy = y + bank[fy0 + y * w + x]!;
+          const x0 = Math.floor(sx);
+          const y0 = Math.floor(sy);
+          const ax = sx - x0;
+          const ay = sy - y0;
+          const inX0 = x0 >= 0 && x0 < w;
+          const inX1 = x0 + 1 >= 0 && x0 + 1 < w;
+          let v = 0;
+          if (y0 >= 0 && y0 < h) {
+            const row = plane + y0 * w;
+            v += (1 - ay) * ((inX0 ? (1 - ax) * src[row + x0]! : 0) + (inX1 ? ax * src[row + x0 + 1]! : 0));
+          }
+          if (y0 + 1 >= 0 && y0 + 1 < h) {
+            const row = plane + (y0 + 1) * w;
+            v += ay * ((inX0 ? (1 - ax) * src[row + x0]! : 0) + (inX1 ? ax * src[row + x0 + 1]! : 0));
+          }
+          out[plane + y * w + x] = v;
         }
       }
     }

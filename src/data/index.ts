@@ -26,6 +26,8 @@ export {
   cropImages,
   flipImages,
   affineImages,
+  elasticImages,
+  elasticBank,
   viewSet,
   type ViewSet,
 } from './augment.js';
