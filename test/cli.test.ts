@@ -202,3 +202,41 @@ test('an unknown command exits 2 with KD_USAGE', () => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /frobnicate/);
 });
+
+test('kdistill check validates a tune block against its config; kdistill tune refuses a bad space before any work', () => {
+  const good = writeConfig(
+    'tune-ok.yaml',
+    `data: {dataset: mnist, limitTrain: 500}
+teacher: {type: train, model: {type: mlp, hidden: [16]}}
+student: {model: {type: mlp, hidden: [4]}, train: {epochs: 3}}
+tune:
+  strategy: grid
+  space:
+    distill.terms[kd].temperature: [1, 2]
+    student.train.optimizer.lr: {min: 0.01, max: 0.1, log: true, count: 3}
+`,
+  );
+  const ok = kdistill('check', good);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /searches 2 paths in 6 configurations \(strategy grid\)/);
+  const bad = writeConfig(
+    'tune-bad.yaml',
+    `data: {dataset: mnist, limitTrain: 500}
+output: ${join(root, 'tune-bad-out')}
+teacher: {type: train, model: {type: mlp, hidden: [16]}}
+student: {model: {type: mlp, hidden: [4]}, train: {epochs: 3}}
+tune:
+  space:
+    distill.terms[kd].temprature: [1, 2]
+    data.validation: [0.1, 0.2]
+`,
+  );
+  for (const command of ['check', 'tune']) {
+    const r = kdistill(command, bad);
+    assertUserError(r, 'KD_CONFIG_INVALID');
+    assert.match(r.stderr, /did you mean "temperature"/);
+    assert.match(r.stderr, /tune\.space\["data\.validation"\]/);
+  }
+  assert.ok(!existsSync(join(root, 'tune-bad-out', 'tune.json')), 'a refused search writes nothing');
+  assertUserError(kdistill('tune', '--resume', join(root, 'nowhere')), 'KD_DATA_NOT_FOUND');
+});
