@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,6 +9,7 @@ import { checkConfig, loadConfig, parseConfig, resolveConfig, type ConfigProblem
 import { didYouMean, showValue } from '../src/config/problems.js';
 import { getPreset, PRESET_NAMES } from '../src/config/presets.js';
 import { TERMS, termSchema, type RunConfigInput, type TermType } from '../src/config/schema.js';
+import { buildSearchSpace } from '../src/config/tune.js';
 import { throwsKd } from './helpers/errors.js';
 
 // Compiled to dist/test/, so the repository root is two folders up.
@@ -102,6 +103,18 @@ test('examples/mnist-demo.yaml parses and equals the demo preset', () => {
   assert.deepEqual(fromFile, fromPreset);
 });
 
+test('every shipped example config parses, and every search space in them is valid', () => {
+  const files = readdirSync(join(root, 'examples')).filter((f) => f.endsWith('.yaml'));
+  assert.ok(files.length >= 10 && files.includes('fashion-cnn-tune.yaml') && files.includes('mnist-hinton-tune.yaml'));
+  for (const f of files) {
+    const c = loadConfig(example(f));
+    if (!c.tune) continue;
+    const { problems, space } = buildSearchSpace(c, c.tune);
+    assert.deepEqual(problems, [], f);
+    assert.ok(space.length > 0, f);
+  }
+});
+
 test('examples/csv-iris-like.yaml parses', () => {
   const c = loadConfig(example('csv-iris-like.yaml'));
   assert.deepEqual(c.data.dataset, { type: 'csv', path: 'data/iris.csv', label: 'species', header: true, delimiter: ',' });
@@ -115,8 +128,10 @@ test('every preset parses', () => {
   for (const name of PRESET_NAMES) parseConfig(getPreset(name), `preset ${name}`);
   const h = parseConfig(getPreset('hinton'));
   assert.deepEqual(h.student.model.type === 'mlp' && h.student.model.hidden, [800, 800]);
-  assert.equal(h.teacher.type === 'train' && h.teacher.jitter, 2);
-  assert.deepEqual(h.distill.terms[1], { type: 'kd', temperature: 20, weight: 0.9 });
+  // Teacher and students see the same augmented views (consistent teaching).
+  assert.deepEqual(h.teacher.type === 'train' && h.teacher.train.augment, h.student.train.augment);
+  assert.equal(h.student.train.augment?.shift, 2);
+  assert.deepEqual(h.distill.terms[1], { type: 'kd', temperature: 4, weight: 0.933587 });
 });
 
 test('getPreset returns a copy, and an unknown name lists the presets with a did-you-mean', () => {
