@@ -71,7 +71,6 @@ export const PRESETS = {
         schedule: { type: 'cosine', minLr: 0, warmupEpochs: 0 },
         augment: { shift: 2, affine: { rotate: 12, scale: 0.1 } },
       },
-      jitter: 0,
     },
     student: {
       model: { type: 'mlp', hidden: [800, 800], dropout: 0, inputDropout: 0 },
