@@ -4,6 +4,7 @@
  * type (and the time outside run()); NODES=1 adds the slowest nodes.
  *   node dist/bench/profile.js [adam|sgd] [batch] [stepsPerRun]
  *   MODEL=cnn NODES=1 node dist/bench/profile.js adam 128 1
+ * NCHWC=0 keeps the standard Conv/ConvTranspose (no blocked kernels) for comparison.
  */
 import ort from 'onnxruntime-node';
 import { readFileSync, readdirSync, unlinkSync } from 'node:fs';
@@ -13,13 +14,15 @@ import { createOptimizer } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
 import { at, buildStepGraph, paramIn, stateIn } from '../src/train/graphs.js';
 import { Rng } from '../src/util/rng.js';
+import { nchwcBlockSize } from '../src/runtime/kernels.js';
 
 const kind = process.argv[2] ?? 'adam';
 const batch = Number(process.argv[3] ?? 128);
 const k = Number(process.argv[4] ?? 1);
 const model: Model = process.env.MODEL === 'cnn' ? benchCnn() : benchMlp([1200, 1200]);
 const opt = createOptimizer(kind === 'sgd' ? { type: 'sgd', lr: 0.05, momentum: 0.9 } : { type: 'adam', lr: 1e-3 });
-const g = buildStepGraph(model, opt, createTerms([{ type: 'ce', weight: 1 }]), k);
+// NCHWC=0 profiles the standard conv lowering; by default the step uses the blocked kernels where the CPU has them.
+const g = buildStepGraph(model, opt, createTerms([{ type: 'ce', weight: 1 }]), k, { nchwcBlock: process.env.NCHWC === '0' ? 0 : await nchwcBlockSize() });
 const s = await ort.InferenceSession.create(g.onnx, {
   intraOpNumThreads: 2, enableProfiling: true, profileFilePrefix: '/tmp/kdprof', graphOptimizationLevel: 'all',
   extra: { session: { intra_op: { allow_spinning: process.env.SPIN ?? '0' }, set_denormal_as_zero: '1' } },

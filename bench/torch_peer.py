@@ -1,11 +1,16 @@
 #!/usr/bin/python3
 """PyTorch peer for `npm run bench`: the same training steps, timed in PyTorch on the same machine.
 
-Usage (from the repository root; Debian's python3-torch 1.13 with libopenblas0-pthread, not a pyenv python):
+Usage (a Python that can import torch: Debian's /usr/bin/python3 with python3-torch 1.13 and
+libopenblas0-pthread, not a pyenv python without torch; any working directory):
 
-    /usr/bin/python3 bench/torch_peer.py --json              # all cases, one JSON object on stdout
-    /usr/bin/python3 bench/torch_peer.py                     # the same, as a table
+    /usr/bin/python3 bench/torch_peer.py --json     # all cases, one JSON object on stdout
+    /usr/bin/python3 bench/torch_peer.py            # the same, as a table
     /usr/bin/python3 bench/torch_peer.py --json --cases mlp_1200_ce_adam --batch 1024 --seconds 1
+    /usr/bin/python3 bench/torch_peer.py --describe # cases and default setups as JSON (no torch import)
+
+`npm run bench` (bench/steps.ts) does not use the standalone driver: it starts one `--worker` per thread setup
+itself and speaks the line protocol below with each, so that kdistill's and PyTorch's repeats alternate.
 
 Cases (synthetic MNIST-shaped data: 784 inputs in [0, 1), 10 classes, 64 batches cycled; float32; models in
 train mode, no dropout; teachers in eval mode under torch.no_grad):
@@ -25,25 +30,51 @@ train mode, no dropout; teachers in eval mode under torch.no_grad):
                                     the KD objective above, Adam lr 1e-3
     kd_cnn_to_mlp800_adam_recompute teacher CNN forward every step -> student MLP 784-800-800-10, Adam lr 1e-3
 
-Each thread setup runs in its own subprocess, because OpenBLAS reads OPENBLAS_NUM_THREADS when it is loaded
-(before torch is imported). Setups: torch.set_num_threads(n) with OMP_NUM_THREADS = n, and
-OPENBLAS_NUM_THREADS = m, for (n, m) in (1, 1), (1, 2), (2, 1), (2, 2). Per case and setup: warm-up, then 3
-repeats each timing whole steps for at least --seconds; the reported number is the BEST repeat (the median is
-reported too). Per case the best setup is reported, with every setup tried. Denormals are flushed to zero
-(torch.set_flush_denormal(True)), as the output says.
+The peer's options, searched per case (the peer takes the best of its own options):
+  - thread setup: torch.set_num_threads(n) with OMP_NUM_THREADS = n, and OPENBLAS_NUM_THREADS = m, for n and m in
+    {1, 2, cores} (so {1, 2} on a 2-core machine). OpenBLAS reads OPENBLAS_NUM_THREADS when it is loaded, so each
+    setup is its own process (a worker sets the variables before it imports torch);
+  - the optimizer's implementation: torch.optim's for-loop step (`foreach=False`, 1.13's default on CPU) or the
+    multi-tensor one (`foreach=True`): 1.13's for-loop Adam step took 58.6 ms on 1 thread, the foreach one 5.0 ms.
+A variant is named `torch2_blas1/foreach` or `torch2_blas1/loop`.
 
-A sanity check times a 1024 x 1024 float32 matmul: Debian's torch without libopenblas0-pthread falls back to
-the reference BLAS (a few GFLOP/s) and runs 10-20x slower; the output then carries a warning.
+Method (standalone driver): per case, every variant is built and warmed up (>= 5 steps and >= 0.5 s), then timed
+--search-rounds times (default 1) for --search-seconds (default --seconds), the order reversed every other round;
+the variant with the best trial is then timed --repeats times for >= --seconds each, each repeat after a short
+untimed re-warm (--rewarm, default min(0.2 s, seconds / 10): the other variants ran in between, and idle OpenBLAS
+threads spin for a while after their last call); `samples_per_s` is the BEST repeat, the median and min are
+reported too. Denormals are flushed to zero (torch.set_flush_denormal(True)).
+
+BLAS check: each worker reports which BLAS library its process loaded (from /proc/self/maps), OpenBLAS's config
+and thread count, and the GFLOP/s of a 1024 x 1024 float32 matmul. Debian's torch without libopenblas0-pthread
+falls back to the reference BLAS (a few GFLOP/s) and runs 10-20x slower; `warnings` then says so, `blas_ok` is
+false, and bench/steps.ts refuses to print ratios. The machine's GEMM peak through torch is a 2048 x 2048 float32
+matmul per setup (`gemm_2048_gflops`).
+
+Worker line protocol (`--worker --setup torchN_blasM`): the worker prints one JSON line `{"hello": {...}}` with
+its setup, versions, BLAS info and matmul GFLOP/s, then answers each JSON line on stdin with one JSON line on
+stdout (anything else the process writes goes to stderr):
+    {"op": "build", "id": ID, "case": NAME, "batch": B, "foreach": BOOL, "warmup": SECONDS}
+        -> {"ok": true, "warmup_steps": N}          builds the case's step (seeded) and warms it up
+    {"op": "time", "id": ID, "seconds": S, "rewarm": W}
+        -> {"steps": N, "seconds": E, "samples_per_s": X}   >= W s untimed (>= 1 step), then >= S s timed
+    {"op": "check", "id": ID} -> {"loss": L}        one more step; an error if its loss is not finite
+    {"op": "drop", "id": ID} -> {"ok": true}
+    {"op": "quit"}                                  exits with status 0
+A failing command answers {"error": "..."}; the worker keeps serving.
 """
 
 import argparse
+import gc
 import json
+import math
 import os
 import platform
 import statistics
 import subprocess
 import sys
 import time
+import traceback
 
 CASES = [
     "mlp_1200_ce_adam",
@@ -58,16 +89,30 @@ CASES = [
     "kd_cnn_to_mlp800_adam_recompute",
 ]
 
-# (torch threads, OpenBLAS threads)
-SETUPS = [(1, 1), (1, 2), (2, 1), (2, 2)]
-
 N_IN, N_CLASSES, N_BATCHES = 784, 10, 64
 T, ALPHA = 4.0, 0.9
-REPEATS = 3
+WARMUP_SECONDS = 0.5
+WARMUP_STEPS = 5
+MIN_BLAS_GFLOPS = 20.0
+
+
+def default_setups():
+    """(torch threads, OpenBLAS threads) pairs: n, m in {1, 2, cores}."""
+    counts = sorted({1, 2, os.cpu_count() or 1})
+    return [(n, m) for n in counts for m in counts]
 
 
 def setup_name(torch_threads, blas_threads):
     return f"torch{torch_threads}_blas{blas_threads}"
+
+
+def parse_setup(s):
+    a, b = s.removeprefix("torch").split("_blas")
+    return int(a), int(b)
+
+
+def variant_name(setup, foreach):
+    return f"{setup}/{'foreach' if foreach else 'loop'}"
 
 
 def log(msg):
@@ -75,7 +120,7 @@ def log(msg):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Worker: one thread setup, all requested cases.
+# Measurements inside a worker (torch already imported with its setup's thread counts).
 
 
 def blas_info(torch):
@@ -110,18 +155,21 @@ def blas_info(torch):
     return info
 
 
-def matmul_gflops(torch):
-    a = torch.randn(1024, 1024)
-    b = torch.randn(1024, 1024)
-    for _ in range(3):
-        a @ b
+def matmul_gflops(torch, n, min_seconds):
+    """Best GFLOP/s of an n x n float32 matmul (2 n^3 FLOPs), timed call by call for >= min_seconds."""
+    a = torch.randn(n, n)
+    b = torch.randn(n, n)
+    out = torch.empty(n, n)
+    for _ in range(2):
+        torch.mm(a, b, out=out)
     best = float("inf")
-    for _ in range(5):
+    calls, t_start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - t_start < min_seconds:
         t0 = time.perf_counter()
-        for _ in range(4):
-            a @ b
-        best = min(best, (time.perf_counter() - t0) / 4)
-    return 2 * 1024 ** 3 / best / 1e9
+        torch.mm(a, b, out=out)
+        best = min(best, time.perf_counter() - t0)
+        calls += 1
+    return 2 * n ** 3 / best / 1e9
 
 
 def mlp(torch, sizes):
@@ -139,8 +187,8 @@ def cnn(torch):
                          nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, N_CLASSES))
 
 
-def make_step(torch, name, batch):
-    """Returns (step(i), description) for a case; step(i) runs one whole training step on batch i % 64."""
+def make_step(torch, name, batch, foreach):
+    """Returns step(i) for a case: one whole training step on batch i % 64, returning the loss."""
     F = torch.nn.functional
     xs = torch.rand(N_BATCHES, batch, N_IN)
     ys = torch.randint(0, N_CLASSES, (N_BATCHES, batch))
@@ -148,8 +196,8 @@ def make_step(torch, name, batch):
 
     def optimizer(model):
         if kind_sgd:
-            return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
-        return torch.optim.Adam(model.parameters(), lr=1e-3)
+            return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, foreach=foreach)
+        return torch.optim.Adam(model.parameters(), lr=1e-3, foreach=foreach)
 
     images = xs.view(N_BATCHES, batch, 1, 28, 28)
 
@@ -209,80 +257,162 @@ def make_step(torch, name, batch):
     if name.startswith("kd_cnn_to_mlp800_"):
         return kd_step(cnn(torch), images, mlp(torch, [N_IN, 800, 800, N_CLASSES]).train(), xs)
 
-    raise SystemExit(f"unknown case {name!r}; known: {', '.join(CASES)}")
+    raise ValueError(f"unknown case {name!r}; known: {', '.join(CASES)}")
 
 
-def time_case(torch, name, batch, seconds):
-    torch.manual_seed(0)
-    step = make_step(torch, name, batch)
-    # Warm-up: at least 5 steps and 0.5 s (allocator, thread pools, caches).
-    i, t0 = 0, time.perf_counter()
-    while i < 5 or time.perf_counter() - t0 < 0.5:
-        step(i)
-        i += 1
-    repeats = []
-    for _ in range(REPEATS):
+class Timed:
+    """A built case: its step function and the index of the next step."""
+
+    def __init__(self, torch, name, batch, foreach):
+        torch.manual_seed(0)
+        self.name, self.batch, self.foreach = name, batch, foreach
+        self.step = make_step(torch, name, batch, foreach)
+        self.i = 0
+
+    def run_for(self, seconds, min_steps):
+        """Untimed steps for >= seconds and >= min_steps; returns the count."""
+        n, t0 = 0, time.perf_counter()
+        while n < min_steps or time.perf_counter() - t0 < seconds:
+            self.step(self.i)
+            self.i += 1
+            n += 1
+        return n
+
+    def time(self, seconds, rewarm):
+        self.run_for(rewarm, 1)
         n, t0 = 0, time.perf_counter()
         while True:
-            step(i)
-            i += 1
+            self.step(self.i)
+            self.i += 1
             n += 1
             elapsed = time.perf_counter() - t0
             if elapsed >= seconds:
                 break
-        repeats.append({"steps": n, "seconds": elapsed, "samples_per_s": n * batch / elapsed})
-    loss = float(step(i).item())
-    assert loss == loss, f"{name}: loss is NaN"
-    best = max(repeats, key=lambda r: r["samples_per_s"])
-    return {
-        "samples_per_s": best["samples_per_s"],
-        "median_samples_per_s": statistics.median(r["samples_per_s"] for r in repeats),
-        "steps": best["steps"],
-        "repeats": repeats,
-    }
+        return {"steps": n, "seconds": elapsed, "samples_per_s": n * self.batch / elapsed}
+
+    def check(self):
+        loss = float(self.step(self.i).item())
+        self.i += 1
+        if not math.isfinite(loss):
+            raise ValueError(f"{self.name}: the loss is {loss}")
+        return loss
 
 
-def worker(args):
+def worker(setup):
+    """One thread setup: set the thread variables, import torch, say hello, then serve the line protocol."""
+    torch_threads, blas_threads = parse_setup(setup)
+    # Before torch (and with it OpenBLAS and libgomp) is loaded: both read these once, at load.
+    os.environ["OMP_NUM_THREADS"] = str(torch_threads)
+    os.environ["OPENBLAS_NUM_THREADS"] = str(blas_threads)
+    os.environ.pop("GOTO_NUM_THREADS", None)
+    # The protocol owns the real stdout; anything else written to fd 1 (by Python or a C library) goes to stderr.
+    proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+
+    def send(obj):
+        proto.write(json.dumps(obj) + "\n")
+        proto.flush()
+
     import torch
 
-    torch_threads = int(os.environ["KDISTILL_PEER_TORCH_THREADS"])
     torch.set_num_threads(torch_threads)
     torch.set_flush_denormal(True)
-    out = {
-        "threads_setup": setup_name(torch_threads, int(os.environ["OPENBLAS_NUM_THREADS"])),
+    send({"hello": {
+        "threads_setup": setup_name(torch_threads, blas_threads),
         "torch_threads": torch.get_num_threads(),
-        "openblas_num_threads_env": int(os.environ["OPENBLAS_NUM_THREADS"]),
+        "openblas_num_threads_env": blas_threads,
         "torch": torch.__version__,
+        "python": platform.python_version(),
+        "executable": sys.executable,
         "blas": blas_info(torch),
-        "matmul_1024_gflops": matmul_gflops(torch),
-        "cases": {},
-    }
-    for name in args.cases:
-        r = time_case(torch, name, args.batch, args.seconds)
-        log(f"  {out['threads_setup']:<13} {name:<31} {r['samples_per_s']:9.0f} samples/s "
-            f"(median {r['median_samples_per_s']:.0f})")
-        out["cases"][name] = r
-    print(json.dumps(out))
+        "matmul_1024_gflops": matmul_gflops(torch, 1024, 0.2),
+        "gemm_2048_gflops": matmul_gflops(torch, 2048, 0.5),
+        "pid": os.getpid(),
+    }})
+    built = {}
+    for line in sys.stdin:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            cmd = json.loads(line)
+            op = cmd.get("op")
+            if op == "quit":
+                break
+            if op == "build":
+                t = Timed(torch, cmd["case"], int(cmd["batch"]), bool(cmd["foreach"]))
+                n = t.run_for(float(cmd.get("warmup", WARMUP_SECONDS)), WARMUP_STEPS)
+                built[cmd["id"]] = t
+                send({"ok": True, "warmup_steps": n})
+            elif op == "time":
+                send(built[cmd["id"]].time(float(cmd["seconds"]), float(cmd.get("rewarm", 0))))
+            elif op == "check":
+                send({"loss": built[cmd["id"]].check()})
+            elif op == "drop":
+                built.pop(cmd["id"], None)
+                gc.collect()
+                send({"ok": True})
+            else:
+                send({"error": f"unknown op {op!r}"})
+        except Exception as e:  # noqa: BLE001 - every failure is answered, the driver decides
+            send({"error": f"{type(e).__name__}: {e}", "traceback": traceback.format_exc()})
+
+
+def blas_warnings(hellos):
+    """Warnings about the peer's BLAS (empty when it is fine); the first two mean ratios must not be shown."""
+    fatal, other = [], []
+    first = hellos[0]
+    if not any("openblas" in lib for h in hellos for lib in h["blas"].get("libraries", [])):
+        fatal.append("OpenBLAS is not loaded: Debian's torch then uses the reference BLAS and runs 10-20x "
+                     "slower (apt-get install libopenblas0-pthread); loaded: "
+                     + (", ".join(first["blas"].get("libraries", [])) or "no BLAS library found"))
+    best = max(h["matmul_1024_gflops"] for h in hellos)
+    if best < MIN_BLAS_GFLOPS:
+        fatal.append(f"1024x1024 matmul only reaches {best:.1f} GFLOP/s (< {MIN_BLAS_GFLOPS:.0f}): reference BLAS?")
+    for h in hellos:
+        got = h["blas"].get("openblas_threads")
+        if got is not None and got != h["openblas_num_threads_env"]:
+            other.append(f"{h['threads_setup']}: OpenBLAS reports {got} threads, "
+                         f"OPENBLAS_NUM_THREADS was {h['openblas_num_threads_env']}")
+        if h["torch_threads"] != parse_setup(h["threads_setup"])[0]:
+            other.append(f"{h['threads_setup']}: torch reports {h['torch_threads']} threads")
+    return fatal, other
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Parent: one subprocess per thread setup, then the summary.
+# Standalone driver: one worker process per thread setup, searched case by case.
 
 
-def run_setup(args, torch_threads, blas_threads):
-    env = dict(os.environ)
-    env.update({
-        "OMP_NUM_THREADS": str(torch_threads),
-        "OPENBLAS_NUM_THREADS": str(blas_threads),
-        "KDISTILL_PEER_TORCH_THREADS": str(torch_threads),
-    })
-    env.pop("GOTO_NUM_THREADS", None)
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", "--batch", str(args.batch),
-           "--seconds", str(args.seconds), "--cases", ",".join(args.cases)]
-    p = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=False, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"worker for {setup_name(torch_threads, blas_threads)} failed (exit {p.returncode})")
-    return json.loads(p.stdout.strip().splitlines()[-1])
+class Worker:
+    def __init__(self, setup):
+        self.setup = setup
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", "--setup", setup],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.hello = self._read()["hello"]
+
+    def _read(self):
+        line = self.proc.stdout.readline()
+        if not line:
+            code = self.proc.wait()
+            raise SystemExit(f"worker {self.setup} ended (exit {code})")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise SystemExit(f"worker {self.setup}: {reply['error']}\n{reply.get('traceback', '')}")
+        return reply
+
+    def ask(self, **cmd):
+        self.proc.stdin.write(json.dumps(cmd) + "\n")
+        self.proc.stdin.flush()
+        return self._read()
+
+    def close(self):
+        try:
+            self.proc.stdin.write('{"op": "quit"}\n')
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait()
 
 
 def cpu_model():
@@ -296,116 +426,172 @@ def cpu_model():
     return platform.processor() or platform.machine()
 
 
+def loadavg():
+    return [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def foreach_options(s):
+    return {"both": [False, True], "on": [True], "off": [False]}[s]
+
+
+def run_case(workers, name, args):
+    ids = 0
+    search = []
+    for w in workers:
+        for fe in foreach_options(args.foreach):
+            ids += 1
+            vid = f"{name}#{ids}"
+            w.ask(op="build", id=vid, case=name, batch=args.batch, foreach=fe)
+            search.append({"variant": variant_name(w.setup, fe), "worker": w, "id": vid, "foreach": fe,
+                           "samples_per_s": 0.0, "trials": []})
+    # Every variant timed once per search round (the order reversed every other round); its best trial counts.
+    for rnd in range(args.search_rounds):
+        for s in (search if rnd % 2 == 0 else list(reversed(search))):
+            r = s["worker"].ask(op="time", id=s["id"], seconds=args.search_seconds, rewarm=args.rewarm)
+            s["trials"].append(round(r["samples_per_s"], 1))
+            s["samples_per_s"] = max(s["samples_per_s"], round(r["samples_per_s"], 1))
+            log(f"  {name:<31} {s['variant']:<22} {r['samples_per_s']:9.0f} samples/s (search)")
+    best = max(search, key=lambda s: s["samples_per_s"])
+    for s in search:
+        if s is not best:
+            s["worker"].ask(op="drop", id=s["id"])
+    repeats = []
+    for _ in range(args.repeats):
+        r = best["worker"].ask(op="time", id=best["id"], seconds=args.seconds, rewarm=args.rewarm)
+        repeats.append(r)
+    loss = best["worker"].ask(op="check", id=best["id"])["loss"]
+    best["worker"].ask(op="drop", id=best["id"])
+    rates = [r["samples_per_s"] for r in repeats]
+    top = max(repeats, key=lambda r: r["samples_per_s"])
+    log(f"  {name:<31} {best['variant']:<22} {max(rates):9.0f} samples/s (best of {len(rates)}; "
+        f"{min(rates):.0f}-{max(rates):.0f})")
+    torch_threads, blas_threads = parse_setup(best["worker"].setup)
+    return {
+        "name": name,
+        "samples_per_s": round(max(rates), 1),
+        "median_samples_per_s": round(statistics.median(rates), 1),
+        "min_samples_per_s": round(min(rates), 1),
+        "repeats_samples_per_s": [round(x, 1) for x in rates],
+        "threads_setup": best["worker"].setup,
+        "torch_threads": torch_threads,
+        "openblas_threads": blas_threads,
+        "foreach": best["foreach"],
+        "variant": best["variant"],
+        "batch": args.batch,
+        "steps": top["steps"],
+        "final_loss": loss,
+        "search": [{"variant": s["variant"], "samples_per_s": s["samples_per_s"], "trials": s["trials"]}
+                   for s in search],
+    }
+
+
 def main():
     ap = argparse.ArgumentParser(description="PyTorch peer benchmark for kdistill (see the module docstring).")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    ap.add_argument("--describe", action="store_true", help="print the cases and default setups as JSON and exit")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     ap.add_argument("--seconds", type=float, default=2.0, help="minimum timed seconds per repeat")
-    ap.add_argument("--setups", default=",".join(setup_name(*s) for s in SETUPS),
+    ap.add_argument("--repeats", type=int, default=3, help="timed repeats of the best variant")
+    ap.add_argument("--search-seconds", type=float, default=None,
+                    help="timed seconds per variant in the search (default: --seconds)")
+    ap.add_argument("--search-rounds", type=int, default=1, help="search trials per variant (best kept)")
+    ap.add_argument("--rewarm", type=float, default=None,
+                    help="untimed seconds before each repeat (default: min(0.2, seconds / 10))")
+    ap.add_argument("--setups", default=",".join(setup_name(*s) for s in default_setups()),
                     help="comma-separated thread setups, e.g. torch1_blas2,torch2_blas1")
+    ap.add_argument("--foreach", choices=["both", "on", "off"], default="both",
+                    help="optimizer implementations searched: both (default), foreach only, for-loop only")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--setup", help=argparse.SUPPRESS)
     args = ap.parse_args()
+
+    if args.describe:
+        print(json.dumps({"cases": CASES, "setups": [setup_name(*s) for s in default_setups()],
+                          "foreach": ["loop", "foreach"], "protocol": 1}))
+        return
+    if args.worker:
+        try:
+            parse_setup(args.setup or "")
+        except ValueError:
+            ap.error(f"bad --setup {args.setup!r} (expected torchN_blasM)")
+        worker(args.setup)
+        return
+
     args.cases = [c for c in args.cases.split(",") if c]
     for c in args.cases:
         if c not in CASES:
             ap.error(f"unknown case {c!r}; known: {', '.join(CASES)}")
-    if args.batch < 1 or args.seconds <= 0:
-        ap.error("--batch and --seconds must be positive")
-
-    if args.worker:
-        worker(args)
-        return
-
+    if args.batch < 1 or args.seconds <= 0 or args.repeats < 1 or args.search_rounds < 1:
+        ap.error("--batch, --seconds, --repeats and --search-rounds must be positive")
+    if args.search_seconds is None:
+        args.search_seconds = args.seconds
+    if args.rewarm is None:
+        args.rewarm = min(0.2, args.seconds / 10)
     setups = []
     for s in args.setups.split(","):
         try:
-            a, b = s.removeprefix("torch").split("_blas")
-            setups.append((int(a), int(b)))
+            parse_setup(s)
         except ValueError:
             ap.error(f"bad setup {s!r} (expected torchN_blasM)")
+        setups.append(s)
 
     started = time.time()
-    load_at_start = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
-    results = []
-    for n, m in setups:
-        log(f"setup {setup_name(n, m)} ...")
-        results.append(run_setup(args, n, m))
+    load_at_start = loadavg()
+    workers = []
+    try:
+        for s in setups:
+            log(f"setup {s} ...")
+            workers.append(Worker(s))
+        hellos = [w.hello for w in workers]
+        fatal, other = blas_warnings(hellos)
+        for w in fatal + other:
+            log(f"WARNING: {w}")
+        cases = [run_case(workers, name, args) for name in args.cases]
+    finally:
+        for w in workers:
+            w.close()
 
-    first = results[0]
-    gflops = {r["threads_setup"]: round(r["matmul_1024_gflops"], 1) for r in results}
-    warnings = []
-    if "openblas" not in " ".join(first["blas"].get("libraries", [])):
-        warnings.append("OpenBLAS is not loaded: Debian's torch then uses the reference BLAS and runs 10-20x "
-                        "slower (apt-get install libopenblas0-pthread)")
-    if max(gflops.values()) < 20:
-        warnings.append(f"1024x1024 matmul only reaches {max(gflops.values()):.1f} GFLOP/s: reference BLAS?")
-    for r in results:
-        got = r["blas"].get("openblas_threads")
-        if got is not None and got != r["openblas_num_threads_env"]:
-            warnings.append(f"{r['threads_setup']}: OpenBLAS reports {got} threads")
-
-    cases = []
-    for name in args.cases:
-        tried = []
-        for r in results:
-            c = r["cases"][name]
-            tried.append({
-                "threads_setup": r["threads_setup"],
-                "torch_threads": r["torch_threads"],
-                "openblas_threads": r["openblas_num_threads_env"],
-                "samples_per_s": round(c["samples_per_s"], 1),
-                "median_samples_per_s": round(c["median_samples_per_s"], 1),
-                "steps": c["steps"],
-                "repeats_samples_per_s": [round(x["samples_per_s"], 1) for x in c["repeats"]],
-            })
-        best = max(tried, key=lambda t: t["samples_per_s"])
-        cases.append({
-            "name": name,
-            "samples_per_s": best["samples_per_s"],
-            "median_samples_per_s": best["median_samples_per_s"],
-            "threads_setup": best["threads_setup"],
-            "batch": args.batch,
-            "steps": best["steps"],
-            "setups": tried,
-        })
-
+    first = hellos[0]
     report = {
         "torch": first["torch"],
         "blas": first["blas"].get("openblas_config") or ", ".join(first["blas"].get("libraries", [])) or "unknown",
         "blas_libraries": first["blas"].get("libraries", []),
         "blas_corename": first["blas"].get("openblas_corename"),
-        "matmul_1024_gflops": gflops,
+        "blas_ok": not fatal,
+        "matmul_1024_gflops": {h["threads_setup"]: round(h["matmul_1024_gflops"], 1) for h in hellos},
+        "gemm_2048_gflops": {h["threads_setup"]: round(h["gemm_2048_gflops"], 1) for h in hellos},
         "flush_denormal": True,
-        "statistic": f"samples_per_s is the best of {REPEATS} repeats (each >= {args.seconds} s of whole steps, "
-                     f"after warm-up) in the best thread setup; median_samples_per_s is the median of the "
-                     f"same repeats",
+        "statistic": f"per case every variant (thread setup x optimizer foreach/loop) is timed "
+                     f"{args.search_rounds} time(s) for {args.search_seconds} s; the fastest is timed "
+                     f"{args.repeats} times (each >= {args.seconds} s of whole steps after a {args.rewarm} s "
+                     f"re-warm); samples_per_s is the best repeat, median_/min_samples_per_s the median and worst",
         "data": f"synthetic: {N_BATCHES} batches of uniform [0,1) inputs ({N_IN}) and random labels "
                 f"({N_CLASSES} classes), float32",
         "python": platform.python_version(),
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "load_average_at_start": load_at_start,
-        "load_average_at_end": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "load_average_at_end": loadavg(),
         "wall_seconds": round(time.time() - started, 1),
-        "warnings": warnings,
+        "warnings": fatal + other,
         "cases": cases,
     }
     if args.json:
         print(json.dumps(report, indent=2))
         return
     print(f"torch {report['torch']}  blas: {report['blas']}  denormals flushed  cpu: {report['cpu']} "
-          f"x{report['cpu_count']}")
-    print(f"matmul 1024 GFLOP/s: {gflops}")
-    for w in warnings:
+          f"x{report['cpu_count']}  load average {load_at_start} -> {report['load_average_at_end']}")
+    print(f"matmul 1024 GFLOP/s: {report['matmul_1024_gflops']}")
+    print(f"matmul 2048 GFLOP/s: {report['gemm_2048_gflops']}")
+    for w in report["warnings"]:
         print(f"WARNING: {w}")
-    header = f"{'case':<31} {'best samples/s':>14} {'median':>9}  {'setup':<13} " + \
-             "  ".join(f"{setup_name(n, m):>12}" for n, m in setups)
-    print(header)
+    print(f"{'case':<31} {'best samples/s':>14} {'median':>9} {'min':>9}  {'variant':<22}")
     for c in cases:
-        row = "  ".join(f"{t['samples_per_s']:>12.0f}" for t in c["setups"])
-        print(f"{c['name']:<31} {c['samples_per_s']:>14.0f} {c['median_samples_per_s']:>9.0f}  "
-              f"{c['threads_setup']:<13} {row}")
+        print(f"{c['name']:<31} {c['samples_per_s']:>14.0f} {c['median_samples_per_s']:>9.0f} "
+              f"{c['min_samples_per_s']:>9.0f}  {c['variant']:<22}")
+    if fatal:
+        sys.exit(3)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -177,15 +177,53 @@ test('run: an output folder under a regular file exits with KD_OUTPUT_UNWRITABLE
   assert.equal(r.status, 5);
 });
 
-test('check: a valid config exits 0 and prints it with defaults filled', () => {
+test('check: a valid config exits 0 and prints the plan, without training or writing anything', () => {
   const cfg = writeConfig('check.yaml', mnistYaml(join(root, 'check-out')));
   const r = kdistill('check', cfg);
   assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /is valid/);
-  const json = JSON.parse(r.stdout.slice(r.stdout.indexOf('{'))) as { seed: number; distill: { terms: { type: string }[] } };
+  assert.match(r.stdout, /ready to run/);
+  // The plan: split sizes, both models with parameter counts, the objective, the memory estimate, the output folder.
+  assert.match(r.stdout, /data +train 899, validation 101, test 500 samples of \[1x28x28\], 10 classes/);
+  assert.match(r.stdout, /teacher +train: mlp-784-64-10, 50,890 parameters/);
+  assert.match(r.stdout, /student +mlp-784-16-10, 12,730 parameters; objective ce × [\d.]+ \+ kd \(T [\d.]+\) × [\d.]+/);
+  assert.match(r.stdout, /memory +about [\d.]+ MiB/);
+  assert.match(r.stdout, new RegExp(`output +${join(root, 'check-out').replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: new`));
+  assert.match(r.stdout, new RegExp(`resolved from the current folder: ${repo.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  assert.equal(existsSync(join(root, 'check-out')), false, 'check writes nothing');
+  const printed = kdistill('check', cfg, '--print');
+  const json = JSON.parse(printed.stdout.slice(printed.stdout.indexOf('{'))) as { seed: number; distill: { terms: { type: string }[] } };
   assert.equal(json.seed, 2);
   assert.deepEqual(json.distill.terms.map((t) => t.type), ['ce', 'kd'], 'default terms filled');
-  assert.equal(existsSync(join(root, 'check-out')), false, 'check writes nothing');
+});
+
+test('check fails exactly where run would, before any training: a missing data file, a misfit teacher, an unfinished run', () => {
+  // A data file that does not exist: the error says from which folder the relative path was resolved.
+  const missing = writeConfig(
+    'check-missing.yaml',
+    `output: ${JSON.stringify(join(root, 'check-missing-out'))}
+data: {dataset: {type: csv, path: no/such/file.csv}}
+teacher: {type: train, model: {type: mlp, hidden: [8]}}
+student: {model: {type: mlp, hidden: [4]}}
+`,
+  );
+  for (const command of ['check', 'run']) {
+    const r = kdistill(command, missing, '--quiet');
+    assertUserError(r, 'KD_DATA_NOT_FOUND');
+    assert.match(r.stderr, new RegExp(`resolved from the current folder, ${repo.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}, so no/such/file\\.csv was looked for at `));
+  }
+  // A layer name that does not resolve (a feature term naming a student layer that does not exist).
+  const layer = writeConfig('check-layer.yaml', mnistYaml(join(root, 'check-layer-out'), 'distill:\n  terms:\n    - {type: fitnet, student: nosuchlayer, teacher: fc1, weight: 1}\n'));
+  const lr = kdistill('check', layer);
+  assert.notEqual(lr.status, 0);
+  assert.match(lr.stderr, /nosuchlayer/);
+  assert.doesNotMatch(lr.stderr, /^ {4}at /m, 'no stack trace');
+  // An output folder holding an unfinished run: run would stop with KD_OUTPUT_EXISTS, so check does too.
+  const busy = join(root, 'check-busy');
+  mkdirSync(busy, { recursive: true });
+  writeFileSync(join(busy, 'progress.json'), '{}');
+  const b = kdistill('check', writeConfig('check-busy.yaml', mnistYaml(busy)));
+  assertUserError(b, 'KD_OUTPUT_EXISTS');
+  assert.match(b.stderr, /kdistill run --resume/);
 });
 
 test('--help exits 0 and prints usage', () => {
@@ -218,7 +256,7 @@ tune:
   );
   const ok = kdistill('check', good);
   assert.equal(ok.status, 0, ok.stderr);
-  assert.match(ok.stdout, /searches 2 paths in 6 configurations \(strategy grid\)/);
+  assert.match(ok.stdout, /search +grid over 2 paths: 6 configurations/);
   const bad = writeConfig(
     'tune-bad.yaml',
     `data: {dataset: mnist, limitTrain: 500}

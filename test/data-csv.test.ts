@@ -118,3 +118,73 @@ test('CSV: empty file, header only, one class, one column', () => {
   const quote = csv('1,2,"x\n3,4,y\n');
   throwsKd(() => loadCsv(quote), 'KD_DATA_CORRUPT', quote, /not valid CSV/);
 });
+
+test('CSV header auto: one empty or NaN cell below the header does not flip the guess (issue 13)', () => {
+  for (const [cell, pattern] of [
+    ['', /line 2, column 'b' \(column 2\): the value is empty; expected a number/],
+    ['NaN', /line 2, column 'b' \(column 2\): found 'NaN', expected a number/],
+    ['nan', /line 2, column 'b' \(column 2\): found 'nan', expected a number/],
+  ] as const) {
+    const p = csv(`a,b,label\n1,${cell},x\n3,4,y\n5,6,x\n`);
+    const auto = throwsKd(() => loadCsv(p), 'KD_DATA_CORRUPT', p, pattern);
+    const explicit = throwsKd(() => loadCsv(p, { header: true }), 'KD_DATA_CORRUPT', p, pattern);
+    assert.equal(auto.message, explicit.message);
+    assert.equal(auto.fix, explicit.fix);
+    assert.doesNotMatch(auto.message, /header: auto/);
+  }
+  // Gaps in most rows of one column, a column empty below, a column named like a missing value, a nameless index column.
+  const p = csv(',Na,b,c,label\n0,1,,,x\n1,NaN,2,,y\n2,3,,,x\n3,4,NA,,y\n');
+  throwsKd(() => loadCsv(p), 'KD_DATA_CORRUPT', p, /line 2, column 'b' \(column 3\): the value is empty/);
+  const ok = csv(',Na,b,label\n0,1.5,2,x\n1,3,4,y\n');
+  const ds = loadCsv(ok);
+  assert.equal(ds.n, 2);
+  assert.deepEqual([...ds.x], [0, 1.5, 2, 1, 3, 4]);
+});
+
+test('CSV header auto: a file without a header is read as data, and a line-1 error says which guess was made', () => {
+  const p = csv('1,2,x\n3,4,y\n5,6,x\n');
+  assert.equal(loadCsv(p).n, 3);
+  // An empty cell on line 1: numbers elsewhere on line 1 make it data; the error names the guess and the override.
+  const e = csv('1,,x\n3,4,y\n5,6,x\n');
+  const err = throwsKd(() => loadCsv(e), 'KD_DATA_CORRUPT', e,
+    /line 1, column 2: the value is empty; expected a number \(missing values are not imputed\); header: auto took line 1 as data: it has numbers like the rows below in column 1 \('1'\)$/);
+  assert.match(err.fix!, /if line 1 holds column names, set header: true \(data\.dataset\.header in the config\)/);
+  // With header: false the same error has no note about the guess.
+  const plain = throwsKd(() => loadCsv(e, { header: false }), 'KD_DATA_CORRUPT', e, /line 1, column 2: the value is empty/);
+  assert.doesNotMatch(plain.message, /header: auto/);
+  // A typo on line 1: text above numbers in one column, a number in another: unsure, taken as data (dropping the
+  // line as a header would lose a sample silently), and the message says so.
+  const t = csv('1,abc,x\n3,4,y\n5,6,x\n');
+  const terr = throwsKd(() => loadCsv(t), 'KD_DATA_CORRUPT', t,
+    /line 1, column 2: found 'abc', expected a number; header: auto took line 1 as data, but is unsure: it has numbers like the rows below in column 1 \('1'\), but also text above numbers in column 2 \('abc'\)/);
+  assert.match(terr.fix!, /set header: true/);
+  // Nothing tells: no column holds numbers below.
+  const w = csv('a,b,c\nx,y,z\n');
+  throwsKd(() => loadCsv(w), 'KD_DATA_CORRUPT', w, /line 1, column 1: found 'a'.*header: auto took line 1 as data, but is unsure: no column holding numbers below/);
+});
+
+test('CSV header auto: numbers as column names are ambiguous and the error names both overrides', () => {
+  // Numeric labels: 'label' is text above numbers, '1' and '2' are numbers above numbers.
+  const p = csv('1,2,label\n3,4,0\n5,6,1\n7,8,0\n');
+  const err = throwsKd(() => loadCsv(p), 'KD_DATA_CORRUPT', p,
+    /line 1: cannot tell whether line 1 is a header or data; header: auto took line 1 as data, but is unsure: it has numbers like the rows below in column 1 \('1'\), column 2 \('2'\), but also text above numbers in column 3 \('label'\)/);
+  assert.equal(err.fix, 'if line 1 holds column names, set header: true (data.dataset.header in the config); if line 1 is data, set header: false (data.dataset.header in the config)');
+  assert.equal(loadCsv(p, { header: true }).n, 3);
+  assert.deepEqual(loadCsv(p, { header: false }).classNames, ['0', '1', 'label']);
+  // Class names are no evidence by type, but a line-1 label seen nowhere below while the others repeat is.
+  const y = csv('2019,2020,species\n3,4,a\n5,6,b\n7,8,a\n9,10,b\n');
+  throwsKd(() => loadCsv(y), 'KD_DATA_CORRUPT', y, /cannot tell.*but also a label seen on no row below in column 3 \('species'\)/);
+  assert.deepEqual(loadCsv(y, { header: true }).classNames, ['a', 'b']);
+  // Header-less data whose first label recurs, or whose labels do not repeat, stays data without a fuss.
+  assert.equal(loadCsv(csv('1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n9,10,cat\n')).n, 5);
+  assert.equal(loadCsv(csv('1,2,x\n3,4,a\n5,6,b\n7,8,c\n9,10,d\n')).n, 5);
+});
+
+test('CSV header auto: a header with no rows below says it was taken as a header and how to override', () => {
+  const h = csv('a,b,label\n');
+  const err = throwsKd(() => loadCsv(h), 'KD_DATA_INVALID', h,
+    /found a header but no data rows; expected at least one sample \(header: auto took line 1 as a header: it has text in column 1 \('a'\), column 2 \('b'\)\)/);
+  assert.match(err.fix!, /if line 1 is data, set header: false/);
+  const explicit = throwsKd(() => loadCsv(h, { header: true }), 'KD_DATA_INVALID', h, /no data rows; expected at least one sample$/);
+  assert.doesNotMatch(explicit.fix!, /header/);
+});

@@ -11,6 +11,8 @@ import { join } from 'node:path';
 import { parseConfig } from '../src/config/load.js';
 import type { RunConfigInput } from '../src/config/schema.js';
 import { KdError } from '../src/errors.js';
+import onnxProto from 'onnx-proto';
+import { readOnnx } from '../src/graph/index.js';
 import { Mlp } from '../src/nn/mlp.js';
 import { initParams } from '../src/nn/model.js';
 import { MODEL_FILES, loadData, runDistillation } from '../src/pipeline/run.js';
@@ -204,4 +206,26 @@ test('a teacher file that is not ONNX fails with KD_MODEL_INVALID', async () => 
   await assert.rejects(run(mnistInput(dir, 5, { teacher: { type: 'onnx', path: teacherPath } })), expectKdError('KD_MODEL_INVALID'));
   const left = existsSync(dir) ? readdirSync(dir) : [];
   assert.deepEqual(left.filter((f) => f.endsWith('.onnx') || f === 'run.json' || f.endsWith('.tmp')), []);
+});
+
+test('the teacher is the only difference between the students: with a CE-only objective both end with the same weights', async () => {
+  // Both students draw order, dropout masks and augmentation from the same streams ('student') and start from the
+  // same weights; with an objective that ignores the teacher, the distilled student must be the student alone,
+  // bit for bit. A stream derived from the phase's own label would make them differ.
+  const { out, record } = await run(
+    mnistInput(freshDir('control'), 9, {
+      student: {
+        model: { type: 'mlp', hidden: [16], dropout: 0.2 },
+        train: { epochs: 2, batchSize: 64, augment: { shift: 1, noise: 0.05 } },
+      },
+      distill: { terms: [{ type: 'ce', weight: 1 }] },
+    }),
+  );
+  const alone = record.models.find((m) => m.role === 'student-alone')!;
+  const distilled = record.models.find((m) => m.role === 'student-distilled')!;
+  const strip = (m: ModelResult) => JSON.stringify({ final: m.final, history: m.history.map(({ seconds: _s, ...rest }) => rest) });
+  assert.equal(strip(distilled), strip(alone));
+  // The files differ only in their metadata's role; the graphs (every weight) are byte-identical.
+  const graphBytes = (f: string) => Buffer.from(onnxProto.onnx.GraphProto.encode(readOnnx(readFileSync(join(out, f))).graph!).finish());
+  assert.ok(graphBytes(MODEL_FILES['student-alone']).equals(graphBytes(MODEL_FILES['student-distilled'])), 'the two exported students hold the same graph and weights');
 });

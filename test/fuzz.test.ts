@@ -18,34 +18,46 @@ import { KdError } from '../src/errors.js';
 import {
   DEFAULT_SEED,
   FuzzStats,
+  HANG_LIMIT_MS,
   KNOWN_BUGS,
   PROPERTIES,
   checkCase,
   checkCliResult,
+  childRun,
   cliOutcome,
   cleanupFuzzFiles,
   hazardGuard,
   runCliCases,
   runProperty,
   sampleCliCases,
+  verdict,
   type InputClass,
 } from '../scripts/fuzz.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? DEFAULT_SEED);
 const CLI_RUNS = 20;
+const CLI_PARALLEL = 2;
+/**
+ * The runner's timeouts are a last resort, never a speed check: each is the most the fuzzer's hang limits
+ * (scripts/fuzz.ts: HANG_LIMIT_MS, INPUT_HANG_LIMIT_MS) can add up to in that test, plus this much for the honest
+ * work (a few seconds, even on a busy machine), so that a hang fails with the fuzzer's own message first.
+ */
+const HONEST_MS = 180_000;
 const stats = new FuzzStats();
 after(() => cleanupFuzzFiles());
 
 for (const p of PROPERTIES) {
-  test(`fuzz ${p.name}: ${p.fastRuns} bad inputs, each ends in its documented KdError (seed ${SEED})`, { timeout: 60_000 }, async (t) => {
+  // fast-check stops at the first failing input (endOnFailure), so a hang adds one per-input limit.
+  test(`fuzz ${p.name}: ${p.fastRuns} bad inputs, each ends in its documented KdError (seed ${SEED})`, { timeout: p.timeoutMs + HONEST_MS }, async (t) => {
     t.diagnostic(`fast-check seed ${SEED}; reproduce with FUZZ_SEED=${SEED} or node dist/scripts/fuzz.js --seed ${SEED} --only ${p.name}`);
     await runProperty(p, { numRuns: p.fastRuns, seed: SEED, stats });
   });
 }
 
-test(`fuzz cli: ${CLI_RUNS} bad configs give exit 2/3/4/5 by code, "✖ KD_…" and no stack trace (seed ${SEED})`, { timeout: 120_000 }, async (t) => {
+// runCliCases starts no case after a hang, so hangs add at most one HANG_LIMIT_MS per parallel worker.
+test(`fuzz cli: ${CLI_RUNS} bad configs give exit 2/3/4/5 by code, "✖ KD_…" and no stack trace (seed ${SEED})`, { timeout: CLI_PARALLEL * HANG_LIMIT_MS + HONEST_MS }, async (t) => {
   const cases = sampleCliCases(SEED, CLI_RUNS);
-  const results = await runCliCases(cases, 2);
+  const results = await runCliCases(cases, CLI_PARALLEL);
   const problems: string[] = [];
   for (const r of results) {
     const { problem, note } = checkCliResult(r);
@@ -109,12 +121,22 @@ test('the fuzz checker rejects an accepted input, a raw error, a wrong code, a m
   await assert.rejects(runProperty({ name: 'self-hang', fastRuns: 1, timeoutMs: 100, classes: [hang] }, { numRuns: 1, seed: SEED, stats: new FuzzStats() }), /timeout/i);
 });
 
+test('the child-process guard kills a real hang and a process whose memory grows without end, naming which', { timeout: HANG_LIMIT_MS + HONEST_MS }, async () => {
+  // Deliberate faults, so tiny limits are fine here: the hang is real, and the memory grows until it is killed. The
+  // growing child stops at 2 GB and idles: a guard that failed would end in the hang limit, not in a full machine.
+  assert.match(verdict(await childRun('setInterval(() => {}, 1000);', 300)) ?? '', /no answer after 0\.3 s \(killed\): a hang/);
+  const grows = 'const keep = []; for (let i = 0; i < 2048; i++) keep.push(Buffer.alloc(1 << 20, 1)); setInterval(() => {}, 1000);';
+  assert.match(verdict(await childRun(grows, HANG_LIMIT_MS, 256 * 1024 ** 2)) ?? '', /past the 256 MB limit \(killed\): an endless read/);
+  assert.equal(verdict(await childRun("console.log('RESULT ok');")), undefined);
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // Bugs found by the fuzzer (docs/FUZZ.md), each reproduced on its own.
 
 describe('fixed bugs stay fixed', { concurrency: true }, () => {
   for (const bug of KNOWN_BUGS.filter((b) => !b.open)) {
-    it(`${bug.id}: ${bug.title}`, { timeout: 60_000 }, async () => {
+    // A reproduction runs its child processes at once (one HANG_LIMIT_MS), or in-process.
+    it(`${bug.id}: ${bug.title}`, { timeout: HANG_LIMIT_MS + HONEST_MS }, async () => {
       const what = await bug.reproduce();
       assert.equal(what, undefined, what);
     });
@@ -123,7 +145,7 @@ describe('fixed bugs stay fixed', { concurrency: true }, () => {
 
 describe('open bugs (todo until src/ is fixed)', { concurrency: true }, () => {
   for (const bug of KNOWN_BUGS.filter((b) => b.open)) {
-    it(`${bug.id}: ${bug.title}`, { timeout: 60_000, todo: bug.open }, async () => {
+    it(`${bug.id}: ${bug.title}`, { timeout: HANG_LIMIT_MS + HONEST_MS, todo: bug.open }, async () => {
       const what = await bug.reproduce();
       assert.equal(what, undefined, what);
     });

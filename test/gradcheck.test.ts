@@ -15,7 +15,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as G from '../src/graph/index.js';
-import { Graph, OPS, gradients, toOnnx, type DType, type OpDef, type Shape, type Value } from '../src/graph/index.js';
+import { Graph, OPS, gradients, readOnnx, toOnnx, type DType, type OpDef, type Shape, type Value } from '../src/graph/index.js';
+import { NCHWC_DOMAIN } from '../src/graph/nchwc.js';
+import { nchwcBlockSize } from '../src/runtime/kernels.js';
 import { Session, type HostTensor } from '../src/runtime/session.js';
 import { Rng } from '../src/util/rng.js';
 import * as np from './ref/np64.js';
@@ -247,12 +249,23 @@ function evaluate(b: Built, out: Record<string, HostTensor>): Result {
   return { name: p.c.name, fwd, loss: lossErr, grad, failures };
 }
 
-async function runOnce(ps: Prepared[], op: OpDef | undefined): Promise<Result[]> {
+/** How the graphs are written: standard ops, or convs on ONNX Runtime's NCHWc kernels (`nchwcBlock`). */
+interface Emission {
+  nchwcBlock?: number;
+}
+
+async function runOnce(ps: Prepared[], op: OpDef | undefined, emission: Emission = {}): Promise<Result[]> {
   const g = new Graph('gradcheck');
   const built = ps.map((p, i) => buildCase(g, p, `c${i}_`, op));
   let out: Record<string, HostTensor>;
   try {
-    const s = await Session.create(toOnnx(g), { threads: 1 });
+    const bytes = toOnnx(g, emission);
+    if (emission.nchwcBlock) {
+      // The lowering under test must really be used: a case that silently fell back to the standard Conv checks nothing new.
+      const convs = (readOnnx(bytes).graph?.node ?? []).filter((n) => n.domain === NCHWC_DOMAIN && n.opType === 'Conv').length;
+      if (convs < ps.length) throw new Error(`${convs} blocked convs for ${ps.length} cases: some case fell back to the standard Conv`);
+    }
+    const s = await Session.create(bytes, { threads: 1 });
     try {
       out = await s.run(Object.assign({}, ...built.map((b) => b.feeds)) as Record<string, HostTensor>);
     } finally {
@@ -267,7 +280,7 @@ async function runOnce(ps: Prepared[], op: OpDef | undefined): Promise<Result[]>
 const errText = (e: unknown): string => ((e as Error).message ?? String(e)).split('\n')[0]!;
 
 /** All cases in one graph and session; if that fails, each case alone, so the failure is pinned to a case. */
-async function runCases(opName: string, cases: Case[], op: OpDef | undefined): Promise<Result[]> {
+async function runCases(opName: string, cases: Case[], op: OpDef | undefined, emission: Emission = {}): Promise<Result[]> {
   const ps: (Prepared | Result)[] = cases.map((cs) => {
     try {
       return prepare(opName, cs);
@@ -278,12 +291,12 @@ async function runCases(opName: string, cases: Case[], op: OpDef | undefined): P
   const ok = ps.filter((p): p is Prepared => 'c' in p);
   let results: Result[];
   try {
-    results = await runOnce(ok, op);
+    results = await runOnce(ok, op, emission);
   } catch {
     results = [];
     for (const p of ok) {
       try {
-        results.push(...(await runOnce([p], op)));
+        results.push(...(await runOnce([p], op, emission)));
       } catch (e) {
         results.push({ name: p.c.name, fwd: NaN, loss: NaN, grad: NaN, failures: [errText(e)] });
       }
@@ -296,10 +309,12 @@ const fmt = (x: number): string => (Number.isNaN(x) ? 'n/a' : x.toExponential(1)
 const summary: { op: string; fwd: number; grad: number; cases: number }[] = [];
 
 /** One test per op; one subtest per case, named with its errors. Cases marked todo run alone. */
-function checkOp(title: string, cases: Case[], op: OpDef | undefined): void {
+function checkOp(title: string, cases: Case[], op: OpDef | undefined, emission: () => Promise<Emission | string> = async () => ({})): void {
   test(`gradcheck ${title}`, async (t) => {
+    const how = await emission();
+    if (typeof how === 'string') return t.skip(how);
     const live = cases.filter((cs) => !cs.todo);
-    const res = await runCases(title, live, op);
+    const res = await runCases(title, live, op, how);
     let fwd = 0;
     let grad = 0;
     for (const r of res) {
@@ -310,7 +325,7 @@ function checkOp(title: string, cases: Case[], op: OpDef | undefined): void {
       });
     }
     for (const cs of cases.filter((q) => q.todo)) {
-      const [r] = await runCases(title, [cs], op);
+      const [r] = await runCases(title, [cs], op, how);
       await t.test(`${cs.name}: fwd err ${fmt(r!.fwd)}, grad err ${fmt(r!.grad)}`, { todo: cs.todo }, () => {
         assert.deepEqual(r!.failures, []);
       });
@@ -615,6 +630,32 @@ test('every op with a gradient rule has a gradient check', () => {
 });
 
 for (const ck of CHECKS) checkOp(ck.op, ck.cases, OPS[ck.op] as OpDef);
+
+// The same Conv, written for ONNX Runtime's NCHWc CPU kernels (src/graph/nchwc.ts): blocked weights reordered in the
+// graph, the stride-1 input gradient as a full convolution with flipped weights. Channel counts are chosen from the
+// block this CPU has, so that every case takes the blocked path (a blocked input, a plain NCHW input with fewer
+// channels than a block, channel padding, strides, dilation, 1x1).
+const NB = (await nchwcBlockSize()) || 16;
+checkOp(
+  'CONV on the NCHWc kernels',
+  [
+    c(`[B,${NB},2,2] * [${NB},${NB},2,2] + b, asymmetric pads (blocked input)`, [inp('x', ['B', NB, 2, 2]), inp('w', [NB, NB, 2, 2]), inp('b', [NB])],
+      ([x, w, b]) => G.conv2d(x!, w!, b!, { pads: [1, 0, 0, 1] }), ([x, w, b]) => np.conv2d(x!, w!, b!, { pads: [1, 0, 0, 1] })),
+    c('[B,3,4,4] * [8,3,3,3] + b (plain input, output channels padded to a block)', [inp('x', ['B', 3, 4, 4]), inp('w', [8, 3, 3, 3]), inp('b', [8])],
+      ([x, w, b]) => G.conv2d(x!, w!, b!), ([x, w, b]) => np.conv2d(x!, w!, b!)),
+    c(`[B,${NB + 4},2,2] * [4,${NB + 4},1,1] (input channels padded, 1x1)`, [inp('x', ['B', NB + 4, 2, 2]), inp('w', [4, NB + 4, 1, 1])],
+      ([x, w]) => G.conv2d(x!, w!), ([x, w]) => np.conv2d(x!, w!, undefined)),
+    c(`stride 2: [B,${NB},3,3] * [${NB},${NB},2,2] (input gradient stays ConvTranspose)`, [inp('x', ['B', NB, 3, 3]), inp('w', [NB, NB, 2, 2])],
+      ([x, w]) => G.conv2d(x!, w!, undefined, { strides: [2, 2] }), ([x, w]) => np.conv2d(x!, w!, undefined, { strides: [2, 2] })),
+    c('dilation 2, asymmetric pads: [B,4,5,5] * [8,4,2,3]', [inp('x', ['B', 4, 5, 5]), inp('w', [8, 4, 2, 3])],
+      ([x, w]) => G.conv2d(x!, w!, undefined, { dilations: [2, 2], pads: [0, 1, 1, 0] }), ([x, w]) => np.conv2d(x!, w!, undefined, { dilations: [2, 2], pads: [0, 1, 1, 0] })),
+  ],
+  OPS.CONV as OpDef,
+  async () => {
+    const block = await nchwcBlockSize();
+    return block > 0 ? { nchwcBlock: block } : 'ONNX Runtime has no NCHWc kernels of 8 or more channels on this CPU (or KDISTILL_NCHWC=0): the blocked lowering is not used here';
+  },
+);
 
 // Composite graphs: accumulation over several consumers, several paths, a full model's loss.
 const oneHot64 = (labels: np.T, depth: number): np.T =>

@@ -86,7 +86,8 @@ test('a fresh run into a folder holding an unfinished run refuses, naming --resu
 
 test('a second run into a locked folder refuses; a stale lock from a dead process is taken over', async () => {
   const out = join(root, 'locked');
-  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 30000)']);
+  // A live process holding the lock: it must outlive the refusal below however busy the machine (killed below).
+  const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 600_000)']);
   try {
     rmSync(out, { recursive: true, force: true });
     spawnSync('mkdir', ['-p', out]);

@@ -48,6 +48,8 @@ import { Mlp } from '../src/nn/mlp.js';
 import { type LayerSpec, Sequential } from '../src/nn/sequential.js';
 import type { Model, ParamValues } from '../src/nn/model.js';
 import { createOptimizer, type OptimizerConfig } from '../src/optim/optimizers.js';
+import { nchwcBlockSize } from '../src/runtime/kernels.js';
+import { readOnnx } from '../src/graph/index.js';
 import { at, buildEvalGraph, buildExportGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from '../src/train/graphs.js';
 import { Evaluator } from '../src/train/trainer.js';
 import type { Dataset } from '../src/data/dataset.js';
@@ -293,9 +295,11 @@ async function runSteps(
   terms: readonly Term[],
   init: ParamValues,
   batches: readonly { x: HostTensor; y: HostTensor; teacher?: HostTensor }[],
+  nchwcBlock = 0,
 ): Promise<StepRun> {
   const opt = createOptimizer(optimizer);
-  const step = buildStepGraph(model, opt, terms, 1);
+  const step = buildStepGraph(model, opt, terms, 1, { nchwcBlock });
+  if (nchwcBlock) assert.ok(readOnnx(step.onnx).graph!.node!.some((n) => n.domain === 'com.microsoft.nchwc'), 'the blocked kernels are used');
   assert.deepEqual(step.noise, [], 'no dropout, so no noise inputs');
   const session = await Session.create(step.onnx, { threads: 1 });
   const state: Record<string, HostTensor> = {};
@@ -431,13 +435,16 @@ interface CnnStepsJson {
 }
 const cnnSteps = load<CnnStepsJson>('cnn_steps.json');
 
+// Both conv lowerings: the standard ops, and ONNX Runtime's NCHWc kernels (runtime.kernels: blocked) where this CPU
+// has them; the fixture's first conv (2 → 4 channels) takes the blocked path, the second (6 outputs) cannot.
+const blocks = [0, ...((await nchwcBlockSize()) > 0 ? [await nchwcBlockSize()] : [])];
 test('torch fixtures: CNN training steps with batch norm, SGD and Adam (cnn_steps.json)', async (t) => {
   const m = cnnSteps.model;
   const model = new Sequential({ label: 'cnn', inputShape: m.input_shape, numClasses: m.classes, layers: m.layers });
   const batches = cnnSteps.batches.map((b) => ({ x: { data: f32(b.x), dims: b.x.shape }, y: { data: i64(b.y), dims: [b.y.length] } }));
-  for (const c of cnnSteps.cases) {
-    await t.test(c.name, async () => {
-      const run = await runSteps(model, optimizerConfig(c.optimizer), createTerms([{ type: 'ce', weight: 1 }]), paramsFrom(cnnSteps.init_params), batches);
+  for (const c of cnnSteps.cases) for (const block of blocks) {
+    await t.test(`${c.name}${block ? ` (NCHWc kernels, block ${block})` : ''}`, async () => {
+      const run = await runSteps(model, optimizerConfig(c.optimizer), createTerms([{ type: 'ce', weight: 1 }]), paramsFrom(cnnSteps.init_params), batches, block);
       c.steps.forEach((s, i) => {
         close('cnn_steps.json', `${c.name} step ${i + 1} loss`, [run.losses[i]!], [Math.fround(s.loss_before)]);
         compareParams('cnn_steps.json', `${c.name} after step ${i + 1}`, run.params[i]!, s.params_after);

@@ -121,14 +121,19 @@ test('tune: killed with SIGKILL in the middle of the search, `kdistill tune --re
   writeFileSync(file, JSON.stringify(config(out)));
   const cli = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
   const child = spawn(process.execPath, [cli, 'tune', file, '--quiet'], { stdio: 'ignore' });
-  // Kill once two trials are recorded (bounded: 600 polls of 50 ms).
-  for (let i = 0; i < 600; i++) {
+  // Kill once two trials are recorded. The bound (2,400 polls of 50 ms, 2 min or more) only catches a hang: two
+  // trials take a few seconds, and a busy machine must not make the test kill the search before it has begun.
+  const POLLS = 2400;
+  let polls = 0;
+  for (; polls < POLLS; polls++) {
     await new Promise((r) => setTimeout(r, 50));
     const rec = existsSync(join(out, TUNE_RECORD_FILE)) ? (JSON.parse(readFileSync(join(out, TUNE_RECORD_FILE), 'utf8')) as TuneRecord) : undefined;
     if ((rec?.results.length ?? 0) >= 2 || child.exitCode !== null) break;
   }
   child.kill('SIGKILL');
-  await new Promise((r) => child.once('exit', r));
+  // (a child that ended by itself has emitted 'exit' already: waiting for it again would hang the test)
+  if (child.exitCode === null && child.signalCode === null) await new Promise((r) => child.once('exit', r));
+  assert.ok(polls < POLLS, `no two trials recorded after ${POLLS} polls of 50 ms: \`kdistill tune\` hangs`);
   const before = JSON.parse(readFileSync(join(out, TUNE_RECORD_FILE), 'utf8')) as TuneRecord;
   assert.ok(before.status !== 'done', 'the search was killed before it finished');
   const done = (await runTune(parseConfig(config(out)), { progress: silent(), skipSpeed: true, resume: true })).tune;

@@ -3,12 +3,11 @@ import { parseArgs } from 'node:util';
 import { KdError, EXIT_STATUS, isKdError } from '../errors.js';
 import { getPreset, PRESET_NAMES } from '../config/presets.js';
 import { invalidConfig, loadConfig, parseConfig } from '../config/load.js';
-import { buildSearchSpace } from '../config/tune.js';
-import { planTrials } from '../tune/strategy.js';
 import type { RunConfig } from '../config/schema.js';
 import { readUnfinishedConfig, runDistillation } from '../pipeline/run.js';
 import { BEST_CONFIG_FILE, TUNE_RECORD_FILE, readUnfinishedTune, runTune } from '../pipeline/tune.js';
 import { inspect } from '../pipeline/inspect.js';
+import { formatPreflight, preflight } from '../pipeline/check.js';
 import { formatSummary, kdistillVersion, RUN_RECORD_FILE, HTML_REPORT_FILE, type RunRecord } from '../report/index.js';
 
 const HELP = `kdistill — knowledge distillation on ONNX Runtime
@@ -19,7 +18,9 @@ Usage:
   kdistill run --resume <output folder>            continue a run that was stopped (Ctrl-C, SIGTERM, crash)
   kdistill tune <config.yaml> [options]            search its tune.space on the validation split, then run the best
   kdistill tune --resume <output folder>           continue a search that was stopped (finished trials are kept)
-  kdistill check <config.yaml>                     validate a config file and print it with defaults filled
+  kdistill check <config.yaml> [--print]           everything run/tune check before training (data, teacher,
+                                                   layers, memory, output folder), without training; prints
+                                                   the plan (--print: also the config with defaults filled)
   kdistill inspect <config.yaml | model.onnx>      list the layers (names for feature/relation terms) with shapes
   kdistill --version | --help
 
@@ -45,6 +46,7 @@ async function main(argv: string[]): Promise<number> {
         seed: { type: 'string' },
         threads: { type: 'string' },
         quiet: { type: 'boolean', default: false },
+        print: { type: 'boolean', default: false },
         resume: { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
         version: { type: 'boolean', short: 'v', default: false },
@@ -107,15 +109,10 @@ async function main(argv: string[]): Promise<number> {
     // Flags override the file; re-validate so an override cannot smuggle in a bad value.
     const c = parseConfig(overrides({ ...(fromFile as unknown as Record<string, unknown>) }), rest[0]);
     if (command === 'check') {
-      let search = '';
-      if (c.tune) {
-        // The search space is checked against the config, as `tune` does before any training.
-        const { problems, space } = buildSearchSpace(c, c.tune);
-        if (problems.length > 0) throw invalidConfig(problems, rest[0]);
-        const trials = planTrials(space, c.tune, c.seed).length;
-        search = `Its tune block searches ${space.length} path${space.length === 1 ? '' : 's'} in ${trials} configuration${trials === 1 ? '' : 's'} (strategy ${c.tune.strategy}).\n`;
-      }
-      process.stdout.write(`${rest[0]} is valid.\n${search}${JSON.stringify(c, null, 2)}\n`);
+      // The whole pre-flight of `run`/`tune` (data, teacher, layers, memory, output folder), without training.
+      const plan = await preflight(c, rest[0]);
+      process.stdout.write(`${formatPreflight(plan, rest[0]!)}\n`);
+      if (values.print) process.stdout.write(`${JSON.stringify(c, null, 2)}\n`);
       return 0;
     }
     if (command === 'tune') return finishTune(c, await runTune(c, { quiet: values.quiet, shouldStop: installStopHandlers(), source: rest[0] }));

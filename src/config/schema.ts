@@ -626,6 +626,13 @@ export const runtimeSchema = z.strictObject({
    */
   lrBackoff: num({ min: 0, lt: 1 }).default(0),
   /**
+   * Which CPU kernels run convolutions while training: `standard` (ONNX's Conv/ConvTranspose, the default, with
+   * which every published number was measured) or `blocked` (ONNX Runtime's NCHWc kernels, src/graph/nchwc.ts:
+   * faster CNN steps where the CPU has AVX2/AVX-512; the same results up to float rounding, so not bit-identical
+   * to `standard`). Falls back to standard where the blocked kernels are absent.
+   */
+  kernels: z.enum(['standard', 'blocked']).default('standard'),
+  /**
    * Folder where teacher outputs are saved and reused across runs (keyed by the teacher file, the exact inputs and
    * the requested layers, so a change of either misses instead of reading stale outputs). Absent: not saved.
    */
@@ -726,6 +733,7 @@ export interface RuntimeConfig {
   stepsPerRun: number;
   checkpointEvery: number;
   lrBackoff: number;
+  kernels: 'standard' | 'blocked';
   teacherCache?: string | undefined;
 }
 

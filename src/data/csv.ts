@@ -7,7 +7,12 @@ import { readDataFile } from './io.js';
 export interface CsvOptions {
   /** Label column: a header name or a 0-based index. Default: the last column. */
   label?: string | number;
-  /** 'auto' (default): the first row is a header when one of its feature cells is non-numeric and the second row's are all numeric. */
+  /**
+   * 'auto' (default): the first row is a header when, in some column whose next rows (up to 50) hold mostly numbers,
+   * it has text, and in no such column it has a number. Empty and NaN-like cells are no evidence either way, and
+   * neither is a label column of class names. When the guess is unsure the load fails with a message naming the
+   * guess and the override (header: true or false).
+   */
   header?: 'auto' | boolean;
   /** Default ',' (tab for `.tsv` files). */
   delimiter?: string;
@@ -33,6 +38,95 @@ interface Row {
   cells: string[];
   line: number;
 }
+
+/**
+ * Cells that hold no value: no evidence about a header either way (a data column with gaps is still a column of
+ * numbers). Case-sensitive, so a column named e.g. 'Na' (sodium) still counts as a name.
+ */
+const MISSING = /^(|NaN|nan|NAN|NA|N\/A|n\/a|null|NULL|Null|None|none|\?|-|[+-]?(inf|Inf|INF|infinity|Infinity|INFINITY))$/;
+
+type CellKind = 'number' | 'missing' | 'text';
+
+function cellKind(c: string | undefined): CellKind {
+  if (c === undefined || MISSING.test(c)) return 'missing';
+  return isNumeric(c) ? 'number' : 'text';
+}
+
+/** Rows after the first that header: auto looks at. */
+const HEADER_SAMPLE_ROWS = 50;
+
+interface HeaderGuess {
+  header: boolean;
+  /** False when the evidence disagrees (text above numbers in some column, numbers above numbers in another) or none tells. */
+  sure: boolean;
+  /** Columns of numbers with text on line 1: evidence for a header. */
+  named: number[];
+  /** Columns of numbers with a number on line 1: evidence for data. */
+  numbered: number[];
+  /** The label column, when its line-1 value is on no row below while every label below repeats (e.g. 'species'). */
+  labelName: number | null;
+  /** No rows below line 1. */
+  alone: boolean;
+}
+
+/**
+ * header: auto, by comparing types per column as Python's csv.Sniffer does: a column "holds numbers" when most of
+ * its non-missing cells on the next rows are numbers (every feature column, when there are no next rows). Line 1 is
+ * a header when it has text in some such column and a number in none. Empty or NaN cells (on line 1 or below) do
+ * not count, so one gap in the data cannot flip the guess. Class names in the label column are no evidence by type;
+ * a line-1 label seen on no other row while all the others repeat only makes a guess of "data" unsure.
+ * `labelIdx` null: the label column is not known, every column counts the same.
+ */
+function guessHeader(rows: Row[], labelIdx: number | null): HeaderGuess {
+  const first = rows[0].cells;
+  const sample = rows.slice(1, 1 + HEADER_SAMPLE_ROWS);
+  const named: number[] = [];
+  const numbered: number[] = [];
+  let labelName: number | null = null;
+  for (let j = 0; j < first.length; j++) {
+    let num = 0;
+    let text = 0;
+    for (const r of sample) {
+      const k = cellKind(r.cells[j]);
+      if (k === 'number') num++;
+      else if (k === 'text') text++;
+    }
+    const k = cellKind(first[j]);
+    if (sample.length === 0 ? j !== labelIdx : num > text) {
+      if (k === 'text') named.push(j);
+      else if (k === 'number') numbered.push(j);
+    } else if (j === labelIdx && k === 'text' && sample.length >= 4) {
+      const counts = new Map<string, number>();
+      for (const r of sample) counts.set(r.cells[j], (counts.get(r.cells[j]) ?? 0) + 1);
+      if (!counts.has(first[j]) && [...counts.values()].every((c) => c >= 2)) labelName = j;
+    }
+  }
+  const header = named.length > 0 && numbered.length === 0;
+  const sure = header || (numbered.length > 0 && named.length === 0 && labelName === null);
+  return { header, sure, named, numbered, labelName, alone: sample.length === 0 };
+}
+
+/** "column 1 ('a'), column 2 ('b')", at most three named. */
+function listColumns(cells: string[], cols: number[]): string {
+  const shown = cols.slice(0, 3).map((j) => `column ${j + 1} ('${cells[j]}')`).join(', ');
+  return cols.length > 3 ? `${shown} and ${cols.length - 3} more` : shown;
+}
+
+/** Why header: auto took line 1 as it did, for error messages. */
+function explainGuess(g: HeaderGuess, first: string[]): string {
+  const forHeader: string[] = [];
+  if (g.named.length > 0) forHeader.push(`${g.alone ? 'text in' : 'text above numbers in'} ${listColumns(first, g.named)}`);
+  if (g.labelName !== null) forHeader.push(`a label seen on no row below in ${listColumns(first, [g.labelName])}, where the labels below repeat`);
+  const forData = g.numbered.length > 0 ? `numbers like the rows below in ${listColumns(first, g.numbered)}` : '';
+  if (g.header) return `header: auto took line 1 as a header: it has ${forHeader.join(' and ')}`;
+  if (g.sure) return `header: auto took line 1 as data: it has ${forData}`;
+  if (forData && forHeader.length > 0) return `header: auto took line 1 as data, but is unsure: it has ${forData}, but also ${forHeader.join(' and ')}`;
+  if (forHeader.length > 0) return `header: auto took line 1 as data, but is unsure: it has ${forHeader.join(' and ')}, but no column holding numbers below has text on line 1`;
+  return 'header: auto took line 1 as data, but is unsure: no column holding numbers below has text or a number on line 1';
+}
+
+const SET_HEADER_TRUE = 'if line 1 holds column names, set header: true (data.dataset.header in the config)';
+const SET_HEADER_FALSE = 'if line 1 is data, set header: false (data.dataset.header in the config)';
 
 function parseRows(path: string, text: Buffer, delimiter: string): Row[] {
   let parsed: { record: string[]; info: { lines: number } }[];
@@ -90,6 +184,8 @@ export function loadCsv(path: string, options: CsvOptions = {}): Dataset {
   const first = rows[0].cells;
   let labelIdx: number;
   let hasHeader: boolean;
+  /** Set when header: auto decided (not when the label was found by name on line 1). */
+  let guess: HeaderGuess | undefined;
   const label = options.label;
   if (typeof label === 'string') {
     if (header === false) {
@@ -99,9 +195,8 @@ export function loadCsv(path: string, options: CsvOptions = {}): Dataset {
     }
     labelIdx = first.indexOf(label);
     if (labelIdx < 0) {
-      // Without a known label column, a first row looks like names when it has text where the second row has numbers.
-      const looksLikeHeader = header === true
-        || first.some((c, j) => !isNumeric(c) && (rows.length < 2 || isNumeric(rows[1].cells[j])));
+      // Without a known label column, a first row looks like names when it has text above a column of numbers.
+      const looksLikeHeader = header === true || guessHeader(rows, null).named.length > 0;
       throw new KdError('KD_DATA_INVALID', looksLikeHeader
         ? `${path}: label column '${label}' not found; columns are: ${first.join(', ')}`
         : `${path}: label column '${label}' not found; the first row looks like data, so the file has no header`, {
@@ -118,8 +213,8 @@ export function loadCsv(path: string, options: CsvOptions = {}): Dataset {
       });
     }
     if (header === 'auto') {
-      const featureCellsNumeric = (cells: string[]) => cells.every((c, j) => j === labelIdx || isNumeric(c));
-      hasHeader = !featureCellsNumeric(first) && (rows.length < 2 || featureCellsNumeric(rows[1].cells));
+      guess = guessHeader(rows, labelIdx);
+      hasHeader = guess.header;
     } else {
       hasHeader = header;
     }
@@ -128,10 +223,13 @@ export function loadCsv(path: string, options: CsvOptions = {}): Dataset {
   const columnNames = hasHeader ? first : null;
   const data = hasHeader ? rows.slice(1) : rows;
   if (data.length === 0) {
-    throw new KdError('KD_DATA_INVALID', `${path}: found a header but no data rows; expected at least one sample`, {
-      fix: 'check that the file was written completely',
+    throw new KdError('KD_DATA_INVALID', `${path}: found a header but no data rows; expected at least one sample${guess ? ` (${explainGuess(guess, first)})` : ''}`, {
+      fix: `check that the file was written completely${guess ? `; ${SET_HEADER_FALSE}` : ''}`,
     });
   }
+  // An error on line 1 when header: auto took it as data says so, and how to override the guess.
+  const guessNote = (line: number) => (guess && !hasHeader && line === rows[0].line ? `; ${explainGuess(guess, first)}` : '');
+  const guessFix = (line: number) => (guess && !hasHeader && line === rows[0].line ? `; ${SET_HEADER_TRUE}` : '');
   const colName = (j: number) => (columnNames ? `column '${columnNames[j]}' (column ${j + 1})` : `column ${j + 1}`);
 
   const nf = ncol - 1;
@@ -145,18 +243,18 @@ export function loadCsv(path: string, options: CsvOptions = {}): Dataset {
       const c = cells[j];
       if (j === labelIdx) {
         if (c === '') {
-          throw new KdError('KD_DATA_CORRUPT', `${path}, line ${line}: the label (${colName(j)}) is empty; expected a class label`, {
-            fix: `fill in or remove line ${line}`,
+          throw new KdError('KD_DATA_CORRUPT', `${path}, line ${line}: the label (${colName(j)}) is empty; expected a class label${guessNote(line)}`, {
+            fix: `fill in or remove line ${line}${guessFix(line)}`,
           });
         }
         labels[i] = c;
         continue;
       }
       if (!isNumeric(c)) {
-        throw new KdError('KD_DATA_CORRUPT', c === ''
+        throw new KdError('KD_DATA_CORRUPT', (c === ''
           ? `${path}, line ${line}, ${colName(j)}: the value is empty; expected a number (missing values are not imputed)`
-          : `${path}, line ${line}, ${colName(j)}: found '${c}', expected a number`, {
-          fix: c === '' ? `fill in or remove line ${line}` : `fix the value on line ${line}, or set label to this column if it holds the class`,
+          : `${path}, line ${line}, ${colName(j)}: found '${c}', expected a number`) + guessNote(line), {
+          fix: (c === '' ? `fill in or remove line ${line}` : `fix the value on line ${line}, or set label to this column if it holds the class`) + guessFix(line),
         });
       }
       const v = Number(c);
@@ -167,6 +265,13 @@ export function loadCsv(path: string, options: CsvOptions = {}): Dataset {
         });
       }
       x[k++] = v;
+    }
+    // Line 1 read as data without errors although the guess was unsure (text above numbers only in the label
+    // column, e.g. '1,2,label' over numeric labels): refuse rather than silently make a class of a column name.
+    if (i === 0 && guess && !hasHeader && !guess.sure) {
+      throw new KdError('KD_DATA_CORRUPT', `${path}, line ${line}: cannot tell whether line 1 is a header or data; ${explainGuess(guess, first)}`, {
+        fix: `${SET_HEADER_TRUE}; ${SET_HEADER_FALSE}`,
+      });
     }
   }
 
@@ -186,8 +291,8 @@ export function loadCsv(path: string, options: CsvOptions = {}): Dataset {
   for (let i = 0; i < n; i++) {
     const c = index.get(labels[i]);
     if (c === undefined) {
-      throw new KdError('KD_DATA_INVALID', `${path}, line ${data[i].line}: label '${labels[i]}' is not one of the known classes: ${classNames.join(', ')}`, {
-        fix: 'the file has a class the training data does not; remove those rows or add that class to the training data',
+      throw new KdError('KD_DATA_INVALID', `${path}, line ${data[i].line}: label '${labels[i]}' is not one of the known classes: ${classNames.join(', ')}${guessNote(data[i].line)}`, {
+        fix: `the file has a class the training data does not; remove those rows or add that class to the training data${guessFix(data[i].line)}`,
       });
     }
     y[i] = c;

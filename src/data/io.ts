@@ -1,6 +1,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { gunzipSync } from 'node:zlib';
 import { KdError } from '../errors.js';
+import { whereResolved } from '../util/fs.js';
 
 /**
  * Reads a whole data file, gunzipping it when it starts with the gzip magic bytes. Detection is by content, not
@@ -25,7 +26,7 @@ export function readDataFile(path: string): Buffer {
       : code === 'EISDIR' ? 'it is a folder, not a file'
       : String(code ?? e);
     throw new KdError('KD_DATA_NOT_FOUND', `cannot read data file ${path}: ${why}`, {
-      fix: code === 'ENOENT' ? 'check the path (relative paths are resolved from the current folder)' : 'check the path and its permissions',
+      fix: code === 'ENOENT' ? `check the path: ${whereResolved(path)}` : 'check the path and its permissions',
       cause: e,
     });
   }

@@ -1,4 +1,5 @@
 import { type OpDef, type Shape, type Value, isStatic, shapeStr } from './ir.js';
+import { emitConvNchwc, emitConvTransposeNchwc } from './nchwc.js';
 import { cast, def, div, equal, fail, matmul, mul, needFloat, reduceMean, reduceSum, reshape, transpose } from './ops.js';
 
 /**
@@ -90,6 +91,9 @@ const CONV = def({
     if (ho < 1 || wo < 1) fail('Conv', `kernel ${kh}x${kw} (dilation ${dh}x${dw}) does not fit the padded input ${h}x${wd}`);
     return [{ shape: [x.shape[0]!, m!, ho, wo], dtype: 'float32' }];
   },
+  emit: (e, n) => {
+    if (!emitConvNchwc(e, n)) e.plain(n);
+  },
   grad: (n, [dy]) => {
     if (!dy) return [];
     const [x, w, b] = n.inputs as [Value, Value, Value | undefined];
@@ -115,6 +119,9 @@ const CONV_TRANSPOSE = def({
     const ho = sh * (h - 1) + oh + (kh! - 1) * dh + 1 - pt - pb;
     const wo = sw * (wd - 1) + ow + (kw! - 1) * dw + 1 - pl - pr;
     return [{ shape: [x.shape[0]!, mg! * (a.group as number), ho, wo], dtype: 'float32' }];
+  },
+  emit: (e, n) => {
+    if (!emitConvTransposeNchwc(e, n)) e.plain(n);
   },
 });
 

@@ -20,7 +20,15 @@ export interface OutputInfo {
 /** How the ONNX writer turns one IR node into ONNX nodes. */
 export interface Emitter {
   /** Appends an ONNX node; inputs/outputs are ONNX value names ('' for an omitted optional input). */
-  node(opType: string, inputs: string[], outputs: string[], attrs?: Attrs): void;
+  node(opType: string, inputs: string[], outputs: string[], attrs?: Attrs, domain?: string): void;
+  /** Emits `node` as the one ONNX node of the same type and attributes (what an op without `emit` gets). */
+  plain(node: Node): void;
+  /**
+   * The channel block of ONNX Runtime's NCHWc CPU kernels when the graph may use them (float32 convs lowered to
+   * `com.microsoft.nchwc` ops, src/graph/nchwc.ts), or 0: standard ONNX ops only (exported models, other
+   * execution providers).
+   */
+  readonly nchwcBlock: number;
   /** Name of an int64 (or float) initializer holding the given values (deduplicated). */
   constInt64(values: readonly number[], shape?: readonly number[]): string;
   constFloat(values: readonly number[], shape?: readonly number[]): string;

@@ -13,6 +13,11 @@ export interface OnnxOptions {
   doc?: string;
   /** Key/value metadata stored in the model (kdistill version, run id, ...). */
   metadata?: Record<string, string>;
+  /**
+   * ONNX Runtime's NCHWc block size on this CPU (src/graph/nchwc.ts): float32 convs are then written as its blocked
+   * CPU kernels. 0 (the default) writes standard ONNX ops only, as every exported model is.
+   */
+  nchwcBlock?: number;
 }
 
 /**
@@ -65,10 +70,14 @@ export function toOnnx(g: Graph, options: OnnxOptions = {}): Uint8Array {
     }
     return n;
   };
+  const domains = new Set<string>();
   const emitter: Emitter = {
-    node(opType, inputs, outputs, attrs = {}) {
-      nodes.push({ opType, input: inputs, output: outputs, name: `${opType}_${nodes.length}`, attribute: toAttributes(attrs) });
+    node(opType, inputs, outputs, attrs = {}, domain) {
+      if (domain) domains.add(domain);
+      nodes.push({ opType, input: inputs, output: outputs, name: `${opType}_${nodes.length}`, attribute: toAttributes(attrs), ...(domain ? { domain } : {}) });
     },
+    plain: (n) => defaultEmit(emitter, n),
+    nchwcBlock: options.nchwcBlock ?? 0,
     constInt64: (values, shape) => sharedConst('int64', values, shape),
     constFloat: (values, shape) => sharedConst('float32', values, shape),
     name: nameOf,
@@ -113,7 +122,7 @@ export function toOnnx(g: Graph, options: OnnxOptions = {}): Uint8Array {
   const model = onnx.ModelProto.create({
     irVersion: 8,
     producerName: 'kdistill',
-    opsetImport: [{ domain: '', version: OPSET }],
+    opsetImport: [{ domain: '', version: OPSET }, ...[...domains].sort().map((domain) => ({ domain, version: 1 }))],
     graph,
     docString: options.doc ?? '',
     metadataProps: Object.entries(options.metadata ?? {}).map(([key, value]) => ({ key, value })),

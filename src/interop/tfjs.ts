@@ -2,6 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
+import { whereResolved } from '../util/fs.js';
 import type { ParamValues } from '../nn/model.js';
 import { type Activation, type LayerSpec, type Padding, Sequential } from '../nn/sequential.js';
 
@@ -297,8 +298,9 @@ export function loadTfjsLayersModel(modelJsonPath: string, options: TfjsImportOp
     if (statSync(file).isDirectory()) file = join(file, 'model.json');
     text = readFileSync(file, 'utf8');
   } catch (e) {
-    throw new KdError('KD_DATA_NOT_FOUND', `cannot read TF.js model ${file} (${(e as NodeJS.ErrnoException).code ?? e})`, {
-      fix: 'give the path of a TF.js Layers model.json (its weight files next to it)',
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new KdError('KD_DATA_NOT_FOUND', `cannot read TF.js model ${file} (${code ?? e})`, {
+      fix: `give the path of a TF.js Layers model.json (its weight files next to it)${code === 'ENOENT' ? `: ${whereResolved(file)}` : ''}`,
       cause: e,
     });
   }

@@ -15,7 +15,7 @@ export interface PhaseContext {
   cfg: RunConfig;
   out: string;
   progress: Progress;
-  runtime: RuntimeOptions & { stepsPerRun: number };
+  runtime: RuntimeOptions & { stepsPerRun: number; blockedConv?: boolean };
   /** Whether phases continue from their checkpoints (run --resume, tune --resume). */
   resume: boolean;
   /** Polled after every runtime call (Ctrl-C): the phase checkpoints and stops with KD_INTERRUPTED. */
@@ -31,7 +31,7 @@ export function phaseContext(cfg: RunConfig, out: string, progress: Progress, op
     cfg,
     out,
     progress,
-    runtime: { threads: cfg.runtime.threads, stepsPerRun: cfg.runtime.stepsPerRun },
+    runtime: { threads: cfg.runtime.threads, stepsPerRun: cfg.runtime.stepsPerRun, blockedConv: cfg.runtime.kernels === 'blocked' },
     resume: options.resume ?? false,
     shouldStop: options.shouldStop,
     wallSeconds: options.wallSeconds ?? {},

@@ -90,17 +90,7 @@ export async function runTune(cfg: RunConfig, options: TuneOptions = {}): Promis
       fix: 'add a tune: block with a space of paths to search (docs/TUNE.md), or use kdistill run',
     });
   }
-  const { space, problems } = buildSearchSpace(cfg, tune);
-  if (problems.length > 0) throw invalidConfig(problems, options.source);
-  const assignments = planTrials(space, tune, cfg.seed);
-  const plan = searchPlan(tune, assignments.length, cfg.student.train.epochs);
-  // Every trial's config, validated before anything trains: a value one path allows may break another's rule.
-  const trialConfigs = assignments.map((a, i) => trialConfig(cfg, a, i));
-  const bad = trialConfigs.flatMap((t) => ('problems' in t ? t.problems : []));
-  if (bad.length > 0) throw invalidConfig(dedupe(bad), options.source);
-  const configs = trialConfigs.map((t) => (t as { config: RunConfig }).config);
-
-  const search: Search = { tune, assignments, plan, configs };
+  const search = planSearch(cfg, tune, options.source);
   return withOutputFolder(cfg.output, async (out) => {
     try {
       return await searchAndFinish(cfg, out, search, options, progress, t0);
@@ -113,11 +103,29 @@ export async function runTune(cfg: RunConfig, options: TuneOptions = {}): Promis
 }
 
 /** A validated search: its block, every trial's assignment and config, the rungs. */
-interface Search {
+export interface Search {
   tune: TuneConfig;
   assignments: Assignment[];
   plan: SearchPlan;
   configs: RunConfig[];
+  /** How many config paths the space searches. */
+  paths: number;
+}
+
+/**
+ * The search of a config, validated before anything trains (`tune` and `check` both call this): its space, every
+ * trial's assignment and config (a value one path allows may break another's rule), the rungs.
+ */
+export function planSearch(cfg: RunConfig, tune: TuneConfig, source?: string): Search {
+  const { space, problems } = buildSearchSpace(cfg, tune);
+  if (problems.length > 0) throw invalidConfig(problems, source);
+  const assignments = planTrials(space, tune, cfg.seed);
+  const plan = searchPlan(tune, assignments.length, cfg.student.train.epochs);
+  const trialConfigs = assignments.map((a, i) => trialConfig(cfg, a, i));
+  const bad = trialConfigs.flatMap((t) => ('problems' in t ? t.problems : []));
+  if (bad.length > 0) throw invalidConfig(dedupe(bad), source);
+  const configs = trialConfigs.map((t) => (t as { config: RunConfig }).config);
+  return { tune, assignments, plan, configs, paths: space.length };
 }
 
 /**

@@ -1,2 +1,3 @@
 export * from './session.js';
 export * from './measure.js';
+export * from './kernels.js';

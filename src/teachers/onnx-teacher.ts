@@ -1,5 +1,6 @@
 import { readFileSync, statSync } from 'node:fs';
 import { KdError } from '../errors.js';
+import { whereResolved } from '../util/fs.js';
 import { ATTENTION_PREFIX } from '../distill/names.js';
 import { closestNames } from '../config/problems.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
@@ -87,7 +88,8 @@ function readModel(path: string): { bytes: Uint8Array; model: onnxProto.onnx.Mod
     bytes = readFileSync(path);
   } catch (e) {
     if (e instanceof KdError) throw e;
-    throw new KdError('KD_DATA_NOT_FOUND', `cannot read teacher file ${path} (${(e as NodeJS.ErrnoException).code ?? e})`, { fix: 'check teacher.path in the config' });
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new KdError('KD_DATA_NOT_FOUND', `cannot read teacher file ${path} (${code ?? e})`, { fix: code === 'ENOENT' ? `check teacher.path in the config: ${whereResolved(path)}` : 'check teacher.path in the config' });
   }
   let model;
   try {

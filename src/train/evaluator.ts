@@ -18,8 +18,8 @@ export class Evaluator {
     private readonly session: Session,
   ) {}
 
-  static async create(model: Model, runtime?: RuntimeOptions): Promise<Evaluator> {
-    return new Evaluator(model, await Session.create(buildEvalGraph(model), runtime));
+  static async create(model: Model, runtime?: RuntimeOptions, nchwcBlock = 0): Promise<Evaluator> {
+    return new Evaluator(model, await Session.create(buildEvalGraph(model, { nchwcBlock }), runtime));
   }
 
   async evaluate(params: ParamValues, ds: Dataset, batchSize = 1000): Promise<EvalResult> {

@@ -45,6 +45,8 @@ export const stateOut = (name: string, slot: string) => `s:${name}:${slot}:next`
 export const at = (name: string, k: number) => `${name}@${k}`;
 
 export interface StepGraphOptions {
+  /** ONNX Runtime's NCHWc block on this CPU (runtime/kernels.ts): convs run on its blocked kernels; 0 or absent: standard ops. */
+  nchwcBlock?: number;
   /**
    * Run this (frozen) teacher inside the step graph, on the same inputs the student sees, instead of feeding
    * teacher logits: for augmented inputs, where cached outputs do not apply, one runtime call then does
@@ -168,7 +170,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     optimizer.slots.forEach((s, i) => g.output(stateOut(p.name, s), states.get(p.name)![i]!));
   }
   return {
-    onnx: toOnnx(g, { doc: `kdistill training step (${model.name}, ${optimizer.config.type}, ${stepsPerRun} step(s) per call)` }),
+    onnx: toOnnx(g, { doc: `kdistill training step (${model.name}, ${optimizer.config.type}, ${stepsPerRun} step(s) per call)`, nchwcBlock: options.nchwcBlock ?? 0 }),
     stepsPerRun,
     noise,
     scalars: optimizer.scalars,
@@ -181,7 +183,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
 }
 
 /** Inputs x, y and every parameter; outputs the summed cross-entropy, the correct count and the logits. */
-export function buildEvalGraph(model: Model): Uint8Array {
+export function buildEvalGraph(model: Model, options: { nchwcBlock?: number } = {}): Uint8Array {
   const g = new Graph('eval');
   const params = new Map<string, Value>(model.params.map((p) => [p.name, g.input(paramIn(p.name), p.shape)]));
   const x = g.input('x', [BATCH, ...model.inputShape]);
@@ -190,7 +192,7 @@ export function buildEvalGraph(model: Model): Uint8Array {
   g.output('loss_sum', crossEntropySum(logits, y));
   g.output('correct', correctCount(logits, y));
   g.output('logits', logits);
-  return toOnnx(g, { doc: `kdistill evaluation (${model.name})` });
+  return toOnnx(g, { doc: `kdistill evaluation (${model.name})`, nchwcBlock: options.nchwcBlock ?? 0 });
 }
 
 /** The deployable model: `input` [B, ...inputShape] → `logits` [B, classes], weights as initializers. */

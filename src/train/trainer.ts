@@ -3,6 +3,7 @@ import { type AugmentSpec, Augmenter, augments, type Dataset, epochOrder, featur
 import { type Model, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { type OptimizerConfig, createOptimizer, type ScheduleConfig } from '../optim/index.js';
 import { type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
+import { nchwcBlockSize } from '../runtime/kernels.js';
 import { type Term, adapterParams } from '../distill/terms.js';
 import { Rng } from '../util/rng.js';
 import { type StepGraph, at, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from './graphs.js';
@@ -85,7 +86,8 @@ export interface TrainOptions {
    */
   stopAfterEpoch?: number;
   seed: number;
-  runtime?: RuntimeOptions & { stepsPerRun?: number };
+  /** `blockedConv`: convolutions on ONNX Runtime's NCHWc kernels where the CPU has them (config runtime.kernels). */
+  runtime?: RuntimeOptions & { stepsPerRun?: number; blockedConv?: boolean };
   callbacks?: readonly TrainCallbacks[];
   evalBatchSize?: number;
   /** Where and how often to save the whole training state. */
@@ -145,10 +147,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const extraParams = adapterParams(o.terms, o.model, widths);
   const trainable = [...trainableParams(o.model), ...extraParams];
   const stats = bufferParams(o.model);
-  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec) };
+  const nchwcBlock = await cpuKernelBlock(o.runtime);
+  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec), nchwcBlock };
   const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime, teacher.kind === 'cached');
   const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime, teacher.kind === 'cached') : undefined;
-  const evaluator = await Evaluator.create(o.model, o.runtime);
+  const evaluator = await Evaluator.create(o.model, o.runtime, nchwcBlock);
   try {
     const state = o.resumeFrom
       ? TrainState.resume(o.resumeFrom, fingerprint, trainable, stats, optimizer.slots)
@@ -354,6 +357,11 @@ function interrupted(o: TrainOptions, epoch: number, step: number, steps: number
     fix: 'continue with: kdistill run --resume <output folder>',
     details: { epoch, step, checkpoint: o.checkpoint?.path },
   });
+}
+
+/** The NCHWc block the step graphs use: ONNX Runtime's blocked CPU conv kernels when asked for (src/graph/nchwc.ts), CPU only. */
+export async function cpuKernelBlock(runtime: (RuntimeOptions & { blockedConv?: boolean }) | undefined): Promise<number> {
+  return runtime?.blockedConv && (runtime.executionProvider ?? 'cpu') === 'cpu' ? nchwcBlockSize() : 0;
 }
 
 async function compile(graph: StepGraph, runtime: RuntimeOptions | undefined, alone: boolean): Promise<Compiled> {

@@ -1,5 +1,5 @@
 import { closeSync, fsyncSync, openSync, renameSync, statSync, unlinkSync, writeSync, mkdirSync } from 'node:fs';
-import { dirname, basename, join, resolve, sep } from 'node:path';
+import { dirname, basename, isAbsolute, join, resolve, sep } from 'node:path';
 import { KdError } from '../errors.js';
 
 /**
@@ -71,4 +71,13 @@ function unwritable(path: string, cause: unknown): KdError {
     fix: reason === 'ENOSPC' ? 'free disk space or choose another output folder' : 'choose an output folder you can write to (output: in the config, or --out)',
     cause,
   });
+}
+
+/**
+ * For a "not found" fix: where a relative path was looked for. kdistill resolves relative paths in a config from the
+ * current folder (as the examples assume: `npx kdistill run examples/x.yaml` from the project folder).
+ */
+export function whereResolved(path: string): string {
+  if (isAbsolute(path)) return `${path} does not exist`;
+  return `relative paths are resolved from the current folder, ${process.cwd()}, so ${path} was looked for at ${resolve(path)}; run kdistill from the folder the config's paths are relative to, or give absolute paths`;
 }
