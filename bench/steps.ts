@@ -1,25 +1,34 @@
 /**
  * `npm run bench`: training-step throughput of kdistill, side by side with the PyTorch peer in the same run.
  *
- *   npm run bench                                  all cases, kdistill and PyTorch (an error when PyTorch is missing)
- *   npm run bench -- --markdown                    the table of docs/BENCHMARKS.md
+ *   npm run bench                                  all cases at batch 128 and 256, kdistill and PyTorch (an error
+ *                                                  when PyTorch is missing); ~17-21 min on the 2-core dev machine
+ *   npm run bench -- --markdown                    the table of docs/BENCHMARKS.md (first line: the lowest ratio)
  *   npm run bench -- --cases mlp_1200_ce_adam --seconds 2 --batch 128 --steps-per-run 4 --no-torch
  *
  * Both sides do the same work on synthetic MNIST-shaped data (784 inputs, 10 classes, 64 batches cycled):
  * the same models, loss, optimizer, batch, and teacher policy (teacher forward every step, or teacher logits
  * computed once and cached). kdistill's step is one ONNX Runtime call (forward + backward + update); with
- * --steps-per-run K one call does K steps.
+ * --steps-per-run K one call does K steps. Every case is measured at every batch size of --batches (default
+ * 128,256; --batch N: that one size), one row per case and batch.
  *
  * The PyTorch side is bench/torch_peer.py: one long-lived worker process per thread setup (torch threads x
- * OpenBLAS threads; OpenBLAS reads its thread count when it is loaded), driven over a line protocol. Per case:
- *   1. kdistill's step is compiled and warmed up (>= 5 steps and >= 0.5 s);
+ * OpenBLAS threads; OpenBLAS reads its thread count when it is loaded), driven over a line protocol. Per case and
+ * batch:
+ *   1. kdistill's step is compiled and warmed up (>= 5 steps and >= 0.5 s); for a case with convolutions (in the
+ *      student or the recomputed teacher) a second one too, on ONNX Runtime's NCHWc kernels (`runtime.kernels:
+ *      blocked`, buildStepGraph's nchwcBlock), unless the machine lacks them or --no-blocked;
  *   2. the peer's search: every variant (thread setup x optimizer for-loop/foreach) is built, warmed up the same
- *      way and timed --search-rounds times (default 1) for --search-seconds; the one with the best trial is kept;
- *   3. --repeats rounds, alternating sides (kdistill, PyTorch, PyTorch, kdistill, ...), each repeat a short
- *      untimed re-warm (--rewarm) and >= --seconds of whole steps; so a burst of load hits both sides alike.
+ *      way and timed --search-rounds times (default 1) for --search-seconds (default --seconds / 4); the one with
+ *      the best trial is kept;
+ *   3. --repeats rounds, the sides in turn and the order reversed every other round (kdistill, PyTorch, kdistill
+ *      blocked; kdistill blocked, PyTorch, kdistill; ...), each repeat a short untimed re-warm (--rewarm) and
+ *      >= --seconds of whole steps; so a burst of load hits every side alike.
  * Reported per side: the best repeat and the min–max of the repeats, achieved GFLOP/s (GEMM FLOPs per step,
  * counted from the shapes, see `stepFlops`) and its share of the machine's measured GEMM peak (a 2048 x 2048
- * float32 MatMul through ONNX Runtime with kdistill's threads, and through torch/OpenBLAS per thread setup).
+ * float32 MatMul through ONNX Runtime with kdistill's threads, and through torch/OpenBLAS per thread setup); the
+ * first step's loss and one after the timing (on stderr and in --json), to catch a model mismatch. An estimate of
+ * the run time is printed before the cases run.
  *
  * The interpreter is --python, else the first of $KDISTILL_PYTHON, `python3` on PATH and /usr/bin/python3 that can
  * `import torch`. A missing or failing peer is an error (exit 1) unless --no-torch; a peer whose BLAS check fails
@@ -34,11 +43,12 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { type Model, initParams } from '../src/nn/index.js';
-import { benchCnn, benchMlp } from './models.js';
+import { benchCnn, benchMlp, benchResnet20, benchSmallCnn } from './models.js';
 import { createOptimizer, type OptimizerConfig } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
 import { at, buildExportGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from '../src/train/graphs.js';
 import { type HostTensor, Session } from '../src/runtime/index.js';
+import { nchwcBlockSize } from '../src/runtime/kernels.js';
 import { Graph, matmul, sumAll, toOnnx } from '../src/graph/index.js';
 import { Rng } from '../src/util/rng.js';
 import { fmtInt, formatMarkdownTable, formatTable } from '../src/report/index.js';
@@ -54,6 +64,10 @@ export const CASES = [
   'cnn_ce_sgd',
   'kd_cnn_to_cnn_adam_recompute',
   'kd_cnn_to_mlp800_adam_recompute',
+  'cnn_small_ce_adam',
+  'kd_cnn_to_cnnsmall_adam_cached',
+  'kd_cnn_to_cnnsmall_adam_recompute',
+  'resnet20_ce_sgd',
 ] as const;
 export type CaseName = (typeof CASES)[number];
 
@@ -67,6 +81,10 @@ const SGD: OptimizerConfig = { type: 'sgd', lr: 0.05, momentum: 0.9 };
 const ADAM: OptimizerConfig = { type: 'adam', lr: 1e-3 };
 
 export function modelsOf(name: CaseName): { student: Model; teacher?: Model } {
+  // The more specific prefixes first: cnn_small_ before cnn_, kd_cnn_to_cnnsmall_ before kd_cnn_to_cnn.
+  if (name.startsWith('cnn_small_')) return { student: benchSmallCnn() };
+  if (name.startsWith('resnet20_')) return { student: benchResnet20() };
+  if (name.startsWith('kd_cnn_to_cnnsmall_')) return { student: benchSmallCnn(), teacher: benchCnn() };
   if (name.startsWith('cnn_')) return { student: benchCnn() };
   if (name.startsWith('kd_cnn_to_cnn')) return { student: benchCnn(), teacher: benchCnn() };
   if (name.startsWith('kd_cnn_to_mlp800')) return { student: benchMlp([800, 800]), teacher: benchCnn() };
@@ -80,32 +98,47 @@ export function modelsOf(name: CaseName): { student: Model; teacher?: Model } {
 /**
  * GEMM FLOPs of one pass of `model` over `batch` samples: 2·m·n·k per GEMM, dense layers as [batch, in] x [in, out],
  * convolutions as their im2col GEMM ([batch·outH·outW, cin·kh·kw] x [cin·kh·kw, cout]). With `backward`, the
- * weight gradient (the same size again) of every layer and the input gradient of every layer but the first (the
- * data needs none; neither side computes it) are added: 3x a layer's forward FLOPs, 2x for the first.
- * Element-wise work, pooling, losses and the optimizer update are not counted (GEMM-equivalent FLOPs).
+ * weight gradient (the same size again) of every weight and the input gradient of every weight but the model's first
+ * (the data needs none; neither side computes it) are added: 3x a weight's forward FLOPs, 2x for the first.
+ * Element-wise work (batch norm, ReLU, residual adds), pooling, losses and the optimizer update are not counted
+ * (GEMM-equivalent FLOPs). The trainable tensors are matched to the layers in order (each layer's parameter count):
+ * a layer may hold several weights (a ResNet block: conv1, conv2 and the 1x1 shortcut conv), all of which output
+ * the layer's output shape.
  */
 export function modelGemmFlops(model: Model, batch: number, backward: boolean): number {
-  const weights = model.params.filter((p) => !p.buffer && (p.shape.length === 2 || p.shape.length === 4));
+  const trainable = model.params.filter((p) => !p.buffer);
   const layers = model.layers().filter((l) => l.params > 0);
-  if (weights.length !== layers.length) throw new Error(`${model.name}: ${weights.length} weight tensors but ${layers.length} layers with parameters`);
+  let next = 0;
+  let first = true;
   let total = 0;
-  weights.forEach((w, i) => {
-    const out = layers[i]!.outputShape;
-    let macs: number;
-    if (w.shape.length === 2) {
-      // Dense: weight [in, out].
-      const [fin, fout] = w.shape as [number, number];
-      if (out.length !== 1 || out[0] !== fout) throw new Error(`${model.name}: weight ${w.name} [${w.shape}] does not match layer output [${out}]`);
-      macs = fin * fout;
-    } else {
-      // Conv: weight [cout, cin, kh, kw], output [cout, outH, outW].
-      const [cout, cin, kh, kw] = w.shape as [number, number, number, number];
-      if (out.length !== 3 || out[0] !== cout) throw new Error(`${model.name}: weight ${w.name} [${w.shape}] does not match layer output [${out}]`);
-      macs = out[1]! * out[2]! * cout * cin * kh * kw;
+  for (const layer of layers) {
+    const out = layer.outputShape;
+    let count = 0;
+    while (count < layer.params) {
+      const w = trainable[next++];
+      if (!w) throw new Error(`${model.name}: the parameters end inside layer ${layer.name}`);
+      count += w.shape.reduce((a, b) => a * b, 1);
+      let macs: number;
+      if (w.shape.length === 2) {
+        // Dense: weight [in, out].
+        const [fin, fout] = w.shape as [number, number];
+        if (out.length !== 1 || out[0] !== fout) throw new Error(`${model.name}: weight ${w.name} [${w.shape}] does not match layer ${layer.name}'s output [${out}]`);
+        macs = fin * fout;
+      } else if (w.shape.length === 4) {
+        // Conv: weight [cout, cin / groups, kh, kw], output [cout, outH, outW].
+        const [cout, cin, kh, kw] = w.shape as [number, number, number, number];
+        if (out.length !== 3 || out[0] !== cout) throw new Error(`${model.name}: weight ${w.name} [${w.shape}] does not match layer ${layer.name}'s output [${out}]`);
+        macs = out[1]! * out[2]! * cout * cin * kh * kw;
+      } else {
+        continue; // biases, batch-norm scales and shifts
+      }
+      const forward = 2 * batch * macs;
+      total += backward ? (first ? 2 : 3) * forward : forward;
+      first = false;
     }
-    const forward = 2 * batch * macs;
-    total += backward ? (i === 0 ? 2 : 3) * forward : forward;
-  });
+    if (count !== layer.params) throw new Error(`${model.name}: layer ${layer.name} has ${layer.params} parameters, its tensors ${count}`);
+  }
+  if (next !== trainable.length) throw new Error(`${model.name}: ${trainable.length - next} parameter tensors after the last layer`);
   return total;
 }
 
@@ -113,6 +146,19 @@ export function modelGemmFlops(model: Model, batch: number, backward: boolean): 
 export function stepFlops(name: CaseName, batch: number): number {
   const { student, teacher } = modelsOf(name);
   return modelGemmFlops(student, batch, true) + (teacher && name.endsWith('recompute') ? modelGemmFlops(teacher, batch, false) : 0);
+}
+
+const hasConv = (m: Model) => m.params.some((p) => !p.buffer && p.shape.length === 4);
+
+/**
+ * Whether a case gets the blocked-kernel (NCHWc) kdistill variant: its student, or its recomputed teacher, has
+ * convolutions. (The embedded teacher's weights are constants, whose convs ONNX Runtime rewrites to NCHWc itself in
+ * the standard graph; but `nchwcBlock` lowers them too, and kd_cnn_to_mlp800, whose student has no convs, measured
+ * ~20 % slower blocked: see bench/README-peer.md.)
+ */
+export function convCase(name: CaseName): boolean {
+  const { student, teacher } = modelsOf(name);
+  return hasConv(student) || (teacher !== undefined && name.endsWith('recompute') && hasConv(teacher));
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -131,9 +177,12 @@ class KdistillCase {
     private readonly sessions: Session[],
     private readonly stepsPerRun: number,
     private readonly batch: number,
+    /** The loss of the very first step (step 0 of the first call), before any update. */
+    readonly firstLoss: number,
   ) {}
 
-  static async create(name: CaseName, batch: number, stepsPerRun: number, threads: number): Promise<KdistillCase> {
+  /** `nchwcBlock`: 0 = standard ONNX Conv (`runtime.kernels: standard`), else ONNX Runtime's NCHWc block (`blocked`). */
+  static async create(name: CaseName, batch: number, stepsPerRun: number, threads: number, nchwcBlock = 0): Promise<KdistillCase> {
     const rng = new Rng(7);
     const opt = name.includes('adam') ? ADAM : SGD;
     const kd = name.startsWith('kd_');
@@ -145,7 +194,7 @@ class KdistillCase {
     const recompute = name.endsWith('recompute');
     const teacherParams = teacher ? initParams(teacher, new Rng(3)) : undefined;
     // Teacher recomputed every step: run inside the step graph (one runtime call per step).
-    const step = buildStepGraph(student, optimizer, terms, stepsPerRun, recompute ? { teacher: { model: teacher!, params: teacherParams! } } : {});
+    const step = buildStepGraph(student, optimizer, terms, stepsPerRun, { nchwcBlock, ...(recompute ? { teacher: { model: teacher!, params: teacherParams! } } : {}) });
     const session = await Session.create(step.onnx, { threads, spin: true });
     const sessions = [session];
     const xs: Float32Array[] = [];
@@ -164,10 +213,11 @@ class KdistillCase {
     }
     const state = new Map<string, HostTensor>();
     const p0 = initParams(student, new Rng(5));
-    for (const p of student.params) {
-      state.set(paramIn(p.name), { data: p0.get(p.name)!, dims: p.shape });
-      for (const s of optimizer.slots) state.set(stateIn(p.name, s), { data: new Float32Array(p0.get(p.name)!.length), dims: p.shape });
-    }
+    // Buffers (batch norm's running statistics) go in and come out like parameters, without optimizer state.
+    const trainable = student.params.filter((p) => !p.buffer);
+    for (const p of student.params) state.set(paramIn(p.name), { data: p0.get(p.name)!, dims: p.shape });
+    for (const p of trainable) for (const s of optimizer.slots) state.set(stateIn(p.name, s), { data: new Float32Array(p0.get(p.name)!.length), dims: p.shape });
+    let firstLoss: number | undefined;
     let t = 0;
     let i = 0;
     /** One runtime call of K steps; returns the last step's loss. */
@@ -184,14 +234,16 @@ class KdistillCase {
       }
       for (const [k, v] of state) feeds[k] = v;
       const out = await session.run(feeds);
-      for (const p of student.params) {
-        state.set(paramIn(p.name), out[paramOut(p.name)]!);
-        for (const s of optimizer.slots) state.set(stateIn(p.name, s), out[stateOut(p.name, s)]!);
-      }
+      firstLoss ??= (out[at('loss', 0)]!.data as Float32Array)[0]!;
+      for (const p of student.params) state.set(paramIn(p.name), out[paramOut(p.name)]!);
+      for (const p of trainable) for (const s of optimizer.slots) state.set(stateIn(p.name, s), out[stateOut(p.name, s)]!);
       return (out[at('loss', stepsPerRun - 1)]!.data as Float32Array)[0]!;
     };
-    const c = new KdistillCase(run, sessions, stepsPerRun, batch);
-    await c.runFor(WARMUP_SECONDS, WARMUP_STEPS);
+    const t0 = performance.now();
+    await run();
+    const c = new KdistillCase(run, sessions, stepsPerRun, batch, firstLoss!);
+    // The first call (it gave firstLoss) is part of the warm-up.
+    await c.runFor(Math.max(0, WARMUP_SECONDS - (performance.now() - t0) / 1000), WARMUP_STEPS - stepsPerRun);
     return c;
   }
 
@@ -389,11 +441,21 @@ interface SideResult {
   repeats: Repeat[];
 }
 
+/** The loss of the side's very first step (before any update) and of one step after the timing (`check`). */
+interface Losses {
+  firstLoss: number;
+  lastLoss: number;
+}
+
 interface CaseResult {
   name: CaseName;
+  batch: number;
   gflopPerStep: number;
-  kdistill: SideResult;
-  peer?: SideResult & { variant: string; setup: string; foreach: boolean; search: { variant: string; samplesPerS: number; trials: number[] }[] };
+  /** kdistill with its default kernels (`runtime.kernels: standard`: ONNX's Conv). */
+  kdistill: SideResult & Losses;
+  /** kdistill on ONNX Runtime's NCHWc kernels (`runtime.kernels: blocked`); cases with convolutions only. */
+  blocked?: SideResult & Losses & { nchwcBlock: number };
+  peer?: SideResult & Losses & { variant: string; setup: string; foreach: boolean; search: { variant: string; samplesPerS: number; trials: number[] }[] };
 }
 
 function side(repeats: Repeat[]): SideResult {
@@ -402,13 +464,84 @@ function side(repeats: Repeat[]): SideResult {
   return { best: r.at(-1)!, min: r[0]!, max: r.at(-1)!, median: r.length % 2 ? r[m]! : (r[m - 1]! + r[m]!) / 2, repeats };
 }
 
+/**
+ * For the run-time estimate only: the share of ONNX Runtime's GEMM peak a case's training step reached on the 2-core
+ * dev machine (AMD EPYC / Xeon SkylakeX, AVX-512), kdistill (standard kernels) and PyTorch, rounded down. Keyed by
+ * case, so a new case must say what it expects.
+ */
+const ESTIMATE_EFFICIENCY: Record<CaseName, { kdistill: number; peer: number }> = {
+  mlp_1200_ce_adam: { kdistill: 0.5, peer: 0.4 },
+  mlp_1200_ce_sgd: { kdistill: 0.5, peer: 0.5 },
+  kd_1200_to_800_adam_recompute: { kdistill: 0.5, peer: 0.4 },
+  kd_1200_to_800_sgd_recompute: { kdistill: 0.5, peer: 0.5 },
+  kd_1200_to_800_adam_cached: { kdistill: 0.4, peer: 0.4 },
+  kd_1200_to_800_sgd_cached: { kdistill: 0.4, peer: 0.4 },
+  cnn_ce_adam: { kdistill: 0.5, peer: 0.6 },
+  cnn_ce_sgd: { kdistill: 0.5, peer: 0.6 },
+  kd_cnn_to_cnn_adam_recompute: { kdistill: 0.5, peer: 0.6 },
+  kd_cnn_to_mlp800_adam_recompute: { kdistill: 0.5, peer: 0.5 },
+  cnn_small_ce_adam: { kdistill: 0.05, peer: 0.1 },
+  kd_cnn_to_cnnsmall_adam_cached: { kdistill: 0.05, peer: 0.1 },
+  kd_cnn_to_cnnsmall_adam_recompute: { kdistill: 0.4, peer: 0.3 },
+  resnet20_ce_sgd: { kdistill: 0.15, peer: 0.45 },
+};
+/** For the run-time estimate only: seconds to build and load one kdistill step graph (ResNet-20 K=4: ~4 s). */
+const ESTIMATE_COMPILE_S = 3;
+/** For the run-time estimate only: the share of the GEMM peak of a teacher's forward passes that fill a cached case's table. */
+const ESTIMATE_TEACHER_EFFICIENCY = 0.4;
+
+export interface RunPlan {
+  cases: readonly CaseName[];
+  batches: readonly number[];
+  seconds: number;
+  repeats: number;
+  searchSeconds: number;
+  searchRounds: number;
+  rewarm: number;
+  stepsPerRun: number;
+  /** The peer's variants searched per case (thread setups x optimizer implementations); 0 without the peer. */
+  peerVariants: number;
+  /** Whether the cases with convolutions get the blocked-kernel kdistill variant. */
+  blocked: boolean;
+}
+
+/**
+ * Rough seconds of a run: the fixed time of every phase (compile, warm-up, search trials, re-warms, repeats), each
+ * stretched to whole steps (kdistill: whole calls of K steps), with a step's time guessed from its GEMM FLOPs at
+ * the case's ESTIMATE_EFFICIENCY of `peakGflops` (ONNX Runtime's measured GEMM peak).
+ */
+export function estimateSeconds(o: RunPlan, peakGflops: number): number {
+  let total = 0;
+  const timed = (unit: number, seconds: number) => Math.max(o.rewarm, unit) + Math.max(seconds, unit);
+  for (const name of o.cases) {
+    for (const batch of o.batches) {
+      const flops = stepFlops(name, batch);
+      const call = (o.stepsPerRun * flops) / (ESTIMATE_EFFICIENCY[name].kdistill * peakGflops * 1e9);
+      const step = flops / (ESTIMATE_EFFICIENCY[name].peer * peakGflops * 1e9);
+      const kSides = o.blocked && convCase(name) ? 2 : 1;
+      // A cached case first runs the teacher over all 64 batches: per kdistill side and per peer variant.
+      const { teacher } = modelsOf(name);
+      const table = teacher && !name.endsWith('recompute') ? (NUM_BATCHES * modelGemmFlops(teacher, batch, false)) / (ESTIMATE_TEACHER_EFFICIENCY * peakGflops * 1e9) : 0;
+      total += kSides * (ESTIMATE_COMPILE_S + table + Math.max(WARMUP_SECONDS, Math.ceil(WARMUP_STEPS / o.stepsPerRun) * call) + o.repeats * timed(call, o.seconds) + call);
+      if (o.peerVariants > 0) {
+        total += o.peerVariants * (table + Math.max(WARMUP_SECONDS, WARMUP_STEPS * step) + o.searchRounds * timed(step, o.searchSeconds));
+        total += o.repeats * timed(step, o.seconds) + step;
+      }
+    }
+  }
+  return total;
+}
+
+const minutes = (s: number) => `${(s / 60).toFixed(1)} min`;
+
 class UsageError extends Error {}
 
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
       cases: { type: 'string', default: CASES.join(',') },
-      batch: { type: 'string', default: '128' },
+      batches: { type: 'string' },
+      batch: { type: 'string' },
       seconds: { type: 'string', default: '2' },
       repeats: { type: 'string', default: '3' },
       'search-seconds': { type: 'string' },
@@ -420,6 +553,7 @@ async function main(): Promise<number> {
       python: { type: 'string' },
       'peer-setups': { type: 'string' },
       'peer-foreach': { type: 'string', default: 'both' },
+      'no-blocked': { type: 'boolean', default: false },
       markdown: { type: 'boolean', default: false },
       json: { type: 'string' },
     },
@@ -431,10 +565,13 @@ async function main(): Promise<number> {
     if (!Number.isFinite(x) || x < min || (int && !Number.isInteger(x))) throw new UsageError(`--${flag} must be ${int ? 'an integer' : 'a number'} >= ${min}, got ${v}`);
     return x;
   };
-  const batch = num('batch', values.batch, 1, true);
+  if (values.batch !== undefined && values.batches !== undefined) throw new UsageError('give --batch N (one batch size) or --batches N,M,..., not both');
+  const batches = values.batch !== undefined ? [num('batch', values.batch, 1, true)] : [...new Set((values.batches ?? '128,256').split(',').filter(Boolean).map((b) => num('batches', b, 1, true)))];
+  if (batches.length === 0) throw new UsageError('--batches needs at least one batch size');
   const seconds = num('seconds', values.seconds, 0.001);
   const repeats = num('repeats', values.repeats, 1, true);
-  const searchSeconds = values['search-seconds'] === undefined ? seconds : num('search-seconds', values['search-seconds'], 0.001);
+  // A quarter of --seconds by default (0.5 s): the search only picks the peer's variant, the repeats time it.
+  const searchSeconds = values['search-seconds'] === undefined ? seconds / 4 : num('search-seconds', values['search-seconds'], 0.001);
   const searchRounds = num('search-rounds', values['search-rounds'], 1, true);
   const rewarm = values.rewarm === undefined ? Math.min(0.2, seconds / 10) : num('rewarm', values.rewarm, 0);
   const stepsPerRun = num('steps-per-run', values['steps-per-run'], 1, true);
@@ -443,8 +580,12 @@ async function main(): Promise<number> {
   if (!foreachOptions) throw new UsageError(`--peer-foreach must be both, on or off, got ${values['peer-foreach']}`);
   const log = (s: string) => process.stderr.write(`${s}\n`);
   const loadAtStart = loadavg();
+  const startedAt = performance.now();
   const notes: string[] = [];
   const warnings: string[] = [];
+  // ONNX Runtime's NCHWc block on this CPU (0: the blocked kernels are absent, or KDISTILL_NCHWC=0).
+  const nchwcBlock = values['no-blocked'] ? 0 : await nchwcBlockSize();
+  if (!values['no-blocked'] && nchwcBlock === 0) notes.push("ONNX Runtime's NCHWc kernels are absent on this machine (or KDISTILL_NCHWC=0): no blocked-kernel numbers");
 
   // The peer first: a missing PyTorch fails before minutes of kdistill timing.
   let workers: PeerWorker[] = [];
@@ -461,7 +602,10 @@ async function main(): Promise<number> {
       const script = peerScript();
       const describe = spawnSync(peerPython, [script, '--describe'], { encoding: 'utf8' });
       if (describe.status !== 0) throw new Error(`${peerPython} ${script} --describe failed (exit ${describe.status}): ${describe.stderr.trim()}`);
-      const setups = values['peer-setups']?.split(',').filter(Boolean) ?? (JSON.parse(describe.stdout) as { setups: string[] }).setups;
+      const described = JSON.parse(describe.stdout) as { setups: string[]; cases: string[] };
+      const missing = cases.filter((c) => !described.cases.includes(c));
+      if (missing.length) throw new Error(`${script} does not know the case(s) ${missing.join(', ')}: bench/torch_peer.py and bench/steps.ts are out of step`);
+      const setups = values['peer-setups']?.split(',').filter(Boolean) ?? described.setups;
       // One at a time: each measures its matmul speed on an otherwise idle machine.
       for (const s of setups) {
         log(`PyTorch peer: starting ${s} ...`);
@@ -476,122 +620,181 @@ async function main(): Promise<number> {
 
     log(`kdistill: GEMM peak (2048x2048 MatMul, ${threads} threads) ...`);
     const ortPeak = await ortGemmPeak(threads, Math.min(1, seconds));
+    const plan: RunPlan = { cases, batches, seconds, repeats, searchSeconds, searchRounds, rewarm, stepsPerRun, peerVariants: workers.length * foreachOptions.length, blocked: nchwcBlock > 0 };
+    const estimate = estimateSeconds(plan, ortPeak);
+    log(`estimated run time: ~${minutes(estimate)} more (${cases.length} case(s) x batch ${batches.join(', ')}; step times guessed from their GEMM FLOPs at the share of the ${ortPeak.toFixed(0)} GFLOP/s GEMM peak each case reached on the dev machine)`);
     const results: CaseResult[] = [];
     for (const name of cases) {
-      log(`${name}: kdistill compile + warm-up ...`);
-      const k = await KdistillCase.create(name, batch, stepsPerRun, threads);
-      const kRepeats: Repeat[] = [];
-      let result: CaseResult;
-      try {
-        if (workers.length === 0) {
-          for (let r = 0; r < repeats; r++) kRepeats.push(await k.time(seconds, rewarm));
-          await k.check();
-          result = { name, gflopPerStep: stepFlops(name, batch) / 1e9, kdistill: side(kRepeats) };
-        } else {
-          // The peer's search: every variant built (and warmed up), then timed once per search round (the
-          // order reversed every other round); a variant's score is its best trial.
-          const search: { variant: string; worker: PeerWorker; id: string; foreach: boolean; samplesPerS: number; trials: number[] }[] = [];
-          for (const w of workers) {
-            for (const fe of foreachOptions) {
-              const id = `${name}#${search.length}`;
-              await w.ask({ op: 'build', id, case: name, batch, foreach: fe, warmup: WARMUP_SECONDS });
-              search.push({ variant: `${w.setup}/${fe ? 'foreach' : 'loop'}`, worker: w, id, foreach: fe, samplesPerS: 0, trials: [] });
+      for (const batch of batches) {
+        const caseStart = performance.now();
+        const label = `${name} @ batch ${batch}`;
+        log(`${label}: kdistill compile + warm-up ...`);
+        // The kdistill sides: the default (standard kernels), and the blocked kernels where the case has convolutions.
+        const kSides: { k: KdistillCase; repeats: Repeat[] }[] = [];
+        let result: CaseResult;
+        try {
+          kSides.push({ k: await KdistillCase.create(name, batch, stepsPerRun, threads), repeats: [] });
+          if (nchwcBlock > 0 && convCase(name)) kSides.push({ k: await KdistillCase.create(name, batch, stepsPerRun, threads, nchwcBlock), repeats: [] });
+          const timers: (() => Promise<void>)[] = kSides.map((s) => async () => void s.repeats.push(await s.k.time(seconds, rewarm)));
+          let peer: CaseResult['peer'];
+          let finishPeer: (() => Promise<void>) | undefined;
+          if (workers.length > 0) {
+            // The peer's search: every variant built (and warmed up), then timed once per search round (the
+            // order reversed every other round); a variant's score is its best trial.
+            const search: { variant: string; worker: PeerWorker; id: string; foreach: boolean; firstLoss: number; samplesPerS: number; trials: number[] }[] = [];
+            for (const w of workers) {
+              for (const fe of foreachOptions) {
+                const id = `${name}@${batch}#${search.length}`;
+                const r = await w.ask({ op: 'build', id, case: name, batch, foreach: fe, warmup: WARMUP_SECONDS });
+                search.push({ variant: `${w.setup}/${fe ? 'foreach' : 'loop'}`, worker: w, id, foreach: fe, firstLoss: r.first_loss as number, samplesPerS: 0, trials: [] });
+              }
             }
-          }
-          for (let round = 0; round < searchRounds; round++) {
-            for (const v of round % 2 === 0 ? search : [...search].reverse()) {
-              const r = await v.worker.ask({ op: 'time', id: v.id, seconds: searchSeconds, rewarm });
-              v.trials.push(r.samples_per_s as number);
-              v.samplesPerS = Math.max(v.samplesPerS, r.samples_per_s as number);
-              log(`  search ${v.variant.padEnd(22)} ${fmtInt(r.samples_per_s as number).padStart(8)} samples/s`);
+            for (let round = 0; round < searchRounds; round++) {
+              for (const v of round % 2 === 0 ? search : [...search].reverse()) {
+                const r = await v.worker.ask({ op: 'time', id: v.id, seconds: searchSeconds, rewarm });
+                v.trials.push(r.samples_per_s as number);
+                v.samplesPerS = Math.max(v.samplesPerS, r.samples_per_s as number);
+                log(`  search ${v.variant.padEnd(22)} ${fmtInt(r.samples_per_s as number).padStart(8)} samples/s`);
+              }
             }
+            const win = search.reduce((a, b) => (b.samplesPerS > a.samplesPerS ? b : a));
+            for (const s of search) if (s !== win) await s.worker.ask({ op: 'drop', id: s.id });
+            const pRepeats: Repeat[] = [];
+            // The peer between the two kdistill sides: k p kb, kb p k, k p kb, ...
+            timers.splice(1, 0, async () => {
+              const r = await win.worker.ask({ op: 'time', id: win.id, seconds, rewarm });
+              pRepeats.push({ steps: r.steps as number, seconds: r.seconds as number, samplesPerS: r.samples_per_s as number });
+            });
+            finishPeer = async () => {
+              const lastLoss = (await win.worker.ask({ op: 'check', id: win.id })).loss as number;
+              await win.worker.ask({ op: 'drop', id: win.id });
+              peer = {
+                ...side(pRepeats),
+                firstLoss: win.firstLoss,
+                lastLoss,
+                variant: win.variant,
+                setup: win.worker.setup,
+                foreach: win.foreach,
+                search: search.map((s) => ({ variant: s.variant, samplesPerS: s.samplesPerS, trials: s.trials })),
+              };
+            };
           }
-          const win = search.reduce((a, b) => (b.samplesPerS > a.samplesPerS ? b : a));
-          for (const s of search) if (s !== win) await s.worker.ask({ op: 'drop', id: s.id });
-          // Alternating rounds: k p, p k, k p, ...
-          const pRepeats: Repeat[] = [];
-          const timeK = async () => kRepeats.push(await k.time(seconds, rewarm));
-          const timeP = async () => {
-            const r = await win.worker.ask({ op: 'time', id: win.id, seconds, rewarm });
-            pRepeats.push({ steps: r.steps as number, seconds: r.seconds as number, samplesPerS: r.samples_per_s as number });
-          };
-          for (let r = 0; r < repeats; r++) {
-            if (r % 2 === 0) {
-              await timeK();
-              await timeP();
-            } else {
-              await timeP();
-              await timeK();
-            }
-          }
-          await k.check();
-          await win.worker.ask({ op: 'check', id: win.id });
-          await win.worker.ask({ op: 'drop', id: win.id });
+          // Interleaved rounds, the order reversed every other round: a burst of load hits every side alike.
+          for (let r = 0; r < repeats; r++) for (const t of r % 2 === 0 ? timers : [...timers].reverse()) await t();
+          const losses = async (s: { k: KdistillCase }) => ({ firstLoss: s.k.firstLoss, lastLoss: await s.k.check() });
+          const kd = kSides[0]!;
+          const kb = kSides[1];
           result = {
             name,
+            batch,
             gflopPerStep: stepFlops(name, batch) / 1e9,
-            kdistill: side(kRepeats),
-            peer: { ...side(pRepeats), variant: win.variant, setup: win.worker.setup, foreach: win.foreach, search: search.map((s) => ({ variant: s.variant, samplesPerS: s.samplesPerS, trials: s.trials })) },
+            kdistill: { ...side(kd.repeats), ...(await losses(kd)) },
+            ...(kb ? { blocked: { ...side(kb.repeats), ...(await losses(kb)), nchwcBlock } } : {}),
           };
+          await finishPeer?.();
+          if (peer) result.peer = peer;
+        } finally {
+          for (const s of kSides) await s.k.dispose();
         }
-      } finally {
-        await k.dispose();
+        const { kdistill: k, blocked: b, peer: p } = result;
+        const loss = (x: Losses) => `loss ${x.firstLoss.toFixed(3)} -> ${x.lastLoss.toFixed(3)}`;
+        log(
+          `  kdistill ${fmtInt(k.best)} samples/s (${fmtInt(k.min)}–${fmtInt(k.max)}; ${loss(k)})` +
+            (b ? `, blocked ${fmtInt(b.best)} (${fmtInt(b.min)}–${fmtInt(b.max)}; ${loss(b)})` : '') +
+            (p ? `, PyTorch ${fmtInt(p.best)} (${fmtInt(p.min)}–${fmtInt(p.max)}; ${loss(p)}) ${p.variant}` : '') +
+            `; ${((performance.now() - caseStart) / 1000).toFixed(1)} s; load ${loadavg()[0]!.toFixed(2)}`,
+        );
+        results.push(result);
       }
-      const p = result.peer;
-      log(`  kdistill ${fmtInt(result.kdistill.best)} samples/s (${fmtInt(result.kdistill.min)}–${fmtInt(result.kdistill.max)})${p ? `, PyTorch ${fmtInt(p.best)} (${fmtInt(p.min)}–${fmtInt(p.max)}) ${p.variant}` : ''}; load ${loadavg()[0]!.toFixed(2)}`);
-      results.push(result);
     }
     const loadAtEnd = loadavg();
+    const wallSeconds = (performance.now() - startedAt) / 1000;
 
     // The report.
     const hellos = workers.map((w) => w.hello);
     const peerPeak = hellos.length ? Math.max(...hellos.map((h) => h.gemm_2048_gflops)) : 0;
-    const gflops = (r: CaseResult, samplesPerS: number) => (r.gflopPerStep * samplesPerS) / batch;
+    const gflops = (r: CaseResult, samplesPerS: number) => (r.gflopPerStep * samplesPerS) / r.batch;
     const perf = (g: number, peak: number) => `${g.toFixed(1)} (${Math.round((100 * g) / peak)}%)`;
     const range = (s: SideResult) => `${fmtInt(s.min)}–${fmtInt(s.max)}`;
+    const ratioText = (k: SideResult | undefined, p: SideResult | undefined) => (k && p ? (blasOk ? `${(k.best / p.best).toFixed(2)}x` : 'refused (BLAS)') : '—');
     const kSetup = `ort${threads} spin K${stepsPerRun}`;
-    const headers = ['case', 'GFLOP/step', 'kdistill samples/s', 'kdistill min–max', 'kdistill GFLOP/s (% peak)', 'PyTorch samples/s', 'PyTorch min–max', 'PyTorch GFLOP/s (% peak)', 'ratio', 'kdistill setup', 'PyTorch setup'];
+    const headers = [
+      'case',
+      'batch',
+      'GFLOP/step',
+      'kdistill samples/s',
+      'kdistill min–max',
+      'kdistill GFLOP/s (% peak)',
+      'kdistill blocked samples/s',
+      'kdistill blocked min–max',
+      'PyTorch samples/s',
+      'PyTorch min–max',
+      'PyTorch GFLOP/s (% peak)',
+      'ratio',
+      'ratio (blocked)',
+      'kdistill setup',
+      'PyTorch setup',
+    ];
     const rows = results.map((r) => {
-      const p = r.peer;
+      const { blocked: b, peer: p } = r;
       return [
         r.name,
+        r.batch,
         r.gflopPerStep.toFixed(2),
         Math.round(r.kdistill.best),
         range(r.kdistill),
         perf(gflops(r, r.kdistill.best), ortPeak),
+        b ? Math.round(b.best) : '—',
+        b ? range(b) : '—',
         p ? Math.round(p.best) : '—',
         p ? range(p) : '—',
         p ? perf(gflops(r, p.best), peerPeak) : '—',
-        p ? (blasOk ? `${(r.kdistill.best / p.best).toFixed(2)}x` : 'refused (BLAS)') : '—',
+        ratioText(r.kdistill, p),
+        ratioText(b, p),
         kSetup,
         p ? p.variant : '—',
       ];
     });
+    // The doc's first paragraph states the lowest ratio: the minimum of the default (standard-kernel) ratio.
+    const rated = blasOk ? results.filter((r) => r.peer) : [];
+    const ratioOf = (r: CaseResult) => r.kdistill.best / r.peer!.best;
+    const lowest = rated.reduce<CaseResult | undefined>((a, r) => (!a || ratioOf(r) < ratioOf(a) ? r : a), undefined);
+    const lowestLine = lowest
+      ? `Lowest ratio (kdistill samples/s with its default kernels / PyTorch's): ${ratioOf(lowest).toFixed(2)}x, ${lowest.name} at batch ${lowest.batch} (the minimum over the ${rated.length} rows below).`
+      : `Lowest ratio: none (${workers.length === 0 ? 'the PyTorch peer was not run' : "ratios refused: the peer's BLAS check failed"}).`;
     const cpu = `${cpus()[0]?.model ?? 'cpu'}, ${cpus().length} cores`;
     const la = (l: number[]) => l.map((x) => x.toFixed(2)).join(' ');
     const h0 = hellos[0];
     const lines = [
-      `batch ${batch}; kdistill: ONNX Runtime, ${threads} intra-op threads, spinning, ${stepsPerRun} step(s) per call (setup "ort${threads} spin K${stepsPerRun}")`,
+      `batch ${batches.join(' and ')}; kdistill: ONNX Runtime, ${threads} intra-op threads, spinning, ${stepsPerRun} step(s) per call (setup "ort${threads} spin K${stepsPerRun}"), convolutions on ONNX's standard Conv (runtime.kernels: standard, the default)`,
+      nchwcBlock > 0
+        ? `kdistill blocked: the same step with runtime.kernels: blocked (the student's convolutions on ONNX Runtime's NCHWc kernels, block ${nchwcBlock}), measured for the cases whose student or recomputed teacher has convolutions, interleaved with the other sides; "ratio (blocked)" is it over the same PyTorch number`
+        : `kdistill blocked: not measured (${values['no-blocked'] ? '--no-blocked' : "ONNX Runtime's NCHWc kernels are absent on this machine, or KDISTILL_NCHWC=0"})`,
       h0
-        ? `PyTorch ${h0.torch} (${h0.executable}, Python ${h0.python}; ${h0.blas.openblas_config ?? h0.blas.libraries.join(', ')}), denormals flushed; per case the best of ${hellos.map((h) => h.threads_setup).join(', ')} x optimizer ${foreachOptions.map((f) => (f ? 'foreach' : 'loop')).join('/')} (${searchRounds} trial(s) of ${searchSeconds} s each, best kept); setup "torchN_blasM/X": N torch threads, M OpenBLAS threads, X the optimizer's implementation`
+        ? `PyTorch ${h0.torch} (${h0.executable}, Python ${h0.python}; ${h0.blas.openblas_config ?? h0.blas.libraries.join(', ')}), denormals flushed; per case and batch the best of ${hellos.map((h) => h.threads_setup).join(', ')} x optimizer ${foreachOptions.map((f) => (f ? 'foreach' : 'loop')).join('/')} (${searchRounds} trial(s) of ${searchSeconds} s each, best kept); setup "torchN_blasM/X": N torch threads, M OpenBLAS threads, X the optimizer's implementation`
         : 'PyTorch peer not run (--no-torch)',
       hellos.length
-        ? `timing: per case ${repeats} repeat(s) per side, interleaved (kdistill PyTorch, PyTorch kdistill, kdistill PyTorch, ...), each >= ${seconds} s of whole steps after a ${rewarm} s re-warm; best repeat shown, with the min–max of the repeats`
-        : `timing: per case ${repeats} repeat(s), each >= ${seconds} s of whole steps after a ${rewarm} s re-warm; best repeat shown, with the min–max of the repeats`,
+        ? `timing: per case and batch ${repeats} repeat(s) per side, interleaved (kdistill PyTorch [kdistill blocked], [kdistill blocked] PyTorch kdistill, ...), each >= ${seconds} s of whole steps after a ${rewarm} s re-warm; best repeat shown, with the min–max of the repeats`
+        : `timing: per case and batch ${repeats} repeat(s) per side, interleaved, each >= ${seconds} s of whole steps after a ${rewarm} s re-warm; best repeat shown, with the min–max of the repeats`,
       `GEMM peak (2048x2048 float32 MatMul): ONNX Runtime ${threads} threads ${ortPeak.toFixed(1)} GFLOP/s${hellos.length ? `; torch ${hellos.map((h) => `${h.threads_setup} ${h.gemm_2048_gflops.toFixed(1)}`).join(', ')} (peak: the best, ${peerPeak.toFixed(1)})` : ''}; GFLOP/s counts the GEMM FLOPs of a step (forward, weight and input gradients; teacher forward when recomputed)`,
-      `machine: ${cpu}; load average ${la(loadAtStart)} at start, ${la(loadAtEnd)} at end`,
+      `machine: ${cpu}; load average ${la(loadAtStart)} at start, ${la(loadAtEnd)} at end; run time ${minutes(wallSeconds)} (estimated ${minutes(estimate)} after the start-up)`,
       ...notes.map((n) => `note: ${n}`),
       ...warnings.map((w) => `WARNING: ${w}`),
     ];
-    process.stdout.write(`\n${lines.join('\n')}\n\n`);
-    process.stdout.write(`${values.markdown ? formatMarkdownTable(headers, rows) : formatTable(headers, rows)}\n`);
+    process.stdout.write(`${values.markdown ? '' : '\n'}${lowestLine}\n\n${lines.join('\n')}\n\n`);
+    // Numbers right-aligned, also in a column that holds only "—" (no conv case in this run).
+    const align = headers.map((h) => (/^(case|PyTorch setup|kdistill setup)$|min–max/.test(h) ? 'left' : 'right') as 'left' | 'right');
+    process.stdout.write(`${values.markdown ? formatMarkdownTable(headers, rows, { align }) : formatTable(headers, rows, { align })}\n`);
     if (values.json) {
       const record = {
         createdAt: new Date().toISOString(),
-        options: { cases, batch, seconds, repeats, searchSeconds, searchRounds, rewarm, stepsPerRun, threads, peerForeach: values['peer-foreach'] },
+        options: { cases, batches, seconds, repeats, searchSeconds, searchRounds, rewarm, stepsPerRun, threads, peerForeach: values['peer-foreach'], nchwcBlock },
         machine: { cpu, loadAtStart, loadAtEnd },
+        wallSeconds,
+        estimatedSeconds: estimate,
         gemmPeakGflops: { onnxruntime: ortPeak, torch: Object.fromEntries(hellos.map((h) => [h.threads_setup, h.gemm_2048_gflops])) },
         peer: hellos.length ? { python: peerPython, hellos, blasOk } : null,
+        lowestRatio: lowest ? { case: lowest.name, batch: lowest.batch, ratio: ratioOf(lowest) } : null,
         warnings,
         results,
       };

@@ -29,6 +29,20 @@ train mode, no dropout; teachers in eval mode under torch.no_grad):
     kd_cnn_to_cnn_adam_recompute    teacher CNN forward every step -> student CNN (the same architecture),
                                     the KD objective above, Adam lr 1e-3
     kd_cnn_to_mlp800_adam_recompute teacher CNN forward every step -> student MLP 784-800-800-10, Adam lr 1e-3
+    cnn_small_ce_adam               the small CNN student of examples/mnist-cnn.yaml (Keras's KD example, 20,490
+                                    parameters): conv16 3x3 stride 2 "same" + ReLU, 2x2 max-pool stride 1 "same",
+                                    conv32 3x3 stride 2 "same", flatten, dense 1568-10 (16x14x14, 16x14x14, 32x7x7);
+                                    cross-entropy, Adam lr 1e-3
+    kd_cnn_to_cnnsmall_adam_cached  teacher CNN logits computed once -> that small CNN, the KD objective, Adam lr 1e-3
+    kd_cnn_to_cnnsmall_adam_recompute  the same with the teacher CNN's forward every step (online teacher)
+    resnet20_ce_sgd                 ResNet-20 as kdistill's `resnet` type builds it (widths [16, 32, 64], 3 blocks
+                                    per stage; 272,186 parameters): conv16 3x3 + bn + ReLU stem, 9 basic blocks
+                                    (conv3x3-bn-relu-conv3x3-bn + identity or 1x1 conv + bn shortcut, relu), stride 2
+                                    at the first block of stages 2 and 3 (28 -> 14 -> 7), global average pool,
+                                    dense 64-10; cross-entropy, SGD momentum 0.9, lr 0.05
+"Same" padding is kdistill's (TensorFlow's): total pad max((out - 1) * stride + kernel - size, 0), the odd pixel
+at the end, so a stride-2 3x3 conv on an even size pads 0 before and 1 after: nn.ZeroPad2d then an unpadded conv
+(a -inf pad before the max-pool); symmetric pads use the conv's own `padding`.
 
 The peer's options, searched per case (the peer takes the best of its own options):
   - thread setup: torch.set_num_threads(n) with OMP_NUM_THREADS = n, and OPENBLAS_NUM_THREADS = m, for n and m in
@@ -55,7 +69,8 @@ Worker line protocol (`--worker --setup torchN_blasM`): the worker prints one JS
 its setup, versions, BLAS info and matmul GFLOP/s, then answers each JSON line on stdin with one JSON line on
 stdout (anything else the process writes goes to stderr):
     {"op": "build", "id": ID, "case": NAME, "batch": B, "foreach": BOOL, "warmup": SECONDS}
-        -> {"ok": true, "warmup_steps": N}          builds the case's step (seeded) and warms it up
+        -> {"ok": true, "warmup_steps": N, "first_loss": L}   builds the case's step (seeded) and warms it up;
+                                                    L: the loss of its first step, before any update
     {"op": "time", "id": ID, "seconds": S, "rewarm": W}
         -> {"steps": N, "seconds": E, "samples_per_s": X}   >= W s untimed (>= 1 step), then >= S s timed
     {"op": "check", "id": ID} -> {"loss": L}        one more step; an error if its loss is not finite
@@ -87,6 +102,10 @@ CASES = [
     "cnn_ce_sgd",
     "kd_cnn_to_cnn_adam_recompute",
     "kd_cnn_to_mlp800_adam_recompute",
+    "cnn_small_ce_adam",
+    "kd_cnn_to_cnnsmall_adam_cached",
+    "kd_cnn_to_cnnsmall_adam_recompute",
+    "resnet20_ce_sgd",
 ]
 
 N_IN, N_CLASSES, N_BATCHES = 784, 10, 64
@@ -187,6 +206,72 @@ def cnn(torch):
                          nn.Flatten(), nn.Linear(9216, 128), nn.ReLU(), nn.Linear(128, N_CLASSES))
 
 
+def same_pads(size, kernel, stride):
+    """kdistill's "same" padding (src/graph/conv.ts samePads, TensorFlow's rule): output ceil(size / stride), total
+    pad max((out - 1) * stride + kernel - size, 0), the odd pixel at the end. Returns (before, after)."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
+def conv_same(torch, cin, cout, kernel, stride, size, bias=True):
+    """A "same"-padded square conv on a size x size input, as kdistill pads it: symmetric pads through the conv's own
+    `padding`, asymmetric ones (stride 2 on an even size: 0 before, 1 after) as an explicit zero pad first."""
+    nn = torch.nn
+    before, after = same_pads(size, kernel, stride)
+    if before == after:
+        return nn.Conv2d(cin, cout, kernel, stride=stride, padding=before, bias=bias)
+    return nn.Sequential(nn.ZeroPad2d((before, after, before, after)),
+                         nn.Conv2d(cin, cout, kernel, stride=stride, bias=bias))
+
+
+def small_cnn(torch):
+    """The student of examples/mnist-cnn.yaml (Keras's knowledge-distillation example): conv16 3x3 stride 2 "same"
+    + ReLU, 2x2 max-pool stride 1 "same", conv32 3x3 stride 2 "same", flatten, dense 1568-10. Every "same" pad is
+    0 before and 1 after (28 -> 14 -> 14 -> 7); the max-pool's pad is -inf (ONNX MaxPool ignores its pads)."""
+    nn = torch.nn
+    before, after = same_pads(14, 2, 1)
+    return nn.Sequential(conv_same(torch, 1, 16, 3, 2, 28), nn.ReLU(),
+                         nn.ConstantPad2d((before, after, before, after), float("-inf")), nn.MaxPool2d(2, stride=1),
+                         conv_same(torch, 16, 32, 3, 2, 14), nn.Flatten(), nn.Linear(32 * 7 * 7, N_CLASSES))
+
+
+def resnet20(torch):
+    """ResNet-20 as kdistill's `resnet` model type builds it (widths [16, 32, 64], 3 blocks per stage;
+    src/nn/sequential.ts resnetLayers) on [1, 28, 28]: a 3x3 conv16 (no bias) + batch norm + ReLU stem; 3 stages
+    of 3 basic blocks (conv3x3(stride) - bn - relu - conv3x3 - bn, plus the input, through a 1x1 conv (stride) + bn
+    where the shape changes, then relu), the first block of stages 2 and 3 with stride 2 (28 -> 14 -> 7, "same"
+    pads 0 before and 1 after); global average pooling; dense 64-10. Batch norm: PyTorch's defaults, as kdistill's."""
+    nn = torch.nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride, size):
+            super().__init__()
+            out = -(-size // stride)
+            self.conv1 = conv_same(torch, cin, cout, 3, stride, size, bias=False)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = conv_same(torch, cout, cout, 3, 1, out, bias=False)
+            self.bn2 = nn.BatchNorm2d(cout)
+            self.shortcut = None
+            if stride != 1 or cin != cout:
+                self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+        def forward(self, x):
+            y = torch.relu(self.bn1(self.conv1(x)))
+            y = self.bn2(self.conv2(y))
+            return torch.relu(y + (x if self.shortcut is None else self.shortcut(x)))
+
+    layers = [conv_same(torch, 1, 16, 3, 1, 28, bias=False), nn.BatchNorm2d(16), nn.ReLU()]
+    cin, size = 16, 28
+    for stage, width in enumerate([16, 32, 64]):
+        for b in range(3):
+            stride = 2 if stage > 0 and b == 0 else 1
+            layers.append(Block(cin, width, stride, size))
+            cin, size = width, -(-size // stride)
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, N_CLASSES)]
+    return nn.Sequential(*layers)
+
+
 def make_step(torch, name, batch, foreach):
     """Returns step(i) for a case: one whole training step on batch i % 64, returning the loss."""
     F = torch.nn.functional
@@ -245,6 +330,13 @@ def make_step(torch, name, batch, foreach):
 
         return step
 
+    # The more specific prefixes first: cnn_small_ before cnn_, kd_cnn_to_cnnsmall_ before kd_cnn_to_cnn_.
+    if name.startswith("cnn_small_ce_"):
+        return ce_step(small_cnn(torch).train(), images)
+    if name.startswith("resnet20_ce_"):
+        return ce_step(resnet20(torch).train(), images)
+    if name.startswith("kd_cnn_to_cnnsmall_"):
+        return kd_step(cnn(torch), images, small_cnn(torch).train(), images, cached=name.endswith("_cached"))
     if name.startswith("mlp_1200_ce_"):
         return ce_step(mlp(torch, [N_IN, 1200, 1200, N_CLASSES]).train(), xs)
     if name.startswith("kd_1200_to_800_"):
@@ -268,6 +360,13 @@ class Timed:
         self.name, self.batch, self.foreach = name, batch, foreach
         self.step = make_step(torch, name, batch, foreach)
         self.i = 0
+        self.first_loss = None
+
+    def first(self):
+        """The first step (before any update); its loss is kept as first_loss."""
+        self.first_loss = float(self.step(self.i).item())
+        self.i += 1
+        return 1
 
     def run_for(self, seconds, min_steps):
         """Untimed steps for >= seconds and >= min_steps; returns the count."""
@@ -342,9 +441,12 @@ def worker(setup):
                 break
             if op == "build":
                 t = Timed(torch, cmd["case"], int(cmd["batch"]), bool(cmd["foreach"]))
-                n = t.run_for(float(cmd.get("warmup", WARMUP_SECONDS)), WARMUP_STEPS)
+                t0 = time.perf_counter()
+                n = t.first()
+                warmup = float(cmd.get("warmup", WARMUP_SECONDS))
+                n += t.run_for(max(0.0, warmup - (time.perf_counter() - t0)), WARMUP_STEPS - n)
                 built[cmd["id"]] = t
-                send({"ok": True, "warmup_steps": n})
+                send({"ok": True, "warmup_steps": n, "first_loss": t.first_loss})
             elif op == "time":
                 send(built[cmd["id"]].time(float(cmd["seconds"]), float(cmd.get("rewarm", 0))))
             elif op == "check":
@@ -441,9 +543,9 @@ def run_case(workers, name, args):
         for fe in foreach_options(args.foreach):
             ids += 1
             vid = f"{name}#{ids}"
-            w.ask(op="build", id=vid, case=name, batch=args.batch, foreach=fe)
+            built = w.ask(op="build", id=vid, case=name, batch=args.batch, foreach=fe)
             search.append({"variant": variant_name(w.setup, fe), "worker": w, "id": vid, "foreach": fe,
-                           "samples_per_s": 0.0, "trials": []})
+                           "first_loss": built["first_loss"], "samples_per_s": 0.0, "trials": []})
     # Every variant timed once per search round (the order reversed every other round); its best trial counts.
     for rnd in range(args.search_rounds):
         for s in (search if rnd % 2 == 0 else list(reversed(search))):
@@ -479,6 +581,7 @@ def run_case(workers, name, args):
         "variant": best["variant"],
         "batch": args.batch,
         "steps": top["steps"],
+        "first_loss": best["first_loss"],
         "final_loss": loss,
         "search": [{"variant": s["variant"], "samples_per_s": s["samples_per_s"], "trials": s["trials"]}
                    for s in search],

@@ -33,7 +33,7 @@ const TEACHER = {
   ],
 };
 
-function config(out: string, student: Record<string, unknown>) {
+function config(out: string, student: Record<string, unknown>, kernels: 'standard' | 'blocked' = 'standard') {
   return parseConfig({
     seed: 4,
     output: out,
@@ -41,7 +41,7 @@ function config(out: string, student: Record<string, unknown>) {
     teacher: { type: 'train', model: TEACHER, train: { epochs: 2, batchSize: 50, optimizer: { type: 'adam', lr: 0.003 } } },
     student: { model: student, train: { epochs: 2, batchSize: 50, optimizer: { type: 'adam', lr: 0.003 } } },
     distill: { terms: [{ type: 'ce', weight: 0.5 }, { type: 'kd', temperature: 4, weight: 0.5 }] },
-    runtime: { threads: 1, stepsPerRun: 2, checkpointEvery: 5 },
+    runtime: { threads: 1, stepsPerRun: 2, checkpointEvery: 5, kernels },
   });
 }
 
@@ -83,6 +83,32 @@ test('a CNN run stopped mid-phase and resumed gives identical metrics and models
   assert.ok(record);
   assert.deepEqual(metrics(record), metrics(reference));
   for (const f of Object.values(MODEL_FILES)) assert.deepEqual(readFileSync(join(out, f)), readFileSync(join(root, 'vgg', f)), `${f} is byte-identical`);
+});
+
+test('runtime.kernels: blocked (NCHWc conv kernels) trains the same models to the same accuracy, deterministic across a resume', async () => {
+  assert.ok(reference, 'runs after the reference test');
+  const out = join(root, 'vgg-blocked');
+  const blocked = await runDistillation(config(out, VGG, 'blocked'), { progress: silent(), skipSpeed: true });
+  // Float sums may differ from the standard kernels' in the last bits, so the accuracies agree closely, not always exactly.
+  for (const m of blocked.models) {
+    const r = reference.models.find((q) => q.role === m.role)!;
+    assert.ok(Math.abs(m.final.test.acc - r.final.test.acc) < 0.03, `${m.role}: blocked ${m.final.test.acc} vs standard ${r.final.test.acc}`);
+  }
+  // Stopped twice and resumed: identical to the uninterrupted blocked run, like the standard kernels.
+  const stoppedOut = join(root, 'vgg-blocked-stopped');
+  let calls = 0;
+  const stopAt = new Set([9, 30]);
+  let record: RunRecord | undefined;
+  for (let attempt = 0; attempt < 10 && !record; attempt++) {
+    try {
+      record = await runDistillation(config(stoppedOut, VGG, 'blocked'), { progress: silent(), skipSpeed: true, resume: attempt > 0, shouldStop: () => stopAt.has(++calls) });
+    } catch (e) {
+      assert.ok(e instanceof KdError && e.code === 'KD_INTERRUPTED', `expected KD_INTERRUPTED, got ${e}`);
+    }
+  }
+  assert.ok(record);
+  assert.deepEqual(metrics(record), metrics(blocked));
+  for (const f of Object.values(MODEL_FILES)) assert.deepEqual(readFileSync(join(stoppedOut, f)), readFileSync(join(out, f)), `${f} is byte-identical`);
 });
 
 test('ResNet-style and VGG-style students build from config with the expected parameter counts', () => {

@@ -95,7 +95,9 @@ const pair = (v: unknown) => v as readonly number[];
 /** A standard Conv node on the blocked kernels when they take it; false leaves it to the plain emission. */
 export function emitConvNchwc(e: Emitter, n: Node): boolean {
   const [x, w, b] = n.inputs as [Value, Value, Value | undefined];
-  if (e.nchwcBlock <= 1 || x.dtype !== 'float32' || (n.attrs.group as number) !== 1) return false;
+  // A conv with constant weights (a frozen teacher inside the step graph, the one-hot patch extraction) is left to
+  // ONNX Runtime's own NCHWc rewrite, which reorders such weights once at load instead of every step.
+  if (e.nchwcBlock <= 1 || x.dtype !== 'float32' || (n.attrs.group as number) !== 1 || w.kind === 'const') return false;
   const [m, c, kh, kw] = w.shape as number[];
   if (!nchwcFits(e.nchwcBlock, c!, m!)) return false;
   emitNchwcConv(e, {
@@ -113,7 +115,7 @@ export function emitConvNchwc(e: Emitter, n: Node): boolean {
  */
 export function emitConvTransposeNchwc(e: Emitter, n: Node): boolean {
   const [dy, w] = n.inputs as [Value, Value];
-  if (e.nchwcBlock <= 1 || dy.dtype !== 'float32' || (n.attrs.group as number) !== 1) return false;
+  if (e.nchwcBlock <= 1 || dy.dtype !== 'float32' || (n.attrs.group as number) !== 1 || w.kind === 'const') return false;
   const strides = pair(n.attrs.strides);
   const outPad = pair(n.attrs.output_padding);
   if (strides.some((s) => s !== 1) || outPad.some((p) => p !== 0)) return false;
