@@ -20,6 +20,7 @@ import { createTerms } from '../src/distill/index.js';
 import { at, buildExportGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from '../src/train/graphs.js';
 import { type HostTensor, Session } from '../src/runtime/index.js';
 import { Rng } from '../src/util/rng.js';
+import { benchSmallCnn } from './models.js';
 import { formatMarkdownTable, formatTable } from '../src/report/index.js';
 
 const cnnTeacher = (): Model =>
@@ -36,23 +37,12 @@ const cnnTeacher = (): Model =>
       { type: 'dense', units: 10 },
     ],
   });
-const smallCnn = (): Model =>
-  new Sequential({
-    label: 'cnn', inputShape: [1, 28, 28], numClasses: 10,
-    layers: [
-      { type: 'conv', filters: 16, kernel: 3, stride: 2, padding: 'same', activation: 'relu' },
-      { type: 'maxpool', kernel: 2, stride: 1, padding: 'same' },
-      { type: 'conv', filters: 32, kernel: 3, stride: 2, padding: 'same' },
-      { type: 'flatten' },
-      { type: 'dense', units: 10 },
-    ],
-  });
 const mlp = (hidden: number[]): Model => new Mlp({ inputShape: [1, 28, 28], hidden, numClasses: 10 });
 
 const PAIRS: Record<string, () => { teacher: Model; student: Model; opt: OptimizerConfig }> = {
   demo: () => ({ teacher: mlp([1200, 1200]), student: mlp([30, 30]), opt: { type: 'sgd', lr: 0.05, momentum: 0.9 } }),
   hinton: () => ({ teacher: mlp([1200, 1200]), student: mlp([800, 800]), opt: { type: 'sgd', lr: 0.05, momentum: 0.9 } }),
-  'cnn-smallcnn': () => ({ teacher: cnnTeacher(), student: smallCnn(), opt: { type: 'adam', lr: 1e-3 } }),
+  'cnn-smallcnn': () => ({ teacher: cnnTeacher(), student: benchSmallCnn(), opt: { type: 'adam', lr: 1e-3 } }),
   'cnn-mlp800': () => ({ teacher: cnnTeacher(), student: mlp([800, 800]), opt: { type: 'sgd', lr: 0.05, momentum: 0.9 } }),
 };
 

@@ -1,6 +1,6 @@
 /**
  * Where a training step's time goes: runs the MLP 784-1200-1200-10 step (or, with MODEL=cnn, the bench's CNN
- * conv32-conv64-maxpool-dense128-dense10 step) with ONNX Runtime's profiler on and prints the total time per op
+ * conv32-conv64-maxpool-dense128-dense10 step; MODEL=small the Keras KD student; MODEL=resnet20 ResNet-20) with ONNX Runtime's profiler on and prints the total time per op
  * type (and the time outside run()); NODES=1 adds the slowest nodes.
  *   node dist/bench/profile.js [adam|sgd] [batch] [stepsPerRun]
  *   MODEL=cnn NODES=1 node dist/bench/profile.js adam 128 1
@@ -9,7 +9,7 @@
 import ort from 'onnxruntime-node';
 import { readFileSync, readdirSync, unlinkSync } from 'node:fs';
 import { type Model, initParams } from '../src/nn/index.js';
-import { benchCnn, benchMlp } from './models.js';
+import { benchCnn, benchMlp, benchResnet20, benchSmallCnn } from './models.js';
 import { createOptimizer } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
 import { at, buildStepGraph, paramIn, stateIn } from '../src/train/graphs.js';
@@ -19,7 +19,8 @@ import { nchwcBlockSize } from '../src/runtime/kernels.js';
 const kind = process.argv[2] ?? 'adam';
 const batch = Number(process.argv[3] ?? 128);
 const k = Number(process.argv[4] ?? 1);
-const model: Model = process.env.MODEL === 'cnn' ? benchCnn() : benchMlp([1200, 1200]);
+const models: Record<string, () => Model> = { cnn: benchCnn, small: benchSmallCnn, resnet20: benchResnet20 };
+const model: Model = (models[process.env.MODEL ?? ''] ?? (() => benchMlp([1200, 1200])))();
 const opt = createOptimizer(kind === 'sgd' ? { type: 'sgd', lr: 0.05, momentum: 0.9 } : { type: 'adam', lr: 1e-3 });
 // NCHWC=0 profiles the standard conv lowering; by default the step uses the blocked kernels where the CPU has them.
 const g = buildStepGraph(model, opt, createTerms([{ type: 'ce', weight: 1 }]), k, { nchwcBlock: process.env.NCHWC === '0' ? 0 : await nchwcBlockSize() });
