@@ -71,7 +71,7 @@ async function measure(pair: string, mode: Mode): Promise<number> {
   const optimizer = createOptimizer(opt);
   const tp = initParams(teacher, new Rng(3));
   const step = buildStepGraph(student, optimizer, terms, K, mode === 'embedded' ? { teacher: { model: teacher, params: tp } } : {});
-  const session = await Session.create(step.onnx, { threads, spin: mode !== 'session' });
+  const session = await Session.create(step.onnx, { threads, spin: mode !== 'session', graphOptimization: step.optimization });
   const teacherSession = await Session.create(buildExportGraph(teacher, tp), { threads });
   const xs: Float32Array[] = [];
   const ys: BigInt64Array[] = [];

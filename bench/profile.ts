@@ -25,7 +25,7 @@ const opt = createOptimizer(kind === 'sgd' ? { type: 'sgd', lr: 0.05, momentum: 
 // NCHWC=0 profiles the standard conv lowering; by default the step uses the blocked kernels where the CPU has them.
 const g = buildStepGraph(model, opt, createTerms([{ type: 'ce', weight: 1 }]), k, { nchwcBlock: process.env.NCHWC === '0' ? 0 : await nchwcBlockSize() });
 const s = await ort.InferenceSession.create(g.onnx, {
-  intraOpNumThreads: 2, enableProfiling: true, profileFilePrefix: '/tmp/kdprof', graphOptimizationLevel: 'all',
+  intraOpNumThreads: 2, enableProfiling: true, profileFilePrefix: '/tmp/kdprof', graphOptimizationLevel: g.optimization,
   extra: { session: { intra_op: { allow_spinning: process.env.SPIN ?? '0' }, set_denormal_as_zero: '1' } },
 });
 const p = initParams(model, new Rng(1));

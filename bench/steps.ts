@@ -195,7 +195,8 @@ class KdistillCase {
     const teacherParams = teacher ? initParams(teacher, new Rng(3)) : undefined;
     // Teacher recomputed every step: run inside the step graph (one runtime call per step).
     const step = buildStepGraph(student, optimizer, terms, stepsPerRun, { nchwcBlock, ...(recompute ? { teacher: { model: teacher!, params: teacherParams! } } : {}) });
-    const session = await Session.create(step.onnx, { threads, spin: true });
+    // The level kdistill's trainer runs this step with (StepGraph.optimization).
+    const session = await Session.create(step.onnx, { threads, spin: true, graphOptimization: step.optimization });
     const sessions = [session];
     const xs: Float32Array[] = [];
     const ys: BigInt64Array[] = [];

@@ -22,6 +22,11 @@ export interface RuntimeOptions {
    * spinning of one slowed the other, so it is off unless asked for.
    */
   spin?: boolean;
+  /**
+   * ONNX Runtime's graph optimization level: 'all' (default) or 'extended', which leaves out its layout rewrites
+   * (the NCHWc reorder of constant-weight convs). Training steps use what their StepGraph says (train/graphs.ts).
+   */
+  graphOptimization?: 'all' | 'extended';
 }
 
 /** A graph input or output as ONNX Runtime describes it. */
@@ -61,7 +66,7 @@ export class Session {
   static async create(model: Uint8Array | string, options: RuntimeOptions = {}, name?: string): Promise<Session> {
     const so: ort.InferenceSession.SessionOptions = {
       executionProviders: [options.executionProvider ?? 'cpu'],
-      graphOptimizationLevel: 'all',
+      graphOptimizationLevel: options.graphOptimization ?? 'all',
       intraOpNumThreads: options.threads ?? 0,
       interOpNumThreads: 1,
       executionMode: 'sequential',

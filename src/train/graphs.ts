@@ -36,6 +36,12 @@ export interface StepGraph {
   teacherFeatures: string[];
   /** Label targets are fed per step as `ytarget@k` ([B, classes]). */
   labelTargets: boolean;
+  /**
+   * The graph optimization level to run it with. 'extended' (no layout rewrites) ran training steps 1.06-1.07x faster
+   * than 'all' with bit-identical outputs (bench/session-options.ts, docs/BENCHMARKS.md); only a step embedding a
+   * frozen teacher keeps 'all', whose NCHWc rewrite of the teacher's constant-weight convs that step needs.
+   */
+  optimization: 'all' | 'extended';
 }
 
 export const paramIn = (name: string) => `p:${name}`;
@@ -170,6 +176,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     optimizer.slots.forEach((s, i) => g.output(stateOut(p.name, s), states.get(p.name)![i]!));
   }
   return {
+    optimization: embedded ? 'all' : 'extended',
     onnx: toOnnx(g, { doc: `kdistill training step (${model.name}, ${optimizer.config.type}, ${stepsPerRun} step(s) per call)`, nchwcBlock: options.nchwcBlock ?? 0 }),
     stepsPerRun,
     noise,

@@ -368,5 +368,5 @@ async function compile(graph: StepGraph, runtime: RuntimeOptions | undefined, al
   // A step session that is the only busy one during a phase (teacher outputs cached beforehand) may spin its
   // threads between calls: measured +15-20% steps/s on 2 cores. With an online teacher session alternating with
   // it, spinning would steal the teacher's cores.
-  return { graph, session: await Session.create(graph.onnx, { spin: alone, ...runtime }) };
+  return { graph, session: await Session.create(graph.onnx, { spin: alone, ...runtime, graphOptimization: graph.optimization }) };
 }
