@@ -8,12 +8,12 @@
  */
 import ort from 'onnxruntime-node';
 import { readFileSync, readdirSync, unlinkSync } from 'node:fs';
-import { type Model, initParams } from '../src/nn/index.js';
+import type { Model } from '../src/nn/index.js';
 import { benchCnn, benchMlp, benchResnet20, benchSmallCnn } from './models.js';
 import { createOptimizer } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
-import { at, buildStepGraph, paramIn, stateIn } from '../src/train/graphs.js';
-import { Rng } from '../src/util/rng.js';
+import { buildStepGraph } from '../src/train/graphs.js';
+import { syntheticStepFeeds } from './feeds.js';
 import { nchwcBlockSize } from '../src/runtime/kernels.js';
 
 const kind = process.argv[2] ?? 'adam';
@@ -28,20 +28,7 @@ const s = await ort.InferenceSession.create(g.onnx, {
   intraOpNumThreads: 2, enableProfiling: true, profileFilePrefix: '/tmp/kdprof', graphOptimizationLevel: g.optimization,
   extra: { session: { intra_op: { allow_spinning: process.env.SPIN ?? '0' }, set_denormal_as_zero: '1' } },
 });
-const p = initParams(model, new Rng(1));
-const feeds: Record<string, ort.Tensor> = {};
-const rng = new Rng(2);
-for (let j = 0; j < k; j++) {
-  const x = new Float32Array(batch * 784); rng.fillUniform(x);
-  feeds[at('x', j)] = new ort.Tensor('float32', x, [batch, ...model.inputShape]);
-  feeds[at('y', j)] = new ort.Tensor('int64', BigInt64Array.from({ length: batch }, () => BigInt(rng.int(10))), [batch]);
-  const sv = opt.scalarValues(1, 1e-3);
-  for (const n of opt.scalars) feeds[at(`opt:${n}`, j)] = new ort.Tensor('float32', Float32Array.of(sv[n]!), []);
-}
-for (const q of model.params) {
-  feeds[paramIn(q.name)] = new ort.Tensor('float32', p.get(q.name)!, q.shape);
-  for (const sl of opt.slots) feeds[stateIn(q.name, sl)] = new ort.Tensor('float32', new Float32Array(p.get(q.name)!.length), q.shape);
-}
+const feeds = syntheticStepFeeds(model, opt, batch, k, 1e-3);
 const N = 40;
 for (let i = 0; i < 5; i++) await s.run(feeds);
 const t0 = performance.now();

@@ -6,11 +6,10 @@
  */
 import ort from 'onnxruntime-node';
 import { benchCnn, benchMlp, benchSmallCnn } from './models.js';
-import { initParams } from '../src/nn/index.js';
 import { createOptimizer } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
-import { at, buildStepGraph, paramIn, stateIn } from '../src/train/graphs.js';
-import { Rng } from '../src/util/rng.js';
+import { buildStepGraph } from '../src/train/graphs.js';
+import { syntheticStepFeeds } from './feeds.js';
 
 const which = process.argv[2] ?? 'cnn';
 const variant = process.argv[3] ?? 'extended';
@@ -19,21 +18,7 @@ const K = 4;
 const batch = 128;
 const opt = createOptimizer({ type: 'adam', lr: 1e-3 });
 const g = buildStepGraph(model, opt, createTerms([{ type: 'ce', weight: 1 }]), K);
-const p = initParams(model, new Rng(1));
-const feeds: Record<string, ort.Tensor> = {};
-const rng = new Rng(2);
-for (let j = 0; j < K; j++) {
-  const x = new Float32Array(batch * 784);
-  rng.fillUniform(x);
-  feeds[at('x', j)] = new ort.Tensor('float32', x, [batch, ...model.inputShape]);
-  feeds[at('y', j)] = new ort.Tensor('int64', BigInt64Array.from({ length: batch }, () => BigInt(rng.int(10))), [batch]);
-  const sv = opt.scalarValues(1, 1e-3);
-  for (const n of opt.scalars) feeds[at(`opt:${n}`, j)] = new ort.Tensor('float32', Float32Array.of(sv[n]!), []);
-}
-for (const q of model.params) {
-  feeds[paramIn(q.name)] = new ort.Tensor('float32', p.get(q.name)!, q.shape);
-  for (const sl of opt.slots) feeds[stateIn(q.name, sl)] = new ort.Tensor('float32', new Float32Array(p.get(q.name)!.length), q.shape);
-}
+const feeds = syntheticStepFeeds(model, opt, batch, K, 1e-3);
 const base: ort.InferenceSession.SessionOptions = {
   intraOpNumThreads: 2, interOpNumThreads: 1, executionMode: 'sequential', graphOptimizationLevel: 'all', enableCpuMemArena: true, enableMemPattern: true,
   logSeverityLevel: 4, extra: { session: { set_denormal_as_zero: '1', intra_op: { allow_spinning: '1' } } },
