@@ -13,6 +13,9 @@ test('killed twice with SIGKILL and resumed: files intact, same metrics and mode
   assert.equal(r.integrityChecks, 2);
   // Every resume ended either in a kill by the harness or in a completed run (a failed one throws HarnessFailure).
   assert.equal(r.resumesKilled + r.resumesCompleted, r.resumes);
+  // Counted independently: every kill after the run existed (progress.json, seen by the integrity check) was
+  // followed by a resume; only a kill at startup lets the next process start afresh.
+  assert.equal(r.resumes, r.kills - (r.killedDuring.startup ?? 0));
   // One completion per cycle: no run was started twice or completed without comparison.
   assert.ok(r.cycles >= 1);
   assert.equal(r.completions, r.cycles);

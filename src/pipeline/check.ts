@@ -8,7 +8,7 @@ import { phaseContext } from './phase.js';
 import { checkStudent, planStudent, probeTeacherFile } from './prepare.js';
 import { PROGRESS_FILE, prepare } from './run.js';
 import { TUNE_RECORD_FILE, planSearch } from './tune.js';
-import { readProgressFile } from './outdir.js';
+import { refuseUnfinished } from './outdir.js';
 
 /**
  * `kdistill check`: everything `run` (or `tune`) does before its first training step, without training or writing
@@ -89,16 +89,10 @@ function checkOutputFolder(cfg: RunConfig, out: string): string {
   writable(out, out);
   if (cfg.tune) {
     const file = join(out, TUNE_RECORD_FILE);
-    if (existsSync(file) && readProgressFile<{ status?: string }>(file, 'search').status !== 'done') {
-      throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished search`, { fix: `continue it with: kdistill tune --resume ${cfg.output}  (or choose another output folder)` });
-    }
+    refuseUnfinished(out, cfg.output, { tuneFile: file });
     return existsSync(file) ? 'holds a finished search (it will be replaced)' : 'exists';
   }
-  if (existsSync(join(out, PROGRESS_FILE))) {
-    throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished run`, {
-      fix: `continue it with: kdistill run --resume ${cfg.output}  (or choose another output folder, or delete this one)`,
-    });
-  }
+  refuseUnfinished(out, cfg.output, { progressFile: join(out, PROGRESS_FILE) });
   return existsSync(join(out, 'run.json')) ? 'holds a finished run (it will be replaced)' : 'exists';
 }
 

@@ -113,3 +113,20 @@ export function readProgressFile<T>(file: string, what: string): T {
     throw new KdError('KD_DATA_CORRUPT', `${file} is damaged (${(e as Error).message})`, { fix: 'start afresh into a new output folder' });
   }
 }
+
+/**
+ * Refuses to start fresh work in a folder that holds unfinished work of the same command: an unfinished run has its
+ * progress file (`progressFile`), an unfinished search a tune record (`tuneFile`) whose status is not done. `run`,
+ * `tune` and `check` share it, so all three give the same error and fix.
+ */
+export function refuseUnfinished(out: string, output: string, work: { progressFile: string } | { tuneFile: string }): void {
+  if ('progressFile' in work) {
+    if (!existsSync(work.progressFile)) return;
+    throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished run`, {
+      fix: `continue it with: kdistill run --resume ${output}  (or choose another output folder, or delete this one)`,
+    });
+  }
+  if (existsSync(work.tuneFile) && readProgressFile<{ status?: string }>(work.tuneFile, 'search').status !== 'done') {
+    throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished search`, { fix: `continue it with: kdistill tune --resume ${output}  (or choose another output folder)` });
+  }
+}

@@ -1,6 +1,5 @@
 import { existsSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { KdError } from '../errors.js';
 import type { RunConfig } from '../config/schema.js';
 import type { TermConfig } from '../distill/index.js';
 import { countParams } from '../nn/index.js';
@@ -19,11 +18,11 @@ import {
 import { writeFileAtomic } from '../util/fs.js';
 import { diagnoseRun } from './diagnose.js';
 import { type Finalized, finalize } from './finalize.js';
-import { CHECKPOINT_DIR, readProgressFile, withOutputFolder } from './outdir.js';
+import { CHECKPOINT_DIR, readProgressFile, refuseUnfinished, withOutputFolder } from './outdir.js';
 import { type PhaseContext, checkpointPath, phaseContext, timed } from './phase.js';
 import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile } from './prepare.js';
 import { STUDENT_FILES, type StudentRole, TFJS_DIR, studentInit, studentPhase } from './student.js';
-import { TEACHER_FILE, type TeacherArtifact, type TeacherOutputs, teacherOutputsPhase, teacherPhase } from './teacher.js';
+import { TEACHER_FILE, type TeacherArtifact, teacherOutputsPhase, teacherPhase } from './teacher.js';
 
 export { loadData, fitInputStandardizer, buildModel, importTfjsTeacher, checkMemory } from './prepare.js';
 export { acquireLock, CHECKPOINT_DIR } from './outdir.js';
@@ -77,11 +76,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
     if (options.resume) {
       state = readProgressFile<ProgressState>(progressFile, 'run');
     } else {
-      if (existsSync(progressFile)) {
-        throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished run`, {
-          fix: `continue it with: kdistill run --resume ${cfg.output}  (or choose another output folder, or delete this one)`,
-        });
-      }
+      refuseUnfinished(out, cfg.output, { progressFile });
       state = { kdistill: kdistillVersion(), config: cfg, phases: {}, wallSeconds: {} };
     }
     const ctx = phaseContext(cfg, out, progress, { resume: options.resume, shouldStop: options.shouldStop, wallSeconds: state.wallSeconds }, { kdistill: kdistillVersion(), seed: String(cfg.seed) });

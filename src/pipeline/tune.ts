@@ -26,7 +26,7 @@ import { ensureDir, writeFileAtomic } from '../util/fs.js';
 import { diagnoseRun } from './diagnose.js';
 import { evaluateOnnx } from './evaluate.js';
 import { sealSplit } from './guard.js';
-import { CHECKPOINT_DIR, readProgressFile, withOutputFolder } from './outdir.js';
+import { CHECKPOINT_DIR, readProgressFile, refuseUnfinished, withOutputFolder } from './outdir.js';
 import { type PhaseContext, checkpointPath, phaseContext } from './phase.js';
 import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile } from './prepare.js';
 import { evaluateAll } from './run.js';
@@ -144,9 +144,7 @@ async function searchAndFinish(cfg: RunConfig, out: string, search: Search, opti
       throw new KdError('KD_CONFIG_INVALID', `${file} was written by a search with another space or seed`, { fix: 'resume with the config the search started with, or start afresh into a new folder' });
     }
   } else {
-    if (existsSync(file) && readProgressFile<TuneRecord>(file, 'search').status !== 'done') {
-      throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished search`, { fix: `continue it with: kdistill tune --resume ${cfg.output}  (or choose another output folder)` });
-    }
+    refuseUnfinished(out, cfg.output, { tuneFile: file });
     rec = {
       kdistill: kdistillVersion(),
       status: 'searching',
