@@ -19,11 +19,14 @@ export const ERROR_CODES = {
   KD_RESOURCES: 'the run needs more memory or disk than the machine has',
   KD_USAGE: 'the command line is wrong',
   KD_GRAPH_INVALID: 'a graph was built wrongly (shape or dtype mismatch inside a model definition)',
+  KD_REMOTE_UNAVAILABLE: 'a teacher server cannot be reached, or kept failing after every retry',
+  KD_REMOTE_PROTOCOL: 'a teacher server answered something the inference protocol does not allow (malformed JSON, wrong shapes, NaN)',
+  KD_CACHE_MISMATCH: 'a teacher-output cache folder holds outputs of another teacher or other data',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
 
-/** Exit status per code: 2 for usage/config, 3 data, 4 model/shape, 5 output, 6 numeric, 130 interrupted. */
+/** Exit status per code: 2 for usage/config, 3 data, 4 model/shape, 5 output, 6 numeric, 7 teacher server, 130 interrupted. */
 export const EXIT_STATUS: Record<ErrorCode, number> = {
   KD_USAGE: 2,
   KD_CONFIG_INVALID: 2,
@@ -39,6 +42,9 @@ export const EXIT_STATUS: Record<ErrorCode, number> = {
   KD_OUTPUT_EXISTS: 5,
   KD_RESOURCES: 5,
   KD_NUMERIC_FAULT: 6,
+  KD_REMOTE_UNAVAILABLE: 7,
+  KD_REMOTE_PROTOCOL: 7,
+  KD_CACHE_MISMATCH: 5,
   KD_INTERRUPTED: 130,
 };
 

@@ -59,7 +59,7 @@ test('a minimal config parses with every default filled', () => {
     baseline: true,
     export: { tfjs: false },
     distill: { terms: [{ type: 'ce', weight: 0.1 }, { type: 'kd', temperature: 4, weight: 0.9 }] },
-    runtime: { threads: 3, stepsPerRun: 4, checkpointEvery: 1000, lrBackoff: 0, kernels: 'standard' },
+    runtime: { threads: 3, stepsPerRun: 4, checkpointEvery: 1000, lrBackoff: 0, kernels: 'standard', teacherCacheShard: 4096 },
   });
 });
 
@@ -198,7 +198,7 @@ test('a bad enum or type tag suggests the near miss', () => {
   for (const line of [
     '✖ invalid value -3 → at student.train.epochs; expected an integer >= 1',
     '✖ invalid value "adamm" → at student.train.optimizer.type; expected one of: sgd, adam, adamw; did you mean "adam"?',
-    '✖ invalid value "onx" → at teacher.type; expected one of: train, onnx, tfjs; did you mean "onnx"?',
+    '✖ invalid value "onx" → at teacher.type; expected one of: train, onnx, tfjs, remote; did you mean "onnx"?',
     '✖ invalid value "CSV" → at data.dataset.type; expected one of: mnist, fashion-mnist, idx, csv; did you mean "csv"?',
   ]) {
     assert.ok(e.message.includes(line), `missing line\n${line}\nin\n${e.message}`);

@@ -8,6 +8,8 @@ import { readUnfinishedConfig, runDistillation } from '../pipeline/run.js';
 import { BEST_CONFIG_FILE, TUNE_RECORD_FILE, readUnfinishedTune, runTune } from '../pipeline/tune.js';
 import { inspect } from '../pipeline/inspect.js';
 import { formatPreflight, preflight } from '../pipeline/check.js';
+import { cacheFill } from '../pipeline/cache-fill.js';
+import { runServeCommand } from '../serve/cli.js';
 import { formatSummary, kdistillVersion, RUN_RECORD_FILE, HTML_REPORT_FILE, type RunRecord } from '../report/index.js';
 
 const HELP = `kdistill — knowledge distillation on ONNX Runtime
@@ -22,6 +24,12 @@ Usage:
                                                    layers, memory, output folder), without training; prints
                                                    the plan (--print: also the config with defaults filled)
   kdistill inspect <config.yaml | model.onnx>      list the layers (names for feature/relation terms) with shapes
+  kdistill cache fill <config.yaml> [options]      only compute the teacher's outputs into the sharded cache
+                                                   (runtime.teacherCache; <output>/teacher-cache for a remote
+                                                   teacher); run again after an interruption to continue
+  kdistill serve <model.onnx> [--port N] [--host H] [--name M] [--max-batch N] [--threads N]
+                                                   serve an ONNX model over the KServe v2 / Triton HTTP protocol
+                                                   (127.0.0.1:8000 by default; kdistill serve --help)
   kdistill --version | --help
 
 Options:
@@ -35,6 +43,8 @@ a second Ctrl-C exits at once (files stay intact; the last checkpoint is used on
 `;
 
 async function main(argv: string[]): Promise<number> {
+  // `serve` has flags of its own (src/serve/cli.ts).
+  if (argv[0] === 'serve') return runServeCommand(argv.slice(1));
   let parsed;
   try {
     parsed = parseArgs({
@@ -98,8 +108,17 @@ async function main(argv: string[]): Promise<number> {
       if (rest.length !== 1) throw new KdError('KD_USAGE', `inspect takes one config or .onnx file, got ${rest.length}`, { fix: 'kdistill inspect examples/mnist-demo.yaml' });
       process.stdout.write(await inspect(rest[0]!));
       return 0;
+    case 'cache': {
+      if (rest[0] !== 'fill') throw new KdError('KD_USAGE', `unknown cache command "${rest[0] ?? ''}"`, { fix: 'kdistill cache fill <config.yaml>' });
+      if (rest.length !== 2) throw new KdError('KD_USAGE', `cache fill takes one config file, got ${rest.length - 1}`, { fix: 'kdistill cache fill examples/mnist-remote.yaml' });
+      const c = parseConfig(overrides({ ...(loadConfig(rest[1]!) as unknown as Record<string, unknown>) }), rest[1]);
+      const r = await cacheFill(c, { quiet: values.quiet, shouldStop: installStopHandlers() });
+      const remote = r.remote ? `; ${r.remote.requests} requests, ${r.remote.retries} retried${r.remote.takenOut.length > 0 ? `, servers taken out: ${r.remote.takenOut.map((s) => s.url).join(', ')}` : ''}` : '';
+      process.stdout.write(`${r.hit ? 'already complete' : 'filled'}: ${r.samples} samples in ${r.shards} shards, ${r.dir} (teacher time ${r.computeSeconds.toFixed(1)} s${remote})\n`);
+      return 0;
+    }
     default:
-      throw new KdError('KD_USAGE', `unknown command "${command}"`, { fix: `use one of: demo, run, tune, check, inspect (presets: ${PRESET_NAMES.join(', ')})` });
+      throw new KdError('KD_USAGE', `unknown command "${command}"`, { fix: `use one of: demo, run, tune, check, inspect, cache fill, serve (presets: ${PRESET_NAMES.join(', ')})` });
   }
   return finish(cfg, await runDistillation(cfg, { quiet: values.quiet, shouldStop: installStopHandlers() }));
 

@@ -385,6 +385,11 @@ const preprocessSchema = z.strictObject({
   flatten: bool().optional(),
 });
 
+const httpUrl = z
+  .string()
+  .regex(/^https?:\/\/[^\s/@]+(\/[^\s]*)?$/)
+  .describe('an http:// or https:// URL without credentials, e.g. http://127.0.0.1:8000');
+
 /** The pretrained TF.js teachers kdistill ships (npm dependencies), by name. */
 export const BUILTIN_TFJS_TEACHERS = ['mnist-react-tfjs'] as const;
 
@@ -417,12 +422,46 @@ const teacherKinds = z.discriminatedUnion('type', [
     .superRefine((d, ctx) => {
       if ((d.path === undefined) === (d.builtin === undefined)) semantic(ctx, ['path'], d.path, `either path or builtin (one of: ${BUILTIN_TFJS_TEACHERS.join(', ')}), not both`);
     }),
+  /**
+   * A model on inference servers that speak the KServe v2 / Triton HTTP protocol (Triton, KServe, MLServer,
+   * `kdistill serve`): src/teachers/remote.ts. Its outputs always go through the sharded teacher-output cache.
+   */
+  z
+    .strictObject({
+      type: z.literal('remote'),
+      /** The server's base URL (http://host:port); or `urls` for several servers of the same model. */
+      url: httpUrl.optional(),
+      urls: z.array(httpUrl).min(1).max(64).describe('a list of 1 to 64 server URLs').optional(),
+      model: z.string().min(1).describe('the model name on the server (GET /v2/models/<name>)'),
+      version: z.string().min(1).describe('a model version the server lists').optional(),
+      input: z.string().min(1).describe('the name of the model input that takes the samples').optional(),
+      output: z.string().min(1).describe('the name of the logits output').optional(),
+      preprocess: preprocessSchema.optional(),
+      /** Samples per request. */
+      batchSize: int(1, 65536).default(256),
+      /** Requests in flight per server. */
+      concurrency: int(1, 256).default(4),
+      /** Per request, until the whole answer is in. */
+      timeoutMs: int(100, 3_600_000).default(60_000),
+      /** Attempts after the first, per request, spread over the servers (connection errors, timeouts, 429, 5xx). */
+      retries: int(0, 100).default(5),
+      /**
+       * Extra HTTP headers (e.g. Authorization). A value may name environment variables as ${NAME}, expanded when
+       * connecting, so a secret stays out of the config file, progress.json and run.json.
+       */
+      headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/), z.string()).describe('a mapping of header names to strings').optional(),
+      /** The binary tensor data extension: absent, used when the server lists it (Triton, kdistill serve). */
+      binary: bool().optional(),
+    })
+    .superRefine((d, ctx) => {
+      if ((d.url === undefined) === (d.urls === undefined)) semantic(ctx, ['url'], d.url, 'either url or urls (a list), not both');
+    }),
 ]);
 
 /** The teacher: train one, load an ONNX file or a TF.js model; the string "mnist-react-tfjs" names the shipped one. */
 export const teacherSchema = z
   .union([z.literal('mnist-react-tfjs').transform(() => ({ type: 'tfjs' as const, builtin: 'mnist-react-tfjs' as const })), teacherKinds])
-  .describe('a mapping with type: train, onnx or tfjs, or "mnist-react-tfjs"');
+  .describe('a mapping with type: train, onnx, tfjs or remote, or "mnist-react-tfjs"');
 
 /** More teachers beside `teacher`, loaded (not trained): ONNX files or TF.js models. */
 const ensembleSchema = z
@@ -450,6 +489,7 @@ const ensembleSchema = z
     });
     e.teachers.forEach((t, i) => {
       if (t.teacher.type === 'train') semantic(ctx, ['teachers', i, 'teacher', 'type'], 'train', 'onnx or tfjs: the other teachers are loaded, not trained (train each with its own run first)');
+      if (t.teacher.type === 'remote') semantic(ctx, ['teachers', i, 'teacher', 'type'], 'remote', 'onnx or tfjs: a remote teacher can be the first teacher (teacher:), not one of the ensemble\'s others yet');
     });
   });
 
@@ -637,6 +677,8 @@ export const runtimeSchema = z.strictObject({
    * the requested layers, so a change of either misses instead of reading stale outputs). Absent: not saved.
    */
   teacherCache: z.string().min(1).describe('a folder path, e.g. .cache/kdistill').optional(),
+  /** Samples per shard of the teacher-output cache (a fill resumes from whole shards). */
+  teacherCacheShard: int(1, 1 << 20).default(4096),
 });
 
 export const runConfigSchema = z
@@ -735,6 +777,7 @@ export interface RuntimeConfig {
   lrBackoff: number;
   kernels: 'standard' | 'blocked';
   teacherCache?: string | undefined;
+  teacherCacheShard: number;
 }
 
 /** A fully resolved run config: every default filled, ready for the trainer. */

@@ -44,7 +44,7 @@ export async function preflight(cfg: RunConfig, source?: string): Promise<Prefli
   }
   const s = data.splits;
   const t = cfg.teacher;
-  const teacherName = teacher.model?.name ?? (teacher.file ? teacher.file : t.type);
+  const teacherName = teacher.model?.name ?? teacher.file ?? (teacher.remote ? `${teacher.remote.model} at ${teacher.remote.urls.join(', ')}` : t.type);
   const phases: Preflight['phases'] = [];
   if (t.type === 'train') phases.push({ name: 'teacher', epochs: t.train.epochs, batchSize: t.train.batchSize });
   if (cfg.baseline) phases.push({ name: 'student alone', epochs: cfg.student.train.epochs, batchSize: cfg.student.train.batchSize });

@@ -1,5 +1,5 @@
 import type { Dataset } from '../data/index.js';
-import { OnnxTeacher, type OnnxTeacherOptions } from '../teachers/index.js';
+import { OnnxTeacher, type OnnxTeacherOptions, type RemoteTeacher } from '../teachers/index.js';
 import type { RuntimeOptions } from '../runtime/index.js';
 
 export interface SplitResult {
@@ -30,24 +30,35 @@ export async function evaluateOnnx(
   // 0-255 pixels scored on [0, 1] inputs would report a meaningless accuracy.
   const model = await OnnxTeacher.load(path, { ...feed, runtime });
   try {
-    const results: SplitResult[] = [];
-    const total = sets.reduce((n, d) => n + d.n, 0);
-    let before = 0;
-    for (const ds of sets) {
-      if (ds.n === 0) {
-        results.push({ loss: NaN, acc: NaN, correct: 0, n: 0 });
-        continue;
-      }
-      const offset = before;
-      const table = await model.logitTable([ds], 1000, (d) => onProgress?.(offset + d, total));
-      before += ds.n;
-      const logits = table.rows(ds.ids);
-      results.push({ ...scoreLogits(logits, ds.y, ds.numClasses), ...(keepLogits ? { logits } : {}) });
-    }
+    const results = await evaluateTeacher(model, sets, onProgress, keepLogits);
     return { results, inputName: model.inputName, inputShape: model.feedShape(sets[0]!), paramCount: model.paramCount, fixedBatch: model.fixedBatch };
   } finally {
     await model.dispose();
   }
+}
+
+/** Accuracy and cross-entropy of a loaded teacher (a file's session, or a model on inference servers) on data sets. */
+export async function evaluateTeacher(
+  model: Pick<OnnxTeacher | RemoteTeacher, 'logitTable'>,
+  sets: readonly Dataset[],
+  onProgress?: (done: number, total: number) => void,
+  keepLogits = false,
+): Promise<SplitResult[]> {
+  const results: SplitResult[] = [];
+  const total = sets.reduce((n, d) => n + d.n, 0);
+  let before = 0;
+  for (const ds of sets) {
+    if (ds.n === 0) {
+      results.push({ loss: NaN, acc: NaN, correct: 0, n: 0 });
+      continue;
+    }
+    const offset = before;
+    const table = await model.logitTable([ds], 1000, (d) => onProgress?.(offset + d, total));
+    before += ds.n;
+    const logits = table.rows(ds.ids);
+    results.push({ ...scoreLogits(logits, ds.y, ds.numClasses), ...(keepLogits ? { logits } : {}) });
+  }
+  return results;
 }
 
 /** Mean cross-entropy (float64, log-sum-exp) and accuracy of logits [n, c] against labels. */

@@ -1,8 +1,9 @@
 import { statSync } from 'node:fs';
 import type { DataSplits } from '../data/index.js';
 import { measureSpeed } from '../runtime/index.js';
-import { fmtPct, type ModelResult, type ModelRole } from '../report/index.js';
-import { type TeacherFeedOptions, evaluateOnnx } from './evaluate.js';
+import { fmtPct, type ModelResult, type ModelRole, type PhaseHandle } from '../report/index.js';
+import { type SplitResult, type TeacherFeedOptions, evaluateOnnx, evaluateTeacher } from './evaluate.js';
+import { RemoteTeacher, type RemoteTeacherOptions } from '../teachers/index.js';
 import type { PhaseContext } from './phase.js';
 
 /** A model's final numbers, and its logits on the validation and test splits (the diagnosis reads them). */
@@ -24,9 +25,11 @@ export async function finalize(
   splits: DataSplits,
   skipSpeed: boolean,
   feed: TeacherFeedOptions = {},
+  remote?: RemoteTeacherOptions,
 ): Promise<Finalized> {
   const total = splits.train.n + splits.validation.n + splits.test.n;
   const bar = ctx.progress.start(`evaluate ${role}`, total, 'samples');
+  if (remote) return finalizeRemote(ctx, role, name, path, remote, splits, bar);
   const ev = await evaluateOnnx(path, [splits.train, splits.validation, splits.test], ctx.runtime, (d) => bar.update(d), feed, true);
   const [tr, va, te] = ev.results as [typeof ev.results[0], typeof ev.results[0], typeof ev.results[0]];
   bar.stop(`train acc ${fmtPct(tr.acc)} | val acc ${fmtPct(va.acc)} | test acc ${fmtPct(te.acc)}`);
@@ -49,6 +52,40 @@ export async function finalize(
       },
       latencyMs: speed.latencyMs,
       throughput: speed.throughput,
+    },
+    logits: { validation: va.logits ?? new Float32Array(0), test: te.logits ?? new Float32Array(0) },
+  };
+}
+
+/**
+ * A teacher on inference servers, scored on every split through its servers (what they serve is what taught).
+ * Its size, parameters and speed are not visible through the protocol: they are recorded as unknown (NaN), and
+ * `onnxPath` names the model and its servers.
+ */
+async function finalizeRemote(ctx: PhaseContext, role: ModelRole, name: string, where: string, remote: RemoteTeacherOptions, splits: DataSplits, bar: PhaseHandle): Promise<Finalized> {
+  const t = await RemoteTeacher.connect({ ...remote, log: (l) => ctx.progress.log(l) });
+  let results;
+  try {
+    results = await evaluateTeacher(t, [splits.train, splits.validation, splits.test], (d) => bar.update(d), true);
+  } finally {
+    await t.dispose();
+  }
+  const [tr, va, te] = results as [SplitResult, SplitResult, SplitResult];
+  bar.stop(`train acc ${fmtPct(tr.acc)} | val acc ${fmtPct(va.acc)} | test acc ${fmtPct(te.acc)}`);
+  return {
+    result: {
+      role,
+      name,
+      params: NaN,
+      onnxPath: where,
+      onnxBytes: NaN,
+      final: {
+        train: { loss: tr.loss, acc: tr.acc },
+        validation: { loss: va.loss, acc: va.acc },
+        test: { loss: te.loss, acc: te.acc, errors: te.n - te.correct, n: te.n },
+      },
+      latencyMs: NaN,
+      throughput: NaN,
     },
     logits: { validation: va.logits ?? new Float32Array(0), test: te.logits ?? new Float32Array(0) },
   };

@@ -2,9 +2,9 @@ import { KdError } from '../errors.js';
 import { loadConfig } from '../config/load.js';
 import type { Dataset } from '../data/index.js';
 import { formatTable, fmtInt } from '../report/index.js';
-import { type GraphValue, OnnxTeacher, type OnnxTeacherOptions } from '../teachers/index.js';
+import { type GraphValue, OnnxTeacher, type OnnxTeacherOptions, RemoteTeacher, type RemoteTeacherOptions } from '../teachers/index.js';
 import { countParams, type Model } from '../nn/index.js';
-import { buildModel, importTfjsTeacher, loadData } from './prepare.js';
+import { buildModel, importTfjsTeacher, loadData, remoteOptions } from './prepare.js';
 
 /**
  * What `kdistill inspect` prints: the layers of a config's teacher and student (the names feature- and
@@ -18,12 +18,32 @@ export async function inspect(file: string): Promise<string> {
   const parts: string[] = [];
   if (cfg.teacher.type === 'train') parts.push(modelTable('teacher', buildModel(cfg.teacher.model, splits.train)));
   else if (cfg.teacher.type === 'tfjs') parts.push(modelTable('teacher', importTfjsTeacher(cfg.teacher, splits.train).model));
+  else if (cfg.teacher.type === 'remote') parts.push(await inspectRemote(remoteOptions(cfg.teacher), splits.train));
   else {
     const { output, input, preprocess } = cfg.teacher;
     parts.push(await inspectOnnx(cfg.teacher.path, 'teacher', { feed: { output, input, preprocess }, data: splits.train }));
   }
   parts.push(modelTable('student', buildModel(cfg.student.model, splits.train)));
   return parts.join('\n');
+}
+
+/** A model on inference servers: its metadata (inputs, outputs: the tensors terms may name) and how samples are fed. */
+async function inspectRemote(options: RemoteTeacherOptions, data: Dataset): Promise<string> {
+  const t = await RemoteTeacher.connect(options);
+  try {
+    const m = t.metadata;
+    const dims = (s: number[]) => `[${s.map((d) => (d < 0 ? '?' : d)).join(', ')}]`;
+    const lines = [`teacher: ${t.path} (platform ${m.platform || 'not given'}${m.versions ? `, versions ${m.versions.join(', ')}` : ''})`];
+    lines.push(`  inputs:  ${m.inputs.map((i) => `${i.name} ${dims(i.shape)} ${i.datatype}`).join('; ')}`);
+    lines.push(`  outputs: ${m.outputs.map((o) => `${o.name} ${dims(o.shape)} ${o.datatype}${o.name === t.outputName ? ` (logits, ${t.numClasses ?? '?'} classes)` : ''}`).join('; ')}`);
+    t.checkFits(data);
+    lines.push(`  feed:    ${t.describeFeed(data)}`);
+    const layers = t.layerNames();
+    lines.push(`  named layers (feature/relation terms' teacher: <layer>): ${layers.length > 0 ? layers.join(', ') : '(none: name an output above)'}`);
+    return lines.join('\n') + '\n';
+  } finally {
+    await t.dispose();
+  }
 }
 
 function modelTable(role: string, m: Model): string {

@@ -6,7 +6,7 @@ import type { AugmentConfig, ModelConfig, RunConfig } from '../config/schema.js'
 import { type DataSplits, type Dataset, type Standardizer, augments, fitStandardizer, subset, viewSet, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits } from '../data/index.js';
 import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, countParams, initParams, resnetLayers, vggLayers } from '../nn/index.js';
 import { type EnsembleSpec, createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
-import { OnnxTeacher } from '../teachers/index.js';
+import { OnnxTeacher, RemoteTeacher, type RemoteTeacherOptions } from '../teachers/index.js';
 import { loadTfjsLayersModel, mnistReactTfjsPath, saveTfjsLayersModel } from '../interop/index.js';
 import type { TeacherFeedOptions } from './evaluate.js';
 import { Rng } from '../util/rng.js';
@@ -47,6 +47,10 @@ export interface TeacherPlan {
   tensors: string[];
   extras: ExtraTeacher[];
   ensemble: EnsembleSpec | undefined;
+  /** A model on inference servers (teacher.type remote): how to reach it; the tensors are added per use. */
+  remote: RemoteTeacherOptions | undefined;
+  /** The remote teacher's logits on the first training sample, from every server at the probe (the cache guards with it). */
+  remoteProbe?: Float32Array | undefined;
 }
 
 /** What one student configuration is: its model and its objective with layer names resolved. */
@@ -76,13 +80,24 @@ export type Teaching = 'cached' | 'views' | 'online';
  * on one training sample. The first teacher's file is probed by `probeTeacherFile` once the student's terms say
  * which of its tensors they read. `out` is where imported ensemble teachers will be exported.
  */
-export async function planTeacher(cfg: RunConfig, data: PreparedData, out: string): Promise<TeacherPlan> {
+export async function planTeacher(cfg: RunConfig, data: PreparedData, out: string, log?: (line: string) => void): Promise<TeacherPlan> {
   const { splits, standardizer } = data;
   const imported = cfg.teacher.type === 'tfjs' ? importTfjsTeacher(cfg.teacher, splits.train) : undefined;
   const model = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : imported?.model;
   const file = cfg.teacher.type === 'onnx' ? resolve(cfg.teacher.path) : undefined;
-  const layers = model ? model.layers().map((l) => l.name) : OnnxTeacher.layerNames(file!);
-  const tensors = file ? OnnxTeacher.graphValues(file).map((v) => v.name) : [];
+  const remote = cfg.teacher.type === 'remote' ? remoteOptions(cfg.teacher, log) : undefined;
+  let layers: string[];
+  let tensors: string[] = [];
+  if (remote) {
+    // The server's metadata says which outputs (layers) it exposes; the probe below runs the model.
+    const r = await RemoteTeacher.connect(remote);
+    layers = r.layerNames();
+    tensors = r.tensorNames();
+    await r.dispose();
+  } else {
+    layers = model ? model.layers().map((l) => l.name) : OnnxTeacher.layerNames(file!);
+    if (file) tensors = OnnxTeacher.graphValues(file).map((v) => v.name);
+  }
   const feed = feedOf(cfg.teacher);
   const extras: ExtraTeacher[] = [];
   for (const e of cfg.ensemble?.teachers ?? []) {
@@ -95,7 +110,37 @@ export async function planTeacher(cfg: RunConfig, data: PreparedData, out: strin
   const ensemble: EnsembleSpec | undefined = cfg.ensemble
     ? { names: ['teacher', ...extras.map((e) => e.name)], weights: [cfg.ensemble.weight, ...extras.map((e) => e.weight)], combine: cfg.ensemble.combine }
     : undefined;
-  return { model, imported, file, feed, layers, tensors, extras, ensemble };
+  return { model, imported, file, feed, layers, tensors, extras, ensemble, remote };
+}
+
+/**
+ * How to reach a remote teacher: its config with the URL list and the headers' ${NAME} references expanded from
+ * the environment (a secret stays out of the config, progress.json and run.json).
+ */
+export function remoteOptions(t: Extract<RunConfig['teacher'], { type: 'remote' }>, log?: (line: string) => void): RemoteTeacherOptions {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(t.headers ?? {})) {
+    headers[name] = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, v: string) => {
+      const got = process.env[v];
+      if (got === undefined) throw new KdError('KD_CONFIG_INVALID', `teacher.headers.${name} names the environment variable ${v}, which is not set`, { fix: `export ${v}=... before running, or write the value into teacher.headers.${name}` });
+      return got;
+    });
+  }
+  return {
+    urls: t.urls ?? [t.url!],
+    model: t.model,
+    version: t.version,
+    input: t.input,
+    output: t.output,
+    preprocess: t.preprocess,
+    batchSize: t.batchSize,
+    concurrency: t.concurrency,
+    timeoutMs: t.timeoutMs,
+    retries: t.retries,
+    headers,
+    binary: t.binary,
+    log,
+  };
 }
 
 /**
@@ -104,6 +149,16 @@ export async function planTeacher(cfg: RunConfig, data: PreparedData, out: strin
  * log), or undefined for a teacher that is not a file yet.
  */
 export async function probeTeacherFile(cfg: RunConfig, data: PreparedData, teacher: TeacherPlan, features: readonly string[]): Promise<string | undefined> {
+  if (teacher.remote) {
+    // Every server runs the first sample with the tensors the terms read: a misfit, or servers that disagree, stop here.
+    const r = await RemoteTeacher.connect({ ...teacher.remote, features });
+    try {
+      teacher.remoteProbe = await r.probe(data.splits.train);
+      return `${r.path}, ${r.describeFeed(data.splits.train)}`;
+    } finally {
+      await r.dispose();
+    }
+  }
   if (!teacher.file) return undefined;
   return probeTeacher(teacher.file, { ...teacher.feed, features, runtime: { threads: cfg.runtime.threads } }, data.splits.train);
 }

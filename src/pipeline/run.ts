@@ -158,7 +158,7 @@ export async function prepare(ctx: PhaseContext): Promise<{ data: PreparedData; 
   const data = await timed(ctx, 'data', () => prepareData(cfg));
   const { splits } = data;
   progress.log(`data: train ${splits.train.n}, validation ${splits.validation.n}, test ${splits.test.n} samples of [${splits.train.sampleShape.join('x')}], ${splits.train.numClasses} classes`);
-  const teacher = await planTeacher(cfg, data, ctx.out);
+  const teacher = await planTeacher(cfg, data, ctx.out, (l) => progress.log(l));
   const student = planStudent(cfg, data, teacher);
   const estimate = checkStudent(cfg, data, teacher, student);
   const described = await probeTeacherFile(cfg, data, teacher, student.teacherFeatures);
@@ -199,7 +199,7 @@ export async function evaluateAll(
   const { splits } = data;
   const models: ModelResult[] = [];
   const logits: Evaluated['logits'] = [];
-  const tf = await finalize(ctx, 'teacher', artifact.arch, artifact.path, artifact.params, splits, skipSpeed, teacher.feed);
+  const tf = await finalize(ctx, 'teacher', artifact.arch, artifact.path, artifact.params, splits, skipSpeed, teacher.feed, teacher.remote);
   const name = artifact.arch;
   models.push({ ...tf.result, name, history: phases.teacher?.history ?? [], trainSeconds: phases.teacher?.seconds ?? 0 });
   logits.push({ role: 'teacher', name, final: tf });

@@ -4,18 +4,22 @@ import { KdError } from '../errors.js';
 import { countParams, initParams } from '../nn/index.js';
 import { buildExportGraph } from '../train/graphs.js';
 import type { TrainResult } from '../train/trainer.js';
-import { LogitTable, OnlineTeachers, OnnxTeacher } from '../teachers/index.js';
+import { type Dataset, viewSet } from '../data/index.js';
+import type { RuntimeOptions } from '../runtime/index.js';
+import { LogitTable, OnlineTeachers, OnnxTeacher, RemoteTeacher } from '../teachers/index.js';
 import type { TeacherViews } from '../train/trainer.js';
-import { viewSet } from '../data/index.js';
 import type { RunRecord } from '../report/index.js';
 import { ensureDir, writeFileAtomic } from '../util/fs.js';
 import { Rng } from '../util/rng.js';
 import { type PhaseContext, checkpointPath, timed, trainPhase } from './phase.js';
 import type { PreparedData, StudentPlan, TeacherPlan } from './prepare.js';
 import type { AugmentConfig } from '../config/schema.js';
-import { readTeacherCache, teacherCacheKey, writeTeacherCache } from './teacher-cache.js';
+import { type CachedTables, TeacherShards, remoteCacheKey, teacherCacheKey } from './teacher-cache.js';
 
 export const TEACHER_FILE = 'teacher.onnx';
+
+/** Where a remote teacher's outputs are cached when runtime.teacherCache names no folder (inside the output folder). */
+export const REMOTE_CACHE_DIR = 'teacher-cache';
 
 /** The teacher as a file every later phase reads (trained here and exported, imported and exported, or given). */
 export interface TeacherArtifact {
@@ -24,6 +28,14 @@ export interface TeacherArtifact {
   arch: string;
   /** Parameter count when kdistill knows the model (a file's is read from its initializers). */
   params: number | undefined;
+  /** True for a model on inference servers: `path` then names the model and its server, not a file. */
+  remote?: boolean;
+}
+
+/** The first teacher, opened for use: its file loaded in a session, or its servers connected. */
+export async function openTeacher(ctx: PhaseContext, plan: TeacherPlan, artifact: TeacherArtifact, features: readonly string[], runtime: RuntimeOptions = ctx.runtime): Promise<OnnxTeacher | RemoteTeacher> {
+  if (plan.remote) return RemoteTeacher.connect({ ...plan.remote, features, log: (l) => ctx.progress.log(l) });
+  return OnnxTeacher.load(artifact.path, { ...plan.feed, runtime, features });
 }
 
 /**
@@ -61,6 +73,10 @@ export async function teacherPhase(ctx: PhaseContext, data: PreparedData, plan: 
     if (!existsSync(path)) writeFileAtomic(path, buildExportGraph(plan.imported.model, plan.imported.params, { ...ctx.meta, role: 'teacher', source: plan.imported.source }));
     return { artifact: { path, arch: arch!, params } };
   }
+  if (plan.remote) {
+    const r = plan.remote;
+    return { artifact: { path: `${r.model}${r.version ? ` version ${r.version}` : ''} at ${r.urls.join(', ')}`, arch: r.model, params: undefined, remote: true } };
+  }
   // A foreign file's architecture is the name its graph gives itself, when it has one.
   return { artifact: { path: plan.file!, arch: OnnxTeacher.graphNameOf(plan.file!) ?? 'onnx', params } };
 }
@@ -91,9 +107,9 @@ export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData,
   if (teaching === 'online') {
     // The sessions alternate with the student's step session: no spinning threads (src/runtime/session.ts).
     const runtime = { threads: ctx.runtime.threads };
-    const loaded: OnnxTeacher[] = [];
+    const loaded: (OnnxTeacher | RemoteTeacher)[] = [];
     try {
-      loaded.push(await OnnxTeacher.load(artifact.path, { ...plan.feed, runtime, features }));
+      loaded.push(await openTeacher(ctx, plan, artifact, features, runtime));
       for (const e of plan.extras) loaded.push(await OnnxTeacher.load(e.path, { ...e.feed, runtime }));
       const teacher = await OnlineTeachers.create(loaded, train);
       progress.log('teacher outputs: computed online, on every augmented batch (consistent teaching)');
@@ -103,34 +119,10 @@ export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData,
       throw e;
     }
   }
-  const teacher = await OnnxTeacher.load(artifact.path, { ...plan.feed, runtime: ctx.runtime, features });
-  let logits: LogitTable;
-  let tables: Map<string, LogitTable>;
-  let cacheInfo: NonNullable<RunRecord['teacherCache']>;
-  try {
-    teacher.checkFits(train);
-    const cacheDir = cfg.runtime.teacherCache;
-    const key = cacheDir ? teacherCacheKey(artifact.path, teacher.outputName, train, features, teacher.feedKey(train)) : undefined;
-    const hit = cacheDir && key ? readTeacherCache(cacheDir, key) : undefined;
-    if (hit) {
-      logits = hit.tables.logits;
-      tables = hit.tables.features;
-      cacheInfo = { file: join(cacheDir!, `${key}.kdcache`), hit: true, computeSeconds: hit.computeSeconds, savedSeconds: hit.computeSeconds };
-      progress.log(`teacher outputs: read from the cache (${cacheInfo.file}), ${hit.computeSeconds.toFixed(1)} s saved`);
-    } else {
-      const bar = progress.start('teacher outputs', train.n, 'samples');
-      const t0 = performance.now();
-      const t = await timed(ctx, 'teacher-cache', () => teacher.tables([train], 1000, (d) => bar.update(d)));
-      const seconds = (performance.now() - t0) / 1000;
-      logits = t.logits;
-      tables = t.features;
-      bar.stop();
-      const file = cacheDir && key ? (ensureDir(cacheDir), writeTeacherCache(cacheDir, key, t, seconds)) : undefined;
-      cacheInfo = { file, hit: false, computeSeconds: seconds, savedSeconds: 0 };
-    }
-  } finally {
-    await teacher.dispose();
-  }
+  const filled = await teacherTables(ctx, data, plan, artifact, features);
+  let logits = filled.tables.logits;
+  const tables = filled.tables.features;
+  const cacheInfo = filled.cacheInfo;
   if (plan.extras.length > 0) {
     const others: LogitTable[] = [];
     for (const e of plan.extras) {
@@ -155,7 +147,7 @@ export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData,
 async function viewTables(ctx: PhaseContext, data: PreparedData, plan: TeacherPlan, artifact: TeacherArtifact, augment: AugmentConfig): Promise<TeacherOutputs> {
   const train = data.splits.train;
   const views = viewSet(augment, train.sampleShape)!;
-  const teacher = await OnnxTeacher.load(artifact.path, { ...plan.feed, runtime: ctx.runtime });
+  const teacher = await openTeacher(ctx, plan, artifact, []);
   const t0 = performance.now();
   try {
     teacher.checkFits(train);
@@ -190,3 +182,77 @@ function sideBySide(tables: readonly LogitTable[]): LogitTable {
   return new LogitTable(c * k, rows, tables[0]!.ids);
 }
 
+
+/**
+ * The first teacher's logits and the tensors `features` on every training sample: from the sharded disk cache
+ * (runtime.teacherCache; for a remote teacher always, by default inside the output folder), filled where shards
+ * are missing, or computed in memory when no cache is configured. `kdistill cache fill` runs only this.
+ */
+export async function teacherTables(
+  ctx: PhaseContext,
+  data: PreparedData,
+  plan: TeacherPlan,
+  artifact: TeacherArtifact,
+  features: readonly string[],
+): Promise<{ tables: CachedTables; cacheInfo: NonNullable<RunRecord['teacherCache']>; shards?: TeacherShards; fillSeconds: number }> {
+  const { cfg, progress } = ctx;
+  const train = data.splits.train;
+  const teacher = await openTeacher(ctx, plan, artifact, features);
+  try {
+    teacher.checkFits(train);
+    const cacheDir = cfg.runtime.teacherCache ?? (plan.remote ? join(ctx.out, REMOTE_CACHE_DIR) : undefined);
+    if (!cacheDir) {
+      const bar = progress.start('teacher outputs', train.n, 'samples');
+      const t0 = performance.now();
+      const t = await timed(ctx, 'teacher-cache', () => teacher.tables([train], 1000, (d) => bar.update(d)));
+      bar.stop();
+      const seconds = (performance.now() - t0) / 1000;
+      return { tables: t, cacheInfo: { file: undefined, hit: false, computeSeconds: seconds, savedSeconds: 0 }, fillSeconds: seconds };
+    }
+    const key = teacher instanceof RemoteTeacher
+      ? remoteCacheKey(plan.remote!.model, plan.remote!.version, teacher.metadata, teacher.outputName, train, features, teacher.feedKey(train))
+      : teacherCacheKey(artifact.path, teacher.outputName, train, features, teacher.feedKey(train));
+    ensureDir(cacheDir);
+    const shards = TeacherShards.open(cacheDir, key, {
+      teacher: teacher.path,
+      samples: train.n,
+      shardSize: cfg.runtime.teacherCacheShard,
+      numClasses: train.numClasses,
+      features: [...features],
+      probe: plan.remoteProbe ? [...plan.remoteProbe] : undefined,
+    });
+    for (const d of shards.dropped) progress.log(`teacher cache: shard ${d} is computed again`);
+    const hit = shards.complete;
+    const before = shards.computeSeconds;
+    const t0 = performance.now();
+    if (hit) {
+      progress.log(`teacher outputs: read from the cache (${shards.dir}), ${before.toFixed(1)} s saved`);
+    } else {
+      if (shards.doneSamples > 0) progress.log(`teacher outputs: resuming the cache fill in ${shards.dir} (${shards.doneSamples} of ${train.n} samples done)`);
+      const bar = progress.start('teacher outputs', train.n, 'samples');
+      const slots = teacher instanceof RemoteTeacher ? teacher.urls.length * plan.remote!.concurrency! * plan.remote!.batchSize! : 0;
+      const parallel = teacher instanceof RemoteTeacher ? Math.max(2, Math.ceil(slots / cfg.runtime.teacherCacheShard) + 1) : 1;
+      await timed(ctx, 'teacher-cache', () =>
+        shards.fill(train, async (start, count) => {
+          const t = await teacher.tables([rows(train, start, count)], 1000);
+          return { logits: t.logits.logits, features: new Map(features.map((f) => [f, t.features.get(f)!.logits])) };
+        }, { parallel, onProgress: (d) => bar.update(d), shouldStop: ctx.shouldStop }),
+      );
+      bar.stop();
+      if (!shards.complete) {
+        throw new KdError('KD_INTERRUPTED', `stopped during the teacher-output fill (${shards.doneSamples} of ${train.n} samples cached in ${shards.dir})`, { fix: 'run the same command again (or kdistill run --resume <output folder>): the fill continues from the finished shards' });
+      }
+    }
+    const remote = teacher instanceof RemoteTeacher && !hit ? { ...teacher.stats, takenOut: [...teacher.stats.takenOut] } : undefined;
+    const fillSeconds = (performance.now() - t0) / 1000;
+    return { tables: shards.load(), cacheInfo: { file: shards.dir, hit, computeSeconds: shards.computeSeconds, savedSeconds: before, ...(remote ? { remote } : {}) }, shards, fillSeconds };
+  } finally {
+    await teacher.dispose();
+  }
+}
+
+/** Rows [start, start + count) of a data set as a data set (views, no copy). */
+function rows(ds: Dataset, start: number, count: number): Dataset {
+  const ss = ds.sampleShape.reduce((a, b) => a * b, 1);
+  return { ...ds, x: ds.x.subarray(start * ss, (start + count) * ss), y: ds.y.subarray(start, start + count), ids: ds.ids.subarray(start, start + count), n: count };
+}

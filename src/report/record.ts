@@ -67,7 +67,14 @@ export interface RunRecord {
   /** Memory estimated before training, and the process's peak resident memory. */
   resources?: { memoryEstimateBytes: number; peakRssBytes: number };
   /** Teacher outputs (logits and features, by sample id): computed, or read from the disk cache (time saved). */
-  teacherCache?: { file?: string | undefined; hit: boolean; computeSeconds: number; savedSeconds: number } | undefined;
+  teacherCache?: {
+    file?: string | undefined;
+    hit: boolean;
+    computeSeconds: number;
+    savedSeconds: number;
+    /** A remote teacher's requests during this run's fill (absent on a hit or for a local teacher). */
+    remote?: { requests: number; retries: number; samples: number; bytesSent: number; bytesReceived: number; takenOut: { url: string; error: string }[] } | undefined;
+  } | undefined;
   /**
    * How the distilled student was taught: `cached` (teacher outputs computed once per plain sample), `views` (on
    * every view of a discrete augmentation, computed once and looked up per row) or `online` (the teacher run on

@@ -1,3 +1,5 @@
 export * from './cache.js';
 export * from './onnx-teacher.js';
 export * from './online.js';
+export * from './remote.js';
+export * from './feed.js';

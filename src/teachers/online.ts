@@ -1,5 +1,9 @@
 import type { Dataset } from '../data/index.js';
 import type { OnnxTeacher } from './onnx-teacher.js';
+import type { RemoteTeacher } from './remote.js';
+
+/** A teacher that runs on batches: a file in a session, or a model on inference servers. */
+export type BatchTeacher = OnnxTeacher | RemoteTeacher;
 
 /**
  * One or more loaded teachers run on each training batch as the student sees it (consistent teaching): logits
@@ -11,7 +15,7 @@ export class OnlineTeachers {
   readonly featureWidths: ReadonlyMap<string, number>;
 
   private constructor(
-    private readonly teachers: readonly OnnxTeacher[],
+    private readonly teachers: readonly BatchTeacher[],
     private readonly ds: Pick<Dataset, 'sampleShape' | 'numClasses'>,
     featureWidths: Map<string, number>,
   ) {
@@ -20,7 +24,7 @@ export class OnlineTeachers {
   }
 
   /** Runs the teachers once on one sample of `ds` to learn the width of every requested tensor. */
-  static async create(teachers: readonly OnnxTeacher[], ds: Dataset): Promise<OnlineTeachers> {
+  static async create(teachers: readonly BatchTeacher[], ds: Dataset): Promise<OnlineTeachers> {
     for (const t of teachers) t.checkFits(ds);
     const ss = ds.sampleShape.reduce((a, b) => a * b, 1);
     const probe = await teachers[0]!.runBatch(ds.x.subarray(0, ss), 1, ds);
