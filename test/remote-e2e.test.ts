@@ -95,6 +95,18 @@ test('remote teacher over kdistill serve: the distilled student equals the one t
   assert.equal(proc.exitCode, 0, 'SIGTERM: a graceful exit');
 });
 
+test('remote teacher: feature and relation terms read the layers the server exposes, as from the file', { timeout: LIMIT_MS }, async () => {
+  const { url, proc } = await serve(teacherFile);
+  const terms = [{ type: 'ce', weight: 0.5 }, { type: 'fitnet', student: 'fc1', teacher: 'fc1', weight: 1 }, { type: 'rkd', student: 'fc1', teacher: 'fc1' }] as const;
+  const over = { baseline: false, distill: { terms: terms.map((t) => ({ ...t })) } } as Partial<RunConfigInput>;
+  const local = await runDistillation(parseConfig(config(join(root, 'feat-local'), { type: 'onnx', path: teacherFile }, over)), { skipSpeed: true, progress: silent() });
+  const remote = await runDistillation(parseConfig(config(join(root, 'feat-remote'), { type: 'remote', url, model: 'mnist-teacher' }, over)), { skipSpeed: true, progress: silent() });
+  const distilled = (r: typeof local) => r.models.find((m) => m.role === 'student-distilled')!;
+  assert.equal(distilled(remote).final.test.errors, distilled(local).final.test.errors);
+  assert.deepEqual(distilled(remote).history.map((h) => h.terms.fitnet), distilled(local).history.map((h) => h.terms.fitnet));
+  proc.kill('SIGTERM');
+});
+
 const shardsOf = (dir: string): ShardManifest => {
   const key = readdirOne(dir);
   return JSON.parse(readFileSync(join(dir, key, MANIFEST_FILE), 'utf8')) as ShardManifest;
