@@ -3,12 +3,14 @@
  */
 export { KdError, ERROR_CODES, EXIT_STATUS, type ErrorCode } from './errors.js';
 export * as graph from './graph/index.js';
-export { Mlp, type MlpOptions, type Model, type ParamValues, countParams, initParams, Sequential, type SequentialOptions, type LayerSpec, resnetLayers, vggLayers } from './nn/index.js';
+export { Mlp, type MlpOptions, type Model, type ParamValues, countParams, initParams, Sequential, type SequentialOptions, type LayerSpec, resnetLayers, vggLayers, embedBagLayers, textCnnLayers } from './nn/index.js';
+export { type TokenizerSpec, DEFAULT_TOKENIZER, tokenize, encodeTexts, fnv1a } from './text/tokenizer.js';
 export { crossEntropy, softCrossEntropy, mse } from './nn/losses.js';
 export { createOptimizer, learningRate, type OptimizerConfig, type ScheduleConfig } from './optim/index.js';
 export { Session, measureSpeed, type RuntimeOptions, type HostTensor } from './runtime/index.js';
 export * from './data/index.js';
-export { OnnxTeacher, LogitTable, type OnnxTeacherOptions, type TeacherPreprocess, type FeedPlan } from './teachers/index.js';
+export { OnnxTeacher, LogitTable, RemoteTeacher, type OnnxTeacherOptions, type RemoteTeacherOptions, type TeacherPreprocess, type FeedPlan } from './teachers/index.js';
+export { startServer, type ServeOptions, type RunningServer } from './serve/server.js';
 export { kdLoss, dkdLoss, distLoss, createTerms, buildObjective, TERMS as TERM_BUILDERS, type Term, type TermConfig } from './distill/index.js';
 export { train, Evaluator, type TrainOptions, type TrainResult, type TrainCallbacks, type EpochMetrics } from './train/trainer.js';
 export { buildStepGraph, buildEvalGraph, buildExportGraph } from './train/graphs.js';

@@ -21,7 +21,7 @@ import { nchwcBlockSize } from '../src/runtime/kernels.js';
 import { Session, type HostTensor } from '../src/runtime/session.js';
 import { Rng } from '../src/util/rng.js';
 import * as np from './ref/np64.js';
-import { type ForwardContext, batchNorm } from '../src/nn/index.js';
+import { type ForwardContext, batchNorm, embed } from '../src/nn/index.js';
 
 const SEED = 20240611;
 /** Value fed for the symbolic dim 'B' (distinct from every static dim used below, so mix-ups show). */
@@ -682,6 +682,26 @@ function bnRef(x: np.T, gamma: np.T, beta: np.T): np.T {
   return np.add(np.mul(norm, np.reshape(gamma, [1, 3, 1, 1])), np.reshape(beta, [1, 3, 1, 1]));
 }
 
+/** Token ids [5, 6] (0 = padding; every row has a token), 7 table rows: rows 2 and 5 repeat across documents. */
+const EMBED_IDS = K(2, 5, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 6, 0, 0, 0, 0, 0, 2, 2, 2, 5, 0, 1, 3, 0, 4, 0, 5, 0);
+function embedRef(x: np.T, w: np.T, mean: boolean): np.T {
+  const [b, t] = x.shape as [number, number];
+  const d = w.shape[1]!;
+  const rows = np.reshape(np.gather(w, [...x.data]), [b, t, d]);
+  const mask = np.tensor([b, t, 1], (i) => (x.data[i]! > 0.5 ? 1 : 0));
+  const kept = np.mul(rows, mask);
+  if (!mean) return np.reshape(np.transpose(kept, [0, 2, 1]), [b, d, 1, t]);
+  return np.div(np.reduceSum(kept, [1], false), np.reduceSum(np.reshape(mask, [b, t]), [1], true));
+}
+const embedContext = (table: Value): ForwardContext => ({
+  training: true,
+  param: () => table,
+  noise: () => {
+    throw new Error('no noise');
+  },
+  setBuffer: () => {},
+});
+
 const MLP_X = inp('x', ['B', 4]);
 const mlpRef = ([x, w1, b1, w2, b2, y]: np.T[]): { loss: np.T; z1: np.T } => {
   const z1 = np.gemm(x!, w1!, b1!);
@@ -720,6 +740,10 @@ checkOp(
     c('batch norm, training mode, [B,3,2,2] (batch statistics)', [inp('x', ['B', 3, 2, 2]), inp('gamma', [3]), inp('beta', [3])],
       ([x, gamma, beta], g) => batchNorm(x!, 'bn', bnContext(g, { 'bn.weight': gamma!, 'bn.beta': beta! }), {}),
       ([x, gamma, beta]) => bnRef(x!, gamma!, beta!)),
+    c('embed: mean of the token rows over non-padding tokens (text models), repeated rows add up', [inp('x', ['B', 6], EMBED_IDS, { wrt: false }), inp('w', [7, 3])],
+      ([x, w]) => embed(x!, 'e', embedContext(w!), true), ([x, w]) => embedRef(x!, w!, true)),
+    c('embed: token rows in order as [B, dim, 1, T], padding zeroed (1-D conv input)', [inp('x', ['B', 6], EMBED_IDS, { wrt: false }), inp('w', [7, 3])],
+      ([x, w]) => embed(x!, 'e', embedContext(w!), false), ([x, w]) => embedRef(x!, w!, false)),
     c('conv → relu → maxpool → global average: a CNN block', [inp('x', ['B', 2, 6, 6]), inp('w', [3, 2, 3, 3], 'normal'), inp('b', [3], K(0.3, -0.2, 0.5))],
       ([x, w, b]) => G.globalAvgPool(G.maxPool2d(G.tanh(G.conv2d(x!, w!, b!, { pads: [1, 1, 1, 1] })), { kernel: [2, 2] })),
       ([x, w, b]) => np.reduceMean(np.pool2d(np.tanh(np.conv2d(x!, w!, b!, { pads: [1, 1, 1, 1] })), 'max', { kernel: [2, 2] }), [2, 3], false)),

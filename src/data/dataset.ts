@@ -1,3 +1,4 @@
+import type { TextInfo } from './text.js';
 import { KdError } from '../errors.js';
 
 /**
@@ -23,6 +24,8 @@ export interface Dataset {
   numClasses: number;
   /** Display name of each class index: "0".."9" for MNIST, the original label strings for CSV. */
   classNames: string[];
+  /** Text data sets: the tokenizer that made x, and each sample id's document (src/data/text.ts). */
+  text?: TextInfo | undefined;
 }
 
 export interface SplitInfo {
@@ -71,7 +74,7 @@ export function subset(ds: Dataset, indices: ArrayLike<number>, name: string = d
     y[i] = ds.y[j];
     ids[i] = ds.ids[j];
   }
-  return { name, x, y, ids, n: k, sampleShape: [...ds.sampleShape], numClasses: ds.numClasses, classNames: [...ds.classNames] };
+  return { name, x, y, ids, n: k, sampleShape: [...ds.sampleShape], numClasses: ds.numClasses, classNames: [...ds.classNames], ...(ds.text ? { text: ds.text } : {}) };
 }
 
 /** Per-class sample counts; used by splitting and by reports to show class balance. */

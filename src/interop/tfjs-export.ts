@@ -312,6 +312,9 @@ export function saveTfjsLayersModel(model: Sequential | Mlp, params: ParamValues
       }
       case 'resblock':
         return notExportable('residual blocks have no Keras Sequential form');
+      case 'embed':
+      case 'globalmaxpool':
+        return notExportable(`${spec.type} layers (text models) are not exported to TF.js yet`);
     }
   });
   if (pendingStd) notExportable('the model standardizes its input but has no dense layer to fold it into');

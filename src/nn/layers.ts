@@ -5,6 +5,10 @@ import {
   batchNormInference,
   cast,
   conv2d,
+  gather,
+  greater,
+  reduceSum,
+  transpose,
   countOver,
   div,
   gemm,
@@ -119,4 +123,37 @@ export function batchNorm(x: Value, name: string, ctx: ForwardContext, o: BatchN
   ctx.setBuffer(`${name}.running_mean`, add(mul(runMean, 1 - m), mul(reshape(mean, [c]), m)));
   ctx.setBuffer(`${name}.running_var`, add(mul(runVar, 1 - m), mul(unbiased, m)));
   return y;
+}
+
+/** A token table [vocab, dim] drawn from N(0, 1), as PyTorch's nn.Embedding and nn.EmbeddingBag. */
+export function embeddingParams(name: string, vocab: number, dim: number): ParamSpec[] {
+  return [{
+    name: `${name}.weight`,
+    shape: [vocab, dim],
+    init: (rng) => {
+      const a = new Float32Array(vocab * dim);
+      for (let i = 0; i < a.length; i++) a[i] = rng.normal();
+      return a;
+    },
+  }];
+}
+
+/**
+ * Token ids x [B, T] (float, 0 = padding) → the table's rows: the mean over each document's non-padding tokens
+ * ([B, dim]), or every token's row in order as [B, dim, 1, T] with padding rows zeroed. The rows are gathered
+ * (Gather; its gradient adds each row's share into a zero table with ScatterND), and the mask keeps padding out of
+ * both the value and the gradient.
+ */
+export function embed(x: Value, name: string, ctx: ForwardContext, mean: boolean): Value {
+  const table = ctx.param(`${name}.weight`);
+  const b = x.shape[0]!;
+  const t = x.shape[1] as number;
+  const dim = table.shape[1] as number;
+  const ids = cast(x, 'int64');
+  const flat = typeof b === 'number' ? b * t : `${b}*${t}`;
+  const rows = reshape(gather(table, reshape(ids, [flat])), [b, t, dim]);
+  const mask = cast(greater(x, 0.5), 'float32');
+  const kept = mul(rows, reshape(mask, [b, t, 1]));
+  if (mean) return div(reduceSum(kept, [1]), reduceSum(mask, [1], true));
+  return reshape(transpose(kept, [0, 2, 1]), [b, dim, 1, t]);
 }

@@ -8,6 +8,7 @@ import {
   flatten,
   globalAvgPool,
   maxPool2d,
+  reduceMax,
   relu,
   reshape,
   samePads,
@@ -17,7 +18,7 @@ import {
   transpose,
   windowOut,
 } from '../graph/index.js';
-import { batchNorm, batchNormParams, conv, convParams, dense, denseParams, dropout } from './layers.js';
+import { batchNorm, batchNormParams, conv, convParams, dense, denseParams, dropout, embed, embeddingParams } from './layers.js';
 import type { ForwardContext, ForwardResult, LayerInfo, Model, ParamSpec } from './model.js';
 
 /**
@@ -41,9 +42,17 @@ export type LayerSpec =
   | { type: 'dense'; name?: string; units: number; activation?: Activation; bias?: boolean; batchNorm?: boolean }
   | { type: 'dropout'; name?: string; rate: number }
   /** ResNet basic block: conv3x3(stride)-bn-relu-conv3x3-bn, plus the input (1x1 conv + bn when the shape changes), then relu. */
-  | { type: 'resblock'; name?: string; filters: number; stride?: number };
+  | { type: 'resblock'; name?: string; filters: number; stride?: number }
+  /**
+   * Token ids (float, 0 = padding) → vectors of a table with `vocab` rows: their mean over the non-padding tokens
+   * ([dim]), or all of them in order as [dim, 1, tokens] (an "image" of height 1, for convs with kernel [1, k]).
+   */
+  | { type: 'embed'; name?: string; dim: number; vocab?: number; pool?: 'mean' | 'none' }
+  | { type: 'globalmaxpool'; name?: string };
 
 export interface SequentialOptions {
+  /** Rows of the token table of `embed` layers that give none (text data: the tokenizer's buckets + 2). */
+  vocab?: number;
   /** Architecture label, e.g. "cnn", "resnet", "vgg" (the model's name is `<label>-<params>`-ish, see below). */
   label?: string;
   inputShape: readonly number[];
@@ -112,7 +121,7 @@ export class Sequential implements Model {
       bad(`the last layer must output ${options.numClasses} values (one per class), got [${last?.outShape.join(', ') ?? ''}]`, `end the layer list with {type: dense, units: ${options.numClasses}}`);
     }
     // e.g. cnn-c32-c64-128-10: conv widths as cN, residual blocks as rN, dense widths bare.
-    const tokens = options.layers.flatMap((l) => (l.type === 'conv' ? [`c${l.filters}`] : l.type === 'resblock' ? [`r${l.filters}`] : l.type === 'dense' ? [String(l.units)] : []));
+    const tokens = options.layers.flatMap((l) => (l.type === 'conv' ? [`c${l.filters}`] : l.type === 'resblock' ? [`r${l.filters}`] : l.type === 'dense' ? [String(l.units)] : l.type === 'embed' ? [`e${l.dim}`] : []));
     this.name = [options.label ?? 'seq', ...tokens].join('-');
   }
 
@@ -231,6 +240,33 @@ function compile(o: SequentialOptions): Step[] {
         shape = [c, ho, wo];
         break;
       }
+      case 'embed': {
+        const name = nameOf(spec, 'embed');
+        const vocab = spec.vocab ?? o.vocab;
+        if (vocab === undefined) bad(`${name}: an embed layer needs token ids (a text data set)`, 'use a text data set (dataset: {type: text, ...} or spam-assassin)');
+        if (shape.length !== 1) bad(`${name}: an embed layer takes token ids [tokens], got [${shape.join(', ')}]`, 'put the embed layer first');
+        if (i !== 0) bad(`${name}: the embed layer must be the first layer`);
+        const tokens = shape[0]!;
+        const dim = spec.dim;
+        const mean = (spec.pool ?? 'mean') === 'mean';
+        steps.push({
+          name,
+          kind: `embed${mean ? '(mean)' : ''}`,
+          outShape: mean ? [dim] : [dim, 1, tokens],
+          params: embeddingParams(name, vocab, dim),
+          tap: true,
+          apply: (x, ctx) => embed(x, name, ctx, mean),
+        });
+        shape = mean ? [dim] : [dim, 1, tokens];
+        break;
+      }
+      case 'globalmaxpool': {
+        const [c] = image(spec);
+        const name = nameOf(spec, 'gmp');
+        steps.push({ name, kind: 'globalmaxpool', outShape: [c], params: [], tap: true, apply: (x) => reduceMax(x, [2, 3]) });
+        shape = [c];
+        break;
+      }
       case 'globalavgpool': {
         const [c] = image(spec);
         const name = nameOf(spec, 'gap');
@@ -342,5 +378,32 @@ export function vggLayers(o: { stages: readonly (readonly number[])[]; dense: re
     if ((o.dropout ?? 0) > 0) layers.push({ type: 'dropout', rate: o.dropout! });
   });
   layers.push({ type: 'dense', name: `fc${o.dense.length + 1}`, units: o.numClasses });
+  return layers;
+}
+
+/** The fastText classifier as layers: mean of the token vectors, hidden dense layers (relu), the classifier. */
+export function embedBagLayers(o: { dim: number; hidden: readonly number[]; dropout?: number; numClasses: number }): LayerSpec[] {
+  const layers: LayerSpec[] = [{ type: 'embed', name: 'embed', dim: o.dim, pool: 'mean' }];
+  o.hidden.forEach((u, i) => {
+    layers.push({ type: 'dense', name: `fc${i + 1}`, units: u, activation: 'relu' });
+    if ((o.dropout ?? 0) > 0) layers.push({ type: 'dropout', rate: o.dropout! });
+  });
+  layers.push({ type: 'dense', name: `fc${o.hidden.length + 1}`, units: o.numClasses });
+  return layers;
+}
+
+/** A 1-D text CNN as layers: token vectors in order, a [1, kernel] conv (relu), max over time, dense layers. */
+export function textCnnLayers(o: { dim: number; filters: number; kernel: number; hidden: readonly number[]; dropout?: number; numClasses: number }): LayerSpec[] {
+  const layers: LayerSpec[] = [
+    { type: 'embed', name: 'embed', dim: o.dim, pool: 'none' },
+    { type: 'conv', name: 'conv', filters: o.filters, kernel: [1, o.kernel], padding: [0, Math.floor(o.kernel / 2)], activation: 'relu' },
+    { type: 'globalmaxpool', name: 'pool' },
+  ];
+  if ((o.dropout ?? 0) > 0) layers.push({ type: 'dropout', rate: o.dropout! });
+  o.hidden.forEach((u, i) => {
+    layers.push({ type: 'dense', name: `fc${i + 1}`, units: u, activation: 'relu' });
+    if ((o.dropout ?? 0) > 0) layers.push({ type: 'dropout', rate: o.dropout! });
+  });
+  layers.push({ type: 'dense', name: `fc${o.hidden.length + 1}`, units: o.numClasses });
   return layers;
 }

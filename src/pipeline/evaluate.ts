@@ -1,5 +1,5 @@
 import type { Dataset } from '../data/index.js';
-import { OnnxTeacher, type OnnxTeacherOptions, type RemoteTeacher } from '../teachers/index.js';
+import { type LlmTeacher, OnnxTeacher, type OnnxTeacherOptions, type RemoteTeacher } from '../teachers/index.js';
 import type { RuntimeOptions } from '../runtime/index.js';
 
 export interface SplitResult {
@@ -39,7 +39,7 @@ export async function evaluateOnnx(
 
 /** Accuracy and cross-entropy of a loaded teacher (a file's session, or a model on inference servers) on data sets. */
 export async function evaluateTeacher(
-  model: Pick<OnnxTeacher | RemoteTeacher, 'logitTable'>,
+  model: Pick<OnnxTeacher | RemoteTeacher | LlmTeacher, 'logitTable'>,
   sets: readonly Dataset[],
   onProgress?: (done: number, total: number) => void,
   keepLogits = false,

@@ -3,7 +3,7 @@ import type { DataSplits } from '../data/index.js';
 import { measureSpeed } from '../runtime/index.js';
 import { fmtPct, type ModelResult, type ModelRole, type PhaseHandle } from '../report/index.js';
 import { type SplitResult, type TeacherFeedOptions, evaluateOnnx, evaluateTeacher } from './evaluate.js';
-import { RemoteTeacher, type RemoteTeacherOptions } from '../teachers/index.js';
+import { LlmTeacher, RemoteTeacher, type RemoteTeacherOptions } from '../teachers/index.js';
 import type { PhaseContext } from './phase.js';
 
 /** A model's final numbers, and its logits on the validation and test splits (the diagnosis reads them). */
@@ -25,7 +25,7 @@ export async function finalize(
   splits: DataSplits,
   skipSpeed: boolean,
   feed: TeacherFeedOptions = {},
-  remote?: RemoteTeacherOptions,
+  remote?: RemoteTeacherOptions | LlmTeacher,
 ): Promise<Finalized> {
   const total = splits.train.n + splits.validation.n + splits.test.n;
   const bar = ctx.progress.start(`evaluate ${role}`, total, 'samples');
@@ -58,17 +58,18 @@ export async function finalize(
 }
 
 /**
- * A teacher on inference servers, scored on every split through its servers (what they serve is what taught).
+ * A teacher on inference servers (or an LLM behind an API), scored on every split through them (what they serve is what taught).
  * Its size, parameters and speed are not visible through the protocol: they are recorded as unknown (NaN), and
  * `onnxPath` names the model and its servers.
  */
-async function finalizeRemote(ctx: PhaseContext, role: ModelRole, name: string, where: string, remote: RemoteTeacherOptions, splits: DataSplits, bar: PhaseHandle): Promise<Finalized> {
-  const t = await RemoteTeacher.connect({ ...remote, log: (l) => ctx.progress.log(l) });
+async function finalizeRemote(ctx: PhaseContext, role: ModelRole, name: string, where: string, remote: RemoteTeacherOptions | LlmTeacher, splits: DataSplits, bar: PhaseHandle): Promise<Finalized> {
+  const t = remote instanceof LlmTeacher ? remote : await RemoteTeacher.connect({ ...remote, log: (l) => ctx.progress.log(l) });
   let results;
   try {
     results = await evaluateTeacher(t, [splits.train, splits.validation, splits.test], (d) => bar.update(d), true);
   } finally {
-    await t.dispose();
+    // The run's one LLM teacher keeps its counters; a server connection is closed.
+    if (t instanceof RemoteTeacher) await t.dispose();
   }
   const [tr, va, te] = results as [SplitResult, SplitResult, SplitResult];
   bar.stop(`train acc ${fmtPct(tr.acc)} | val acc ${fmtPct(va.acc)} | test acc ${fmtPct(te.acc)}`);

@@ -19,6 +19,7 @@ export async function inspect(file: string): Promise<string> {
   if (cfg.teacher.type === 'train') parts.push(modelTable('teacher', buildModel(cfg.teacher.model, splits.train)));
   else if (cfg.teacher.type === 'tfjs') parts.push(modelTable('teacher', importTfjsTeacher(cfg.teacher, splits.train).model));
   else if (cfg.teacher.type === 'remote') parts.push(await inspectRemote(remoteOptions(cfg.teacher), splits.train));
+  else if (cfg.teacher.type === 'llm') parts.push(`teacher: ${cfg.teacher.model} at ${cfg.teacher.url} (an LLM asked per document; no layers)\n`);
   else {
     const { output, input, preprocess } = cfg.teacher;
     parts.push(await inspectOnnx(cfg.teacher.path, 'teacher', { feed: { output, input, preprocess }, data: splits.train }));

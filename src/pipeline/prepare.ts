@@ -3,10 +3,12 @@ import { tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
 import type { AugmentConfig, ModelConfig, RunConfig } from '../config/schema.js';
-import { type DataSplits, type Dataset, type Standardizer, augments, fitStandardizer, subset, viewSet, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits } from '../data/index.js';
-import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, countParams, initParams, resnetLayers, vggLayers } from '../nn/index.js';
+import { type DataSplits, type Dataset, type Standardizer, type TextRows, DEFAULT_MAX_CHARS, augments, fitStandardizer, subset, viewSet, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits, readSpamAssassin, readTextFile, textDataset } from '../data/index.js';
+import { DEFAULT_TOKENIZER, FIRST_HASHED_ID, type TokenizerSpec } from '../text/tokenizer.js';
+import { writeFileAtomic } from '../util/fs.js';
+import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, countParams, embedBagLayers, initParams, resnetLayers, textCnnLayers, vggLayers } from '../nn/index.js';
 import { type EnsembleSpec, createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
-import { OnnxTeacher, RemoteTeacher, type RemoteTeacherOptions } from '../teachers/index.js';
+import { LlmTeacher, type LlmTeacherOptions, OnnxTeacher, RemoteTeacher, type RemoteTeacherOptions } from '../teachers/index.js';
 import { loadTfjsLayersModel, mnistReactTfjsPath, saveTfjsLayersModel } from '../interop/index.js';
 import type { TeacherFeedOptions } from './evaluate.js';
 import { Rng } from '../util/rng.js';
@@ -23,6 +25,21 @@ export interface PreparedData {
 export function prepareData(cfg: RunConfig): PreparedData {
   const splits = loadData(cfg);
   return { splits, standardizer: fitInputStandardizer(cfg, splits) };
+}
+
+/** The tokenizer of a text run, written next to its models: what turns a user's text into their input. */
+export const TOKENIZER_FILE = 'tokenizer.json';
+
+/**
+ * For text data: the tokenizer spec goes into every exported model's metadata (key `tokenizer`), so a file is
+ * self-describing, and (with `write`) into tokenizer.json in the output folder. Returns the spec, or undefined.
+ */
+export function shipTokenizer(meta: Record<string, string>, data: PreparedData, out?: string): TokenizerSpec | undefined {
+  const spec = data.splits.train.text?.tokenizer;
+  if (!spec) return undefined;
+  meta.tokenizer = JSON.stringify(spec);
+  if (out !== undefined) writeFileAtomic(join(out, TOKENIZER_FILE), `${JSON.stringify(spec, null, 2)}\n`);
+  return spec;
 }
 
 /** One teacher besides the first (ensemble): a file, or an imported TF.js model exported to `path` before use. */
@@ -51,6 +68,8 @@ export interface TeacherPlan {
   remote: RemoteTeacherOptions | undefined;
   /** The remote teacher's logits on the first training sample, from every server at the probe (the cache guards with it). */
   remoteProbe?: Float32Array | undefined;
+  /** An LLM asked per document (teacher.type llm): one instance per run, so its counters cover every request. */
+  llm: LlmTeacher | undefined;
 }
 
 /** What one student configuration is: its model and its objective with layer names resolved. */
@@ -86,6 +105,7 @@ export async function planTeacher(cfg: RunConfig, data: PreparedData, out: strin
   const model = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : imported?.model;
   const file = cfg.teacher.type === 'onnx' ? resolve(cfg.teacher.path) : undefined;
   const remote = cfg.teacher.type === 'remote' ? remoteOptions(cfg.teacher, log) : undefined;
+  const llm = cfg.teacher.type === 'llm' ? new LlmTeacher(llmOptions(cfg.teacher, splits.train, out, log)) : undefined;
   let layers: string[];
   let tensors: string[] = [];
   if (remote) {
@@ -94,6 +114,10 @@ export async function planTeacher(cfg: RunConfig, data: PreparedData, out: strin
     layers = r.layerNames();
     tensors = r.tensorNames();
     await r.dispose();
+  } else if (llm) {
+    // An LLM has no layers a feature or relation term could name.
+    llm.checkFits(splits.train);
+    layers = [];
   } else {
     layers = model ? model.layers().map((l) => l.name) : OnnxTeacher.layerNames(file!);
     if (file) tensors = OnnxTeacher.graphValues(file).map((v) => v.name);
@@ -110,7 +134,47 @@ export async function planTeacher(cfg: RunConfig, data: PreparedData, out: strin
   const ensemble: EnsembleSpec | undefined = cfg.ensemble
     ? { names: ['teacher', ...extras.map((e) => e.name)], weights: [cfg.ensemble.weight, ...extras.map((e) => e.weight)], combine: cfg.ensemble.combine }
     : undefined;
-  return { model, imported, file, feed, layers, tensors, extras, ensemble, remote };
+  return { model, imported, file, feed, layers, tensors, extras, ensemble, remote, llm };
+}
+
+/** The LLM teacher of a config: labels default to the class names, answers cached under the output folder. */
+export function llmOptions(t: Extract<RunConfig['teacher'], { type: 'llm' }>, train: Dataset, out: string, log?: (line: string) => void): LlmTeacherOptions {
+  return {
+    url: t.url,
+    model: t.model,
+    prompt: t.prompt,
+    system: t.system,
+    labels: t.labels ?? train.classNames,
+    logprobs: t.logprobs,
+    topLogprobs: t.topLogprobs,
+    maxTokens: t.maxTokens,
+    temperature: t.temperature,
+    maxChars: t.maxChars,
+    concurrency: t.concurrency,
+    timeoutMs: t.timeoutMs,
+    retries: t.retries,
+    requestsPerMinute: t.requestsPerMinute,
+    headers: expandHeaders(t.headers, 'teacher.headers'),
+    price: t.price,
+    cacheDir: resolve(t.cache ?? join(out, LLM_CACHE_DIR)),
+    log,
+  };
+}
+
+/** Where an LLM teacher's answers are cached when teacher.cache names no folder (inside the output folder). */
+export const LLM_CACHE_DIR = 'llm-cache';
+
+/** Header values with their ${NAME} references read from the environment (a coded error for an unset one). */
+function expandHeaders(given: Record<string, string> | undefined, where: string): Record<string, string> {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(given ?? {})) {
+    headers[name] = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, v: string) => {
+      const got = process.env[v];
+      if (got === undefined) throw new KdError('KD_CONFIG_INVALID', `${where}.${name} names the environment variable ${v}, which is not set`, { fix: `export ${v}=... before running, or write the value into ${where}.${name}` });
+      return got;
+    });
+  }
+  return headers;
 }
 
 /**
@@ -118,14 +182,7 @@ export async function planTeacher(cfg: RunConfig, data: PreparedData, out: strin
  * the environment (a secret stays out of the config, progress.json and run.json).
  */
 export function remoteOptions(t: Extract<RunConfig['teacher'], { type: 'remote' }>, log?: (line: string) => void): RemoteTeacherOptions {
-  const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(t.headers ?? {})) {
-    headers[name] = value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, v: string) => {
-      const got = process.env[v];
-      if (got === undefined) throw new KdError('KD_CONFIG_INVALID', `teacher.headers.${name} names the environment variable ${v}, which is not set`, { fix: `export ${v}=... before running, or write the value into teacher.headers.${name}` });
-      return got;
-    });
-  }
+  const headers = expandHeaders(t.headers, 'teacher.headers');
   return {
     urls: t.urls ?? [t.url!],
     model: t.model,
@@ -149,6 +206,12 @@ export function remoteOptions(t: Extract<RunConfig['teacher'], { type: 'remote' 
  * log), or undefined for a teacher that is not a file yet.
  */
 export async function probeTeacherFile(cfg: RunConfig, data: PreparedData, teacher: TeacherPlan, features: readonly string[]): Promise<string | undefined> {
+  if (teacher.llm) {
+    // The first training document, asked (or read from the cache): a server that cannot answer stops the run here.
+    const train = data.splits.train;
+    await teacher.llm.logitTable([subset(train, [0])]);
+    return `${teacher.llm.path}, ${teacher.llm.describeFeed(train)}`;
+  }
   if (teacher.remote) {
     // Every server runs the first sample with the tensors the terms read: a misfit, or servers that disagree, stop here.
     const r = await RemoteTeacher.connect({ ...teacher.remote, features });
@@ -222,8 +285,27 @@ export function loadData(cfg: RunConfig): DataSplits {
       source = { train: all };
       break;
     }
+    case 'spam-assassin':
+    case 'text': {
+      const rows = ds.type === 'text' ? readTextFile(ds.path, { text: ds.text, label: ds.label }) : readSpamAssassin();
+      const all = textDataset(limitRows(rows, d.limitTrain, cfg.seed), { ...DEFAULT_TOKENIZER, ...d.tokenizer }, ds.type === 'text' ? ds.maxChars : DEFAULT_MAX_CHARS);
+      const splits = makeSplits({ train: all }, { validation: d.validation, test: d.test }, cfg.seed);
+      // What loading dropped or cut goes into the split notes, which run.json records.
+      return { ...splits, info: { ...splits.info, notes: [...all.text.notes, ...splits.info.notes] } };
+    }
   }
   return makeSplits(source, { validation: d.validation, test: d.test }, cfg.seed);
+}
+
+/**
+ * `data.limitTrain` for text files: a seeded random subset of the rows (in their original order), since such files
+ * are often sorted by class and their first rows would hold one class only.
+ */
+function limitRows(rows: TextRows, limit: number | undefined, seed: number): TextRows {
+  if (limit === undefined || limit >= rows.docs.length) return rows;
+  const order = Rng.derive(seed, 'text-limit').shuffle(Int32Array.from(rows.docs.keys()));
+  const keep = [...order.subarray(0, limit)].sort((a, b) => a - b);
+  return { ...rows, docs: keep.map((i) => rows.docs[i]!), labels: keep.map((i) => rows.labels[i]!), notes: [...rows.notes, `data.limitTrain: a seeded random ${limit} of ${rows.docs.length} documents`] };
 }
 
 /**
@@ -236,7 +318,7 @@ export function fitInputStandardizer(cfg: RunConfig, splits: DataSplits): Standa
 }
 
 export function buildModel(m: ModelConfig, data: Dataset, standardize?: Standardizer): Model {
-  const common = { inputShape: data.sampleShape, numClasses: data.numClasses, standardize };
+  const common = { inputShape: data.sampleShape, numClasses: data.numClasses, standardize, ...(data.text ? { vocab: data.text.tokenizer.buckets + FIRST_HASHED_ID } : {}) };
   switch (m.type) {
     case 'mlp':
       return new Mlp({ ...common, hidden: m.hidden, dropout: m.dropout, inputDropout: m.inputDropout });
@@ -246,7 +328,17 @@ export function buildModel(m: ModelConfig, data: Dataset, standardize?: Standard
       return new Sequential({ ...common, label: `resnet${m.widths.length}x${m.blocks}`, layers: resnetLayers({ widths: m.widths, blocks: m.blocks, numClasses: data.numClasses }), batchNorm: m.batchNorm });
     case 'vgg':
       return new Sequential({ ...common, label: 'vgg', layers: vggLayers({ stages: m.stages, dense: m.dense, dropout: m.dropout, numClasses: data.numClasses }), batchNorm: m.batchNorm });
+    case 'embedbag':
+      return new Sequential({ ...common, ...textVocab(data, m.type), label: 'embedbag', layers: embedBagLayers({ dim: m.dim, hidden: m.hidden, dropout: m.dropout, numClasses: data.numClasses }) });
+    case 'textcnn':
+      return new Sequential({ ...common, ...textVocab(data, m.type), label: 'textcnn', layers: textCnnLayers({ dim: m.dim, filters: m.filters, kernel: m.kernel, hidden: m.hidden, dropout: m.dropout, numClasses: data.numClasses }) });
   }
+}
+
+/** The token table size of a text data set's models (its tokenizer's ids), or a coded error for other data. */
+function textVocab(data: Dataset, kind: string): { vocab: number } {
+  if (!data.text) throw new KdError('KD_CONFIG_INVALID', `model type ${kind} reads token ids; data set ${data.name} is not text`, { fix: 'use it with a text data set (dataset: {type: text, path} or spam-assassin), or another model type' });
+  return { vocab: data.text.tokenizer.buckets + FIRST_HASHED_ID };
 }
 
 /** A TF.js Layers teacher as a kdistill model with its weights (the shipped one by name, or a model.json path). */

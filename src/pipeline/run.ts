@@ -16,11 +16,12 @@ import {
   writeRunRecord,
 } from '../report/index.js';
 import { writeFileAtomic } from '../util/fs.js';
+import type { LlmTeacher } from '../teachers/index.js';
 import { diagnoseRun } from './diagnose.js';
 import { type Finalized, finalize } from './finalize.js';
 import { CHECKPOINT_DIR, readProgressFile, refuseUnfinished, withOutputFolder } from './outdir.js';
 import { type PhaseContext, checkpointPath, phaseContext, timed } from './phase.js';
-import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile } from './prepare.js';
+import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile, shipTokenizer } from './prepare.js';
 import { STUDENT_FILES, type StudentRole, TFJS_DIR, studentInit, studentPhase } from './student.js';
 import { TEACHER_FILE, type TeacherArtifact, teacherOutputsPhase, teacherPhase } from './teacher.js';
 
@@ -83,6 +84,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
     const saveState = () => writeFileAtomic(progressFile, JSON.stringify(state, null, 2));
 
     const { data, teacher, student, estimate } = await prepare(ctx);
+    shipTokenizer(ctx.meta, data, out);
     if (!options.resume) {
       // Only now, with the input validated, does the folder become a run: a run that fails on bad input leaves no
       // progress.json behind (rerunning the fixed command just works). A finished run here is replaced.
@@ -138,6 +140,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
       resources: { memoryEstimateBytes: estimate, peakRssBytes: process.resourceUsage().maxRSS * 1024 },
       teaching: student.teaching,
       teacherCache: outputs?.kind === 'cached' ? outputs.cacheInfo : undefined,
+      llmTeacher: teacher.llm ? { ...teacher.llm.stats, modes: { ...teacher.llm.stats.modes }, file: writeLlmRecord(out, teacher.llm) } : undefined,
       diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),
     };
     writeRunRecord(out, record);
@@ -156,6 +159,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
 export async function prepare(ctx: PhaseContext): Promise<{ data: PreparedData; teacher: TeacherPlan; student: StudentPlan; estimate: number }> {
   const { cfg, progress } = ctx;
   const data = await timed(ctx, 'data', () => prepareData(cfg));
+  shipTokenizer(ctx.meta, data);
   const { splits } = data;
   progress.log(`data: train ${splits.train.n}, validation ${splits.validation.n}, test ${splits.test.n} samples of [${splits.train.sampleShape.join('x')}], ${splits.train.numClasses} classes`);
   const teacher = await planTeacher(cfg, data, ctx.out, (l) => progress.log(l));
@@ -165,6 +169,15 @@ export async function prepare(ctx: PhaseContext): Promise<{ data: PreparedData; 
   // Logged once the teacher has run, so a teacher that fails says only why.
   if (described) progress.log(`teacher: ${described}`);
   return { data, teacher, student, estimate };
+}
+
+/** Per document the LLM teacher answered: its mass outside the labels and how its soft label was formed (JSON lines). */
+export const LLM_RECORD_FILE = 'teacher-llm.jsonl';
+
+function writeLlmRecord(out: string, llm: LlmTeacher): string {
+  const lines = [...llm.perSample].sort((a, b) => a[0] - b[0]).map(([id, v]) => JSON.stringify({ id, outside: Number(v.outside.toFixed(6)), mode: v.mode }));
+  writeFileAtomic(join(out, LLM_RECORD_FILE), lines.length > 0 ? `${lines.join('\n')}\n` : '');
+  return LLM_RECORD_FILE;
 }
 
 /** The students a config trains: alone on the labels (when `baseline`), then distilled. */
@@ -199,7 +212,7 @@ export async function evaluateAll(
   const { splits } = data;
   const models: ModelResult[] = [];
   const logits: Evaluated['logits'] = [];
-  const tf = await finalize(ctx, 'teacher', artifact.arch, artifact.path, artifact.params, splits, skipSpeed, teacher.feed, teacher.remote);
+  const tf = await finalize(ctx, 'teacher', artifact.arch, artifact.path, artifact.params, splits, skipSpeed, teacher.feed, teacher.remote ?? teacher.llm);
   const name = artifact.arch;
   models.push({ ...tf.result, name, history: phases.teacher?.history ?? [], trainSeconds: phases.teacher?.seconds ?? 0 });
   logits.push({ role: 'teacher', name, final: tf });

@@ -52,6 +52,14 @@ export function remoteCacheKey(model: string, version: string | undefined, metad
   return finishKey(h, output, ds, features, feed);
 }
 
+/** The key of a teacher known by a description of everything its answers depend on (an LLM's endpoint and prompt). */
+export function identityCacheKey(identity: string, ds: Dataset, features: readonly string[]): string {
+  const h = createHash('sha256');
+  h.update('kdistill-identity-teacher-cache-v1\0');
+  h.update(identity);
+  return finishKey(h, '', ds, features, undefined);
+}
+
 function finishKey(h: ReturnType<typeof createHash>, output: string, ds: Dataset, features: readonly string[], feed: string | undefined): string {
   h.update(`\0${output}\0${features.join(',')}\0${ds.sampleShape.join('x')}\0`);
   if (feed !== undefined) h.update(`feed\0${feed}\0`);

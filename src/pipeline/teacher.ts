@@ -6,7 +6,7 @@ import { buildExportGraph } from '../train/graphs.js';
 import type { TrainResult } from '../train/trainer.js';
 import { type Dataset, viewSet } from '../data/index.js';
 import type { RuntimeOptions } from '../runtime/index.js';
-import { LogitTable, OnlineTeachers, OnnxTeacher, RemoteTeacher } from '../teachers/index.js';
+import { LlmTeacher, LogitTable, OnlineTeachers, OnnxTeacher, RemoteTeacher } from '../teachers/index.js';
 import type { TeacherViews } from '../train/trainer.js';
 import type { RunRecord } from '../report/index.js';
 import { ensureDir, writeFileAtomic } from '../util/fs.js';
@@ -14,7 +14,7 @@ import { Rng } from '../util/rng.js';
 import { type PhaseContext, checkpointPath, timed, trainPhase } from './phase.js';
 import type { PreparedData, StudentPlan, TeacherPlan } from './prepare.js';
 import type { AugmentConfig } from '../config/schema.js';
-import { type CachedTables, TeacherShards, remoteCacheKey, teacherCacheKey } from './teacher-cache.js';
+import { type CachedTables, TeacherShards, identityCacheKey, remoteCacheKey, teacherCacheKey } from './teacher-cache.js';
 
 export const TEACHER_FILE = 'teacher.onnx';
 
@@ -28,12 +28,13 @@ export interface TeacherArtifact {
   arch: string;
   /** Parameter count when kdistill knows the model (a file's is read from its initializers). */
   params: number | undefined;
-  /** True for a model on inference servers: `path` then names the model and its server, not a file. */
+  /** True for a model on inference servers or an LLM: `path` then names the model and its server, not a file. */
   remote?: boolean;
 }
 
 /** The first teacher, opened for use: its file loaded in a session, or its servers connected. */
-export async function openTeacher(ctx: PhaseContext, plan: TeacherPlan, artifact: TeacherArtifact, features: readonly string[], runtime: RuntimeOptions = ctx.runtime): Promise<OnnxTeacher | RemoteTeacher> {
+export async function openTeacher(ctx: PhaseContext, plan: TeacherPlan, artifact: TeacherArtifact, features: readonly string[], runtime: RuntimeOptions = ctx.runtime): Promise<OnnxTeacher | RemoteTeacher | LlmTeacher> {
+  if (plan.llm) return plan.llm;
   if (plan.remote) return RemoteTeacher.connect({ ...plan.remote, features, log: (l) => ctx.progress.log(l) });
   return OnnxTeacher.load(artifact.path, { ...plan.feed, runtime, features });
 }
@@ -77,6 +78,7 @@ export async function teacherPhase(ctx: PhaseContext, data: PreparedData, plan: 
     const r = plan.remote;
     return { artifact: { path: `${r.model}${r.version ? ` version ${r.version}` : ''} at ${r.urls.join(', ')}`, arch: r.model, params: undefined, remote: true } };
   }
+  if (plan.llm) return { artifact: { path: plan.llm.path, arch: cfg.teacher.type === 'llm' ? cfg.teacher.model : 'llm', params: undefined, remote: true } };
   // A foreign file's architecture is the name its graph gives itself, when it has one.
   return { artifact: { path: plan.file!, arch: OnnxTeacher.graphNameOf(plan.file!) ?? 'onnx', params } };
 }
@@ -103,13 +105,16 @@ export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData,
   for (const e of plan.extras) {
     if (e.model && !existsSync(e.path)) writeFileAtomic(e.path, buildExportGraph(e.model.model, e.model.params, { ...ctx.meta, role: 'teacher', source: e.model.source }));
   }
+  if (plan.llm && teaching !== 'cached') {
+    throw new KdError('KD_CONFIG_INVALID', 'an llm teacher answers per document, once: it cannot teach augmented views', { fix: 'remove student.train.augment' });
+  }
   if (teaching === 'views') return viewTables(ctx, data, plan, artifact, student.augment);
   if (teaching === 'online') {
     // The sessions alternate with the student's step session: no spinning threads (src/runtime/session.ts).
     const runtime = { threads: ctx.runtime.threads };
     const loaded: (OnnxTeacher | RemoteTeacher)[] = [];
     try {
-      loaded.push(await openTeacher(ctx, plan, artifact, features, runtime));
+      loaded.push((await openTeacher(ctx, plan, artifact, features, runtime)) as OnnxTeacher | RemoteTeacher);
       for (const e of plan.extras) loaded.push(await OnnxTeacher.load(e.path, { ...e.feed, runtime }));
       const teacher = await OnlineTeachers.create(loaded, train);
       progress.log('teacher outputs: computed online, on every augmented batch (consistent teaching)');
@@ -211,7 +216,9 @@ export async function teacherTables(
     }
     const key = teacher instanceof RemoteTeacher
       ? remoteCacheKey(plan.remote!.model, plan.remote!.version, teacher.metadata, teacher.outputName, train, features, teacher.feedKey(train))
-      : teacherCacheKey(artifact.path, teacher.outputName, train, features, teacher.feedKey(train));
+      : teacher instanceof LlmTeacher
+        ? identityCacheKey(`llm\0${teacher.feedKey()}`, train, features)
+        : teacherCacheKey(artifact.path, teacher.outputName, train, features, teacher.feedKey(train));
     ensureDir(cacheDir);
     const shards = TeacherShards.open(cacheDir, key, {
       teacher: teacher.path,
@@ -247,7 +254,7 @@ export async function teacherTables(
     const fillSeconds = (performance.now() - t0) / 1000;
     return { tables: shards.load(), cacheInfo: { file: shards.dir, hit, computeSeconds: shards.computeSeconds, savedSeconds: before, ...(remote ? { remote } : {}) }, shards, fillSeconds };
   } finally {
-    await teacher.dispose();
+    if (!(teacher instanceof LlmTeacher)) await teacher.dispose();
   }
 }
 

@@ -28,7 +28,7 @@ import { evaluateOnnx } from './evaluate.js';
 import { sealSplit } from './guard.js';
 import { CHECKPOINT_DIR, readProgressFile, refuseUnfinished, withOutputFolder } from './outdir.js';
 import { type PhaseContext, checkpointPath, phaseContext } from './phase.js';
-import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile } from './prepare.js';
+import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile, shipTokenizer } from './prepare.js';
 import { evaluateAll } from './run.js';
 import { STUDENT_FILES, studentInit, studentPhase } from './student.js';
 import { type TeacherArtifact, type TeacherOutputs, teacherOutputsPhase, teacherPhase } from './teacher.js';
@@ -161,6 +161,7 @@ async function searchAndFinish(cfg: RunConfig, out: string, search: Search, opti
   const save = () => writeFileAtomic(file, JSON.stringify(rec, null, 2));
   const ctx = phaseContext(cfg, out, progress, { resume: true, shouldStop: options.shouldStop }, { kdistill: kdistillVersion(), seed: String(cfg.seed) });
   const data = prepareData(cfg);
+  shipTokenizer(ctx.meta, data, out);
   const splits = data.splits;
   progress.log(`data: train ${splits.train.n}, validation ${splits.validation.n}, test ${splits.test.n} (sealed until the search ends) samples of [${splits.train.sampleShape.join('x')}], ${splits.train.numClasses} classes`);
   const teacher = await planTeacher(cfg, data, out);

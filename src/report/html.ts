@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { writeFileAtomic } from '../util/fs.js';
 import type { ModelResult, RunRecord } from './record.js';
-import { comparisonTable, distillationLines, isNum, modelLabel } from './summary.js';
+import { comparisonTable, distillationLines, isNum, modelLabel, teacherLines } from './summary.js';
 import { barChart, escapeHtml as esc, lineChart, PALETTE, percentTicks, type Series } from './svg.js';
 import { fmtBytes, fmtNumber, fmtPct, fmtSeconds } from './table.js';
 import { diagnosisSection } from './diagnosis-html.js';
@@ -238,6 +238,7 @@ function runSection(record: RunRecord): string {
 <div><h3>Wall time per phase</h3>${htmlTable(['phase', 'wall time', 'share'], phaseRows, [false, true, true])}</div>
 <div><h3>Seed and versions</h3>${kvTable([['seed', String(record.seed)], ...versions])}</div>
 <div><h3>Machine</h3>${kvTable(machine)}</div>
+${teacherLines(record).length > 0 ? `<div><h3>Teacher</h3><p>${teacherLines(record).map(esc).join('<br>')}</p></div>` : ''}
 </div>
 </section>`;
 }

@@ -75,6 +75,18 @@ export interface RunRecord {
     /** A remote teacher's requests during this run's fill (absent on a hit or for a local teacher). */
     remote?: { requests: number; retries: number; samples: number; bytesSent: number; bytesReceived: number; takenOut: { url: string; error: string }[] } | undefined;
   } | undefined;
+  /** An LLM teacher's requests and how its soft labels were formed (teacher.type llm); per document in `file`. */
+  llmTeacher?: {
+    requests: number;
+    cached: number;
+    retries: number;
+    promptTokens: number;
+    completionTokens: number;
+    cost?: number | undefined;
+    modes: { logprobs: number; answer: number; unparsed: number };
+    meanOutside: number;
+    file: string;
+  } | undefined;
   /**
    * How the distilled student was taught: `cached` (teacher outputs computed once per plain sample), `views` (on
    * every view of a discrete augmentation, computed once and looked up per row) or `online` (the teacher run on

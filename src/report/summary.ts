@@ -89,6 +89,8 @@ export function formatSummary(record: RunRecord): string {
   const parts = [formatTable(t.headers, t.rows, { align: t.align }) + '\n' + t.note];
   const lines = distillationLines(record);
   if (lines.length > 0) parts.push(lines.join('\n'));
+  const teacher = teacherLines(record);
+  if (teacher.length > 0) parts.push(teacher.join('\n'));
   if (record.diagnosis) parts.push(diagnosisLines(record.diagnosis).join('\n'));
   if (isNum(record.totalSeconds)) parts.push(`total wall time ${fmtSeconds(record.totalSeconds)}`);
   return parts.join('\n\n');
@@ -97,4 +99,21 @@ export function formatSummary(record: RunRecord): string {
 /** Prints `formatSummary(record)` (default: stdout, where results belong; progress goes to stderr). */
 export function printSummary(record: RunRecord, out: { write(s: string): unknown } = process.stdout): void {
   out.write(formatSummary(record) + '\n');
+}
+
+/** What a teacher behind an API or on servers cost and how it taught (LLM soft labels, server requests). */
+export function teacherLines(record: RunRecord): string[] {
+  const lines: string[] = [];
+  const l = record.llmTeacher;
+  if (l) {
+    const cost = l.cost !== undefined ? ` (cost ${l.cost.toFixed(4)})` : '';
+    lines.push(`teacher (LLM): ${fmtInt(l.requests)} requests, ${fmtInt(l.cached)} answers from the cache, ${fmtInt(l.retries)} retried; ${fmtInt(l.promptTokens)} prompt + ${fmtInt(l.completionTokens)} completion tokens${cost}`);
+    lines.push(`  soft labels from log-probabilities for ${fmtInt(l.modes.logprobs)} documents, from the answer alone for ${fmtInt(l.modes.answer)}, none found for ${fmtInt(l.modes.unparsed)} (uniform); mean probability outside the labels ${l.meanOutside.toFixed(4)} (per document: ${l.file})`);
+  }
+  const r = record.teacherCache?.remote;
+  if (r) {
+    const out = r.takenOut.length > 0 ? `; servers taken out: ${r.takenOut.map((t) => `${t.url} (${t.error})`).join(', ')}` : '';
+    lines.push(`teacher (servers): ${fmtInt(r.requests)} requests for ${fmtInt(r.samples)} samples, ${fmtInt(r.retries)} retried${out}`);
+  }
+  return lines;
 }

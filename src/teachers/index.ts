@@ -3,3 +3,4 @@ export * from './onnx-teacher.js';
 export * from './online.js';
 export * from './remote.js';
 export * from './feed.js';
+export * from './llm.js';

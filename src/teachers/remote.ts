@@ -584,14 +584,14 @@ export function backoff(attempt: number, base: number, cap: number): number {
 const MAX_ANSWER_BYTES = 1 << 30;
 
 /** An HTTP answer, read whole; `retryAfterMs` from a Retry-After header in seconds. */
-interface Exchange {
+export interface Exchange {
   status: number;
   headers: Record<string, string>;
   body: Buffer;
   retryAfterMs: number | undefined;
 }
 
-async function httpExchange(url: string, method: string, body: Buffer | undefined, headers: Record<string, string>, timeoutMs: number): Promise<Exchange> {
+export async function httpExchange(url: string, method: string, body: Buffer | undefined, headers: Record<string, string>, timeoutMs: number): Promise<Exchange> {
   const signal = AbortSignal.timeout(timeoutMs);
   let res: Response;
   try {
