@@ -21,7 +21,7 @@ import { nchwcBlockSize } from '../src/runtime/kernels.js';
 import { Session, type HostTensor } from '../src/runtime/session.js';
 import { Rng } from '../src/util/rng.js';
 import * as np from './ref/np64.js';
-import { type ForwardContext, batchNorm, embed } from '../src/nn/index.js';
+import { type ForwardContext, batchNorm, embed, gelu, layerNorm } from '../src/nn/index.js';
 
 const SEED = 20240611;
 /** Value fed for the symbolic dim 'B' (distinct from every static dim used below, so mix-ups show). */
@@ -423,6 +423,7 @@ const CHECKS: OpCheck[] = [
   { op: 'LOG', cases: unaryCases(G.log, np.log, 'pos') },
   { op: 'SQRT', cases: unaryCases(G.sqrt, np.sqrt, 'pos') },
   { op: 'TANH', cases: unaryCases(G.tanh, np.tanh, 'normal') },
+  { op: 'ERF', cases: unaryCases(G.erf, np.erf, 'normal') },
   { op: 'SIGMOID', cases: unaryCases(G.sigmoid, np.sigmoid, 'normal') },
   { op: 'RELU', cases: unaryCases(G.relu, np.relu, 'awayZero') },
   { op: 'IDENTITY', cases: unaryCases(G.identity, np.identity, 'normal') },
@@ -702,6 +703,16 @@ const embedContext = (table: Value): ForwardContext => ({
   setBuffer: () => {},
 });
 
+/** Layer norm over the last axis with biased variance, then scale and shift (PyTorch's nn.LayerNorm). */
+function layerNormRef(x: np.T, gamma: np.T, beta: np.T): np.T {
+  const axis = x.shape.length - 1;
+  const mean = np.reduceMean(x, [axis], true);
+  const centered = np.sub(x, mean);
+  const variance = np.reduceMean(np.mul(centered, centered), [axis], true);
+  return np.add(np.mul(np.div(centered, np.sqrt(np.add(variance, np.scalar(1e-5)))), gamma), beta);
+}
+const byName = (params: Record<string, Value>): ForwardContext => ({ ...embedContext(params[Object.keys(params)[0]!]!), param: (n) => params[n]! });
+
 const MLP_X = inp('x', ['B', 4]);
 const mlpRef = ([x, w1, b1, w2, b2, y]: np.T[]): { loss: np.T; z1: np.T } => {
   const z1 = np.gemm(x!, w1!, b1!);
@@ -744,6 +755,14 @@ checkOp(
       ([x, w]) => embed(x!, 'e', embedContext(w!), true), ([x, w]) => embedRef(x!, w!, true)),
     c('embed: token rows in order as [B, dim, 1, T], padding zeroed (1-D conv input)', [inp('x', ['B', 6], EMBED_IDS, { wrt: false }), inp('w', [7, 3])],
       ([x, w]) => embed(x!, 'e', embedContext(w!), false), ([x, w]) => embedRef(x!, w!, false)),
+    c('layer norm over the last axis of [B,3,4] (transformer blocks)', [inp('x', ['B', 3, 4]), inp('g', [4]), inp('b', [4])],
+      ([x, gm, b]) => layerNorm(x!, 'ln', byName({ 'ln.weight': gm!, 'ln.bias': b! })), ([x, gm, b]) => layerNormRef(x!, gm!, b!)),
+    c('GELU, exact: x/2 · (1 + erf(x/√2))', [inp('x', ['B', 5])],
+      ([x]) => gelu(x!), ([x]) => np.mul(np.mul(x!, np.scalar(0.5)), np.add(np.erf(np.mul(x!, np.scalar(Math.SQRT1_2))), np.scalar(1)))),
+    c('masked attention: softmax(q·kᵀ/√d + padding bias)·v, [B,2 heads,3,2]', [inp('q', ['B', 2, 3, 2]), inp('k', ['B', 2, 3, 2]), inp('v', ['B', 2, 3, 2]),
+      inp('bias', ['B', 1, 1, 3], K(0, 0, -1e4, 0, 0, 0, 0, -1e4, -1e4, 0, 0, 0, 0, 0, -1e4), { wrt: false })],
+      ([q, k, v, bias]) => G.matmul(G.softmax(G.add(G.mul(G.matmul(q!, G.transpose(k!, [0, 1, 3, 2])), 1 / Math.SQRT2), bias!), -1), v!),
+      ([q, k, v, bias]) => np.matmul(np.softmax(np.add(np.mul(np.matmul(q!, np.transpose(k!, [0, 1, 3, 2])), np.scalar(1 / Math.SQRT2)), bias!), -1), v!)),
     c('conv → relu → maxpool → global average: a CNN block', [inp('x', ['B', 2, 6, 6]), inp('w', [3, 2, 3, 3], 'normal'), inp('b', [3], K(0.3, -0.2, 0.5))],
       ([x, w, b]) => G.globalAvgPool(G.maxPool2d(G.tanh(G.conv2d(x!, w!, b!, { pads: [1, 1, 1, 1] })), { kernel: [2, 2] })),
       ([x, w, b]) => np.reduceMean(np.pool2d(np.tanh(np.conv2d(x!, w!, b!, { pads: [1, 1, 1, 1] })), 'max', { kernel: [2, 2] }), [2, 3], false)),

@@ -16,7 +16,7 @@ import { DEFAULT_TOKENIZER, EMPTY_ID, FIRST_HASHED_ID, type TokenizerSpec, encod
 import { Graph, gradients, readOnnx, sumAll, toOnnx } from '../src/graph/index.js';
 import { createOptimizer } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
-import { Sequential, embedBagLayers, textCnnLayers } from '../src/nn/index.js';
+import { Sequential, TextTransformer, embedBagLayers, textCnnLayers } from '../src/nn/index.js';
 import { parseConfig } from '../src/config/load.js';
 import { runDistillation } from '../src/pipeline/run.js';
 import { evaluateOnnx } from '../src/pipeline/evaluate.js';
@@ -116,9 +116,14 @@ test('text models are built from ops the WebGPU provider has (ScatterND for the 
     'Conv', 'ConvTranspose', 'MaxPool', 'AveragePool', 'GlobalAveragePool', 'BatchNormalization', 'Resize',
     'Gemm', 'MatMul', 'Softmax', 'LogSoftmax', 'ReduceSum', 'ReduceMean', 'ReduceMax', 'ReduceProd', 'ReduceSumSquare', 'ScatterND',
     'ConstantOfShape', 'Identity', 'ArgMax', 'OneHot', 'IsNaN', 'IsInf', 'Not', 'Or', 'And', 'Abs', 'Max', 'Min', 'Clip',
+    // Erf (the exact GELU): onnxruntime/core/providers/webgpu/math/unary_elementwise_ops.cc registers it.
+    'Erf',
   ]);
-  for (const layers of [embedBagLayers({ dim: 4, hidden: [5], numClasses: 2 }), textCnnLayers({ dim: 4, filters: 3, kernel: 3, hidden: [], numClasses: 2 })]) {
-    const model = new Sequential({ inputShape: [8], numClasses: 2, vocab: 50, layers, label: 'text' });
+  const models = [
+    ...[embedBagLayers({ dim: 4, hidden: [5], numClasses: 2 }), textCnnLayers({ dim: 4, filters: 3, kernel: 3, hidden: [], numClasses: 2 })].map((layers) => new Sequential({ inputShape: [8], numClasses: 2, vocab: 50, layers, label: 'text' })),
+    new TextTransformer({ tokens: 8, vocab: 50, numClasses: 2, dim: 4, heads: 2, layers: 2, ff: 6 }),
+  ];
+  for (const model of models) {
     const g = new Graph('text');
     const x = g.input('x', ['B', 8]);
     const params = new Map(model.params.map((p) => [p.name, g.input(p.name, p.shape)]));

@@ -176,8 +176,20 @@ const textCnnSchema = z.strictObject({
   dropout: num({ min: 0, lt: 0.95 }).default(0),
 });
 
+/** Text: a tiny pre-norm transformer encoder (attention with padding masked, GELU feed-forward), mean-pooled. */
+const transformerSchema = z.strictObject({
+  type: z.literal('transformer'),
+  dim: int(1, 4096, 'vector size').default(32),
+  heads: int(1, 64, 'attention heads').default(2),
+  layers: int(1, 24, 'blocks').default(1),
+  ff: int(1, 65536, 'feed-forward width').default(64),
+  dropout: num({ min: 0, lt: 0.95 }).default(0),
+}).superRefine((m, ctx) => {
+  if (m.dim % m.heads !== 0) semantic(ctx, ['heads'], m.heads, `a divisor of dim (${m.dim})`);
+}, whenValid());
+
 /** Model kinds; a new architecture is one more entry in this union. */
-export const modelSchema = z.discriminatedUnion('type', [mlpSchema, cnnSchema, resnetSchema, vggSchema, embedBagSchema, textCnnSchema]);
+export const modelSchema = z.discriminatedUnion('type', [mlpSchema, cnnSchema, resnetSchema, vggSchema, embedBagSchema, textCnnSchema, transformerSchema]);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Optimizers and learning-rate schedules

@@ -153,6 +153,8 @@ const EXP = unaryFloat('Exp', (_x, y, dy) => mul(dy, y));
 const LOG = unaryFloat('Log', (x, _y, dy) => div(dy, x));
 const SQRT = unaryFloat('Sqrt', (_x, y, dy) => div(mul(dy, y.graph.scalar(0.5)), y));
 const TANH = unaryFloat('Tanh', (_x, y, dy) => mul(dy, sub(y.graph.scalar(1), mul(y, y))));
+// d/dx erf(x) = 2/√π · exp(−x²): the Gaussian error function, for the exact GELU of transformer blocks.
+const ERF = unaryFloat('Erf', (x, _y, dy) => mul(dy, mul(exp(neg(mul(x, x))), 2 / Math.sqrt(Math.PI))));
 const SIGMOID = unaryFloat('Sigmoid', (_x, y, dy) => mul(dy, mul(y, sub(y.graph.scalar(1), y))));
 // ReLU's gradient as Greater → Cast → Mul: measured faster on large tensors than Where(x > 0, dy, 0).
 const RELU = unaryFloat('Relu', (x, _y, dy) => mul(dy, cast(greater(x, x.graph.scalar(0)), 'float32')));
@@ -527,6 +529,7 @@ export const exp = (x: Value): Value => x.graph.apply1(EXP, [x]);
 export const log = (x: Value): Value => x.graph.apply1(LOG, [x]);
 export const sqrt = (x: Value): Value => x.graph.apply1(SQRT, [x]);
 export const tanh = (x: Value): Value => x.graph.apply1(TANH, [x]);
+export const erf = (x: Value): Value => x.graph.apply1(ERF, [x]);
 export const sigmoid = (x: Value): Value => x.graph.apply1(SIGMOID, [x]);
 export const relu = (x: Value): Value => x.graph.apply1(RELU, [x]);
 export const identity = (x: Value): Value => x.graph.apply1(IDENTITY, [x]);
@@ -603,6 +606,7 @@ export const zerosLike = (x: Value): Value =>
 
 /** The core op definitions (conv.ts adds the spatial ones; index.ts merges both into OPS). */
 export const CORE_OPS = {
+  ERF,
   ADD, SUB, MUL, DIV, POW, SUM, NEG, EXP, LOG, SQRT, TANH, SIGMOID, RELU, IDENTITY, GREATER, LESS, EQUAL, IS_NAN, IS_INF, OR,
   CAST, WHERE, SOFTMAX, LOG_SOFTMAX, MATMUL, GEMM, REDUCE_SUM, REDUCE_MEAN, REDUCE_MAX, REDUCE_PROD, REDUCE_SUM_SQUARE, ARGMAX, SHAPE, RESHAPE,
   EXPAND, UNSQUEEZE, FLATTEN, TRANSPOSE, CONCAT, SPLIT, GATHER, SCATTER_ND, CONSTANT_OF_SHAPE, ONE_HOT,

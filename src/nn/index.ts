@@ -2,3 +2,4 @@ export * from './model.js';
 export * from './layers.js';
 export * from './mlp.js';
 export * from './sequential.js';
+export * from './transformer.js';

@@ -6,7 +6,7 @@ import type { AugmentConfig, ModelConfig, RunConfig } from '../config/schema.js'
 import { type DataSplits, type Dataset, type Standardizer, type TextRows, DEFAULT_MAX_CHARS, augments, fitStandardizer, subset, viewSet, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits, readSpamAssassin, readTextFile, textDataset } from '../data/index.js';
 import { DEFAULT_TOKENIZER, FIRST_HASHED_ID, type TokenizerSpec } from '../text/tokenizer.js';
 import { writeFileAtomic } from '../util/fs.js';
-import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, countParams, embedBagLayers, initParams, resnetLayers, textCnnLayers, vggLayers } from '../nn/index.js';
+import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, TextTransformer, countParams, embedBagLayers, initParams, resnetLayers, textCnnLayers, vggLayers } from '../nn/index.js';
 import { type EnsembleSpec, createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
 import { LlmTeacher, type LlmTeacherOptions, OnnxTeacher, RemoteTeacher, type RemoteTeacherOptions } from '../teachers/index.js';
 import { loadTfjsLayersModel, mnistReactTfjsPath, saveTfjsLayersModel } from '../interop/index.js';
@@ -330,6 +330,8 @@ export function buildModel(m: ModelConfig, data: Dataset, standardize?: Standard
       return new Sequential({ ...common, label: 'vgg', layers: vggLayers({ stages: m.stages, dense: m.dense, dropout: m.dropout, numClasses: data.numClasses }), batchNorm: m.batchNorm });
     case 'embedbag':
       return new Sequential({ ...common, ...textVocab(data, m.type), label: 'embedbag', layers: embedBagLayers({ dim: m.dim, hidden: m.hidden, dropout: m.dropout, numClasses: data.numClasses }) });
+    case 'transformer':
+      return new TextTransformer({ tokens: data.sampleShape[0]!, ...textVocab(data, m.type), numClasses: data.numClasses, dim: m.dim, heads: m.heads, layers: m.layers, ff: m.ff, dropout: m.dropout });
     case 'textcnn':
       return new Sequential({ ...common, ...textVocab(data, m.type), label: 'textcnn', layers: textCnnLayers({ dim: m.dim, filters: m.filters, kernel: m.kernel, hidden: m.hidden, dropout: m.dropout, numClasses: data.numClasses }) });
   }

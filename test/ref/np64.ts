@@ -147,6 +147,34 @@ export const exp = (x: T): T => map(x, Math.exp);
 export const log = (x: T): T => map(x, Math.log);
 export const sqrt = (x: T): T => map(x, Math.sqrt);
 export const tanh = (x: T): T => map(x, Math.tanh);
+/**
+ * erf in float64: its Maclaurin series for |x| < 3 (terms until they no longer change the sum; cancellation costs
+ * at most e^{x²}·ε ≈ 1e-12 there), and the asymptotic value ±1 − erfc beyond (erfc(3) ≈ 2e-5, series of its own).
+ */
+export function erfScalar(x: number): number {
+  const a = Math.abs(x);
+  if (a < 3) {
+    let term = x;
+    let sum = x;
+    for (let n = 1; n < 200; n++) {
+      term *= (-x * x) / n;
+      const add = term / (2 * n + 1);
+      sum += add;
+      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
+    }
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  }
+  // erfc(a) ~ e^{−a²}/(a√π) · (1 − 1/(2a²) + 3/(4a⁴) − 15/(8a⁶) + …), a few terms suffice for a ≥ 3.
+  let s = 1;
+  let t = 1;
+  for (let k = 1; k < 8; k++) {
+    t *= -(2 * k - 1) / (2 * a * a);
+    s += t;
+  }
+  const erfc = (Math.exp(-a * a) / (a * Math.sqrt(Math.PI))) * s;
+  return Math.sign(x) * (1 - erfc);
+}
+export const erf = (x: T): T => map(x, erfScalar);
 export const sigmoid = (x: T): T => map(x, (v) => (v >= 0 ? 1 / (1 + Math.exp(-v)) : Math.exp(v) / (1 + Math.exp(v))));
 export const relu = (x: T): T => map(x, (v) => (v > 0 ? v : 0));
 export const identity = (x: T): T => clone(x);
