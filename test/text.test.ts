@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KdError } from '../src/errors.js';
 import { type TextRows, readSpamAssassin, readTextFile, subjectAndBody, textDataset } from '../src/data/index.js';
-import { DEFAULT_TOKENIZER, EMPTY_ID, FIRST_HASHED_ID, type TokenizerSpec, encodeTexts, fnv1a, tokenize } from '../src/text/tokenizer.js';
+import { DEFAULT_TOKENIZER, EMPTY_ID, FIRST_HASHED_ID, type HashedTokenizerSpec, type TokenizerSpec, encodeTexts, fnv1a, tokenize } from '../src/text/tokenizer.js';
 import { Graph, gradients, readOnnx, sumAll, toOnnx } from '../src/graph/index.js';
 import { createOptimizer } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
@@ -27,7 +27,7 @@ import { buildStepGraph } from '../src/train/graphs.js';
 const root = mkdtempSync(join(tmpdir(), 'kd-text-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 const silent = () => createProgress({ quiet: true, stream: { write: () => true } });
-const spec = (over: Partial<TokenizerSpec> = {}): TokenizerSpec => ({ ...DEFAULT_TOKENIZER, ...over });
+const spec = (over: Partial<HashedTokenizerSpec> = {}): HashedTokenizerSpec => ({ ...DEFAULT_TOKENIZER, ...over });
 
 function throwsKd(f: () => unknown, code: string, pattern: RegExp): KdError {
   try {

@@ -370,7 +370,8 @@ const textSchema = z.strictObject({
 const BUILTIN_DATASETS = ['mnist', 'fashion-mnist', 'spam-assassin'] as const;
 
 /** How documents become token ids (src/text/tokenizer.ts): fastText-style hashed word and character n-grams. */
-export const tokenizerSchema = z.strictObject({
+const hashedTokenizerSchema = z.strictObject({
+  type: z.literal('hashed').default('hashed'),
   lowercase: bool().default(true),
   /** Longest word n-gram (1: words only; 2: words and bigrams). */
   wordNgrams: int(1, 5).default(2),
@@ -382,6 +383,20 @@ export const tokenizerSchema = z.strictObject({
 }).superRefine((t, ctx) => {
   if (t.charNgrams[0] > t.charNgrams[1] || (t.charNgrams[0] === 0) !== (t.charNgrams[1] === 0)) semantic(ctx, ['charNgrams'], t.charNgrams, '[min, max] with 1 <= min <= max, or [0, 0]');
 }, whenValid());
+
+/** A Hugging Face tokenizer.json (WordPiece, BPE, …), e.g. the one a teacher file was trained with (src/text/hf.ts). */
+const hfTokenizerSchema = z.strictObject({
+  type: z.literal('huggingface'),
+  file: path('path of a Hugging Face tokenizer.json'),
+  config: path('path of its tokenizer_config.json').optional(),
+  maxTokens: int(1, 65536).default(128),
+  /** Add the special tokens ([CLS] … [SEP]) as the tokenizer's post-processor says. */
+  addSpecialTokens: bool().default(true),
+});
+
+export const tokenizerSchema = z
+  .union([hfTokenizerSchema, hashedTokenizerSchema])
+  .describe('{type: hashed, buckets, maxTokens, wordNgrams, charNgrams, lowercase} or {type: huggingface, file, config?, maxTokens}');
 
 /** Data set kinds. A built-in one may also be written as the plain string "mnist" or "fashion-mnist". */
 export const datasetSchema = z

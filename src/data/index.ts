@@ -31,4 +31,4 @@ export {
   viewSet,
   type ViewSet,
 } from './augment.js';
-export { type TextInfo, type TextFileOptions, type TextRows, DEFAULT_MAX_CHARS, decodeUtf8, readTextFile, readSpamAssassin, subjectAndBody, textDataset } from './text.js';
+export { type TextInfo, type TextEncoder, type TextFileOptions, type TextRows, DEFAULT_MAX_CHARS, decodeUtf8, readTextFile, readSpamAssassin, subjectAndBody, textDataset } from './text.js';

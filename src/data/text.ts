@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import { extname } from 'node:path';
 import { parse } from 'csv-parse/sync';
 import { KdError } from '../errors.js';
-import { type TokenizerSpec, encodeTexts } from '../text/tokenizer.js';
+import { type HashedTokenizerSpec, type TokenizerSpec, encodeTexts } from '../text/tokenizer.js';
 import { assertUsable, type Dataset } from './dataset.js';
 import { readDataFile } from './io.js';
 
@@ -13,8 +13,17 @@ import { readDataFile } from './io.js';
  * float ids. The documents themselves stay reachable by sample id (`Dataset.text.docs`) for teachers that read text
  * (an LLM). Nothing is dropped silently: empty documents and cut ones are counted in `text.notes` (run.json).
  */
+/** A tokenizer ready to encode: its spec (what a deployed model needs) and the files to ship with the models. */
+export interface TextEncoder {
+  spec: TokenizerSpec;
+  encode(texts: readonly string[]): Float32Array;
+  files?: { name: string; bytes: Buffer }[] | undefined;
+}
+
 export interface TextInfo {
   tokenizer: TokenizerSpec;
+  /** Files the tokenizer needs beside the models (a Hugging Face tokenizer.json). */
+  files: { name: string; bytes: Buffer }[];
   /** The document of each sample id (whatever split it is in). */
   docs: ReadonlyMap<number, string>;
   /** What loading did that a reader of the results should know (dropped or cut documents). */
@@ -159,7 +168,8 @@ export function subjectAndBody(raw: string): string {
  * Documents and labels as a data set: class names sorted (numbers by value), empty documents dropped and
  * documents over `maxChars` cut (both counted in the notes), then tokenized. Ids are row numbers in the source.
  */
-export function textDataset(rows: TextRows, tokenizer: TokenizerSpec, maxChars = DEFAULT_MAX_CHARS): Dataset & { text: TextInfo } {
+export function textDataset(rows: TextRows, tokenizer: HashedTokenizerSpec | TextEncoder, maxChars = DEFAULT_MAX_CHARS): Dataset & { text: TextInfo } {
+  const enc: TextEncoder = 'encode' in tokenizer ? tokenizer : { spec: tokenizer, encode: (t) => encodeTexts(tokenizer, t) };
   const notes = [...rows.notes];
   const keep: number[] = [];
   let cut = 0;
@@ -182,7 +192,7 @@ export function textDataset(rows: TextRows, tokenizer: TokenizerSpec, maxChars =
   });
   const index = new Map(names.map((n, i) => [n, i]));
   const kept = keep.map((i) => docs[i]!);
-  const x = encodeTexts(tokenizer, kept);
+  const x = enc.encode(kept);
   const ids = Int32Array.from(keep);
   const ds: Dataset & { text: TextInfo } = {
     name: rows.name,
@@ -190,10 +200,10 @@ export function textDataset(rows: TextRows, tokenizer: TokenizerSpec, maxChars =
     y: Int32Array.from(keep.map((i) => index.get(rows.labels[i]!)!)),
     ids,
     n: keep.length,
-    sampleShape: [tokenizer.maxTokens],
+    sampleShape: [enc.spec.maxTokens],
     numClasses: names.length,
     classNames: names,
-    text: { tokenizer, docs: new Map(keep.map((i, k) => [i, kept[k]!])), notes },
+    text: { tokenizer: enc.spec, files: enc.files ?? [], docs: new Map(keep.map((i, k) => [i, kept[k]!])), notes },
   };
   assertUsable(ds, rows.name);
   return ds;

@@ -4,7 +4,8 @@ import { join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
 import type { AugmentConfig, ModelConfig, RunConfig } from '../config/schema.js';
 import { type DataSplits, type Dataset, type Standardizer, type TextRows, DEFAULT_MAX_CHARS, augments, fitStandardizer, subset, viewSet, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits, readSpamAssassin, readTextFile, textDataset } from '../data/index.js';
-import { DEFAULT_TOKENIZER, FIRST_HASHED_ID, type TokenizerSpec } from '../text/tokenizer.js';
+import { DEFAULT_TOKENIZER, type TokenizerSpec, vocabRows } from '../text/tokenizer.js';
+import { loadHfTokenizer } from '../text/hf.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, TextTransformer, countParams, embedBagLayers, initParams, resnetLayers, textCnnLayers, vggLayers } from '../nn/index.js';
 import { type EnsembleSpec, createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
@@ -38,7 +39,10 @@ export function shipTokenizer(meta: Record<string, string>, data: PreparedData, 
   const spec = data.splits.train.text?.tokenizer;
   if (!spec) return undefined;
   meta.tokenizer = JSON.stringify(spec);
-  if (out !== undefined) writeFileAtomic(join(out, TOKENIZER_FILE), `${JSON.stringify(spec, null, 2)}\n`);
+  if (out !== undefined) {
+    writeFileAtomic(join(out, TOKENIZER_FILE), `${JSON.stringify(spec, null, 2)}\n`);
+    for (const f of data.splits.train.text!.files) writeFileAtomic(join(out, f.name), f.bytes);
+  }
   return spec;
 }
 
@@ -288,7 +292,11 @@ export function loadData(cfg: RunConfig): DataSplits {
     case 'spam-assassin':
     case 'text': {
       const rows = ds.type === 'text' ? readTextFile(ds.path, { text: ds.text, label: ds.label }) : readSpamAssassin();
-      const all = textDataset(limitRows(rows, d.limitTrain, cfg.seed), { ...DEFAULT_TOKENIZER, ...d.tokenizer }, ds.type === 'text' ? ds.maxChars : DEFAULT_MAX_CHARS);
+      const t = d.tokenizer;
+      const tokenizer = t?.type === 'huggingface'
+        ? loadHfTokenizer(resolve(t.file), t.config !== undefined ? resolve(t.config) : undefined, t.maxTokens, t.addSpecialTokens)
+        : { ...DEFAULT_TOKENIZER, ...(t ? { lowercase: t.lowercase, wordNgrams: t.wordNgrams, charNgrams: t.charNgrams, buckets: t.buckets, maxTokens: t.maxTokens } : {}) };
+      const all = textDataset(limitRows(rows, d.limitTrain, cfg.seed), tokenizer, ds.type === 'text' ? ds.maxChars : DEFAULT_MAX_CHARS);
       const splits = makeSplits({ train: all }, { validation: d.validation, test: d.test }, cfg.seed);
       // What loading dropped or cut goes into the split notes, which run.json records.
       return { ...splits, info: { ...splits.info, notes: [...all.text.notes, ...splits.info.notes] } };
@@ -318,7 +326,7 @@ export function fitInputStandardizer(cfg: RunConfig, splits: DataSplits): Standa
 }
 
 export function buildModel(m: ModelConfig, data: Dataset, standardize?: Standardizer): Model {
-  const common = { inputShape: data.sampleShape, numClasses: data.numClasses, standardize, ...(data.text ? { vocab: data.text.tokenizer.buckets + FIRST_HASHED_ID } : {}) };
+  const common = { inputShape: data.sampleShape, numClasses: data.numClasses, standardize, ...(data.text ? { vocab: vocabRows(data.text.tokenizer) } : {}) };
   switch (m.type) {
     case 'mlp':
       return new Mlp({ ...common, hidden: m.hidden, dropout: m.dropout, inputDropout: m.inputDropout });
@@ -340,7 +348,7 @@ export function buildModel(m: ModelConfig, data: Dataset, standardize?: Standard
 /** The token table size of a text data set's models (its tokenizer's ids), or a coded error for other data. */
 function textVocab(data: Dataset, kind: string): { vocab: number } {
   if (!data.text) throw new KdError('KD_CONFIG_INVALID', `model type ${kind} reads token ids; data set ${data.name} is not text`, { fix: 'use it with a text data set (dataset: {type: text, path} or spam-assassin), or another model type' });
-  return { vocab: data.text.tokenizer.buckets + FIRST_HASHED_ID };
+  return { vocab: vocabRows(data.text.tokenizer) };
 }
 
 /** A TF.js Layers teacher as a kdistill model with its weights (the shipped one by name, or a model.json path). */

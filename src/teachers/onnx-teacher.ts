@@ -4,7 +4,7 @@ import { whereResolved } from '../util/fs.js';
 import { ATTENTION_PREFIX } from '../distill/names.js';
 import { closestNames } from '../config/problems.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
-import { type RuntimeOptions, Session, type ValueInfo } from '../runtime/session.js';
+import { type HostTensor, type RuntimeOptions, Session, type ValueInfo } from '../runtime/session.js';
 import { encodeOnnx, readOnnx } from '../graph/index.js';
 import type onnxProto from 'onnx-proto';
 import { LogitTable } from './cache.js';
@@ -107,6 +107,10 @@ export class OnnxTeacher {
 
   /** Intermediate tensors fetched with the logits (feature taps), by their name in the file. */
   features: readonly string[] = [];
+  /** The input takes int64 token ids (a text classifier); the samples are kdistill's float ids. */
+  tokenIds = false;
+  /** Inputs fed besides the ids: the attention mask (1 where a token is), token type ids (zeros). */
+  aux: { name: string; kind: 'mask' | 'zeros' }[] = [];
 
   /** Number of float parameters stored in the file (sum of its float initializers' sizes). */
   paramCount = 0;
@@ -121,6 +125,10 @@ export class OnnxTeacher {
     const inits = new Set((graph.initializer ?? []).map((t) => t.name));
     const inputs = (graph.input ?? []).filter((i) => !inits.has(i.name));
     let input: ValueInfoProto | undefined;
+    const isInt64 = (i: ValueInfoProto) => i.type?.tensorType?.elemType === 7;
+    // A text classifier (Hugging Face style) takes int64 token ids, often with an attention mask and token type
+    // ids beside them: those two kdistill can feed (the mask from the padding, the types as zeros).
+    const auxKind = (i: ValueInfoProto): 'mask' | 'zeros' | undefined => (!isInt64(i) ? undefined : /mask/i.test(i.name ?? '') ? 'mask' : /token_?type/i.test(i.name ?? '') ? 'zeros' : undefined);
     if (options.input !== undefined) {
       input = inputs.find((i) => i.name === options.input);
       if (!input) {
@@ -128,32 +136,46 @@ export class OnnxTeacher {
           fix: inputs.length > 0 ? 'set teacher.input to one of those names' : 'export the teacher with an input tensor',
         });
       }
+    } else if (inputs.length === 1) {
+      input = inputs[0];
+    } else {
+      // Token ids beside a mask (and token types): the ids are the one input that is neither.
+      const main = inputs.filter((i) => auxKind(i) === undefined);
+      if (main.length === 1 && isInt64(main[0]!) && inputs.length > 1) input = main[0];
+      else {
+        throw new KdError('KD_MODEL_INVALID', `${path} has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); a teacher needs exactly one`, {
+          fix: inputs.length > 1 ? 'set teacher.input to the one that takes the samples (the others must be unused), or export the teacher with a single input tensor' : 'export the teacher with a single input tensor',
+        });
+      }
+    }
+    const aux: { name: string; kind: 'mask' | 'zeros' }[] = [];
+    {
       // The other inputs: one the graph never reads (exporters leave such behind) is dropped from the session's
-      // copy; one it reads would need a value kdistill does not have.
+      // copy; a text model's mask and token types are fed; any other would need a value kdistill does not have.
       const used = new Set([...(graph.node ?? []).flatMap((n) => n.input ?? []), ...(graph.output ?? []).map((o) => o.name)]);
       const others = inputs.filter((i) => i !== input);
-      const needed = others.filter((i) => used.has(i.name));
+      const feedable = isInt64(input!) ? others.filter((i) => used.has(i.name) && auxKind(i) !== undefined) : [];
+      for (const i of feedable) aux.push({ name: i.name!, kind: auxKind(i)! });
+      const needed = others.filter((i) => used.has(i.name) && !feedable.includes(i));
       if (needed.length > 0) {
-        throw new KdError('KD_MODEL_INVALID', `${path} needs inputs ${needed.map((i) => `"${i.name}"`).join(', ')} besides "${input.name}"; kdistill feeds the samples to one input only`, {
+        throw new KdError('KD_MODEL_INVALID', `${path} needs inputs ${needed.map((i) => `"${i.name}"`).join(', ')} besides "${input!.name}"; kdistill feeds the samples to one input only${isInt64(input!) ? ' (and, for token ids, an int64 attention mask and token type ids)' : ''}`, {
           fix: 'export the teacher with a single input tensor (fold the other inputs into the graph as constants)',
         });
       }
-      if (others.length > 0) {
-        graph.input = (graph.input ?? []).filter((i) => !others.includes(i));
+      const unused = others.filter((i) => !used.has(i.name));
+      if (unused.length > 0) {
+        graph.input = (graph.input ?? []).filter((i) => !unused.includes(i));
         edited = true;
       }
-    } else if (inputs.length !== 1) {
-      throw new KdError('KD_MODEL_INVALID', `${path} has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); a teacher needs exactly one`, {
-        fix: inputs.length > 1 ? 'set teacher.input to the one that takes the samples (the others must be unused), or export the teacher with a single input tensor' : 'export the teacher with a single input tensor',
-      });
-    } else {
-      input = inputs[0];
     }
     const elem = input!.type?.tensorType?.elemType;
-    if (elem !== undefined && elem !== null && elem !== 0 && elem !== 1) {
-      throw new KdError('KD_MODEL_INVALID', `${path}: input "${input!.name}" is of type ${ELEM_NAMES[elem] ?? `#${elem}`}; kdistill feeds float32 samples`, {
+    if (elem !== undefined && elem !== null && elem !== 0 && elem !== 1 && elem !== 7) {
+      throw new KdError('KD_MODEL_INVALID', `${path}: input "${input!.name}" is of type ${ELEM_NAMES[elem] ?? `#${elem}`}; kdistill feeds float32 samples (or int64 token ids)`, {
         fix: 'export the teacher with a float32 input (cast inside the graph if it needs another type)',
       });
+    }
+    if (elem === 7 && options.preprocess && Object.keys(options.preprocess).length > 0) {
+      throw new KdError('KD_CONFIG_INVALID', `${path}: input "${input!.name}" takes int64 token ids; teacher.preprocess (scaling, layout) does not apply to them`, { fix: 'remove teacher.preprocess' });
     }
     const outputs = graph.output ?? [];
     const out = options.output ? outputs.find((o) => o.name === options.output) : outputs[0];
@@ -216,6 +238,8 @@ export class OnnxTeacher {
     );
     t.features = requested;
     t.graphName = graph.name || undefined;
+    t.tokenIds = elem === 7;
+    t.aux = aux;
     for (const init of graph.initializer ?? []) {
       // Batch-norm running statistics are buffers, not parameters (as PyTorch and kdistill's own models count).
       if (init.dataType === 1 && !/\.running_(mean|var)$/.test(init.name ?? '')) t.paramCount += (init.dims ?? []).reduce((a: number, b) => a * Number(b), 1);
@@ -369,7 +393,7 @@ export class OnnxTeacher {
    * a file with a fixed batch dim in chunks of that size, the last padded with zeros. Consistent teaching calls this
    * on every augmented batch.
    */
-  async runBatch(x: Float32Array, n: number, ds: Pick<Dataset, 'sampleShape' | 'numClasses'>): Promise<{ logits: Float32Array; features: Map<string, Float32Array> }> {
+  async runBatch(x: Float32Array, n: number, ds: Pick<Dataset, 'sampleShape' | 'numClasses' | 'text'>): Promise<{ logits: Float32Array; features: Map<string, Float32Array> }> {
     const plan = this.planFeed(ds);
     const ss = prod(ds.sampleShape);
     const c = ds.numClasses;
@@ -395,8 +419,10 @@ export class OnnxTeacher {
         }
       }
       let out;
+      const dims = [fed, ...plan.dims];
+      const feeds: Record<string, HostTensor> = this.tokenIds ? this.tokenFeeds(input, dims, ds) : { [this.inputName]: { data: input, dims } };
       try {
-        out = await this.session.run({ [this.inputName]: { data: input, dims: [fed, ...plan.dims] } }, [this.outputName, ...new Set(this.features.map(baseTensor))]);
+        out = await this.session.run(feeds, [this.outputName, ...new Set(this.features.map(baseTensor))]);
       } catch (e) {
         throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} cannot run on this data set's samples of shape ${showDims(ds.sampleShape)} (fed as [${fed}, ${plan.dims.join(', ')}]): ${(e as Error).message.split('\n')[0]}`, {
           fix: 'use a teacher trained on this data set, or declare the preprocessing that maps its samples to the teacher\'s input (teacher.preprocess: scale, mean, std, layout, flatten)',
@@ -427,6 +453,29 @@ export class OnnxTeacher {
 
   async dispose(): Promise<void> {
     await this.session.dispose();
+  }
+
+  /**
+   * kdistill's float ids as a text classifier's int64 inputs: the ids in the tokenizer's own numbering (a Hugging
+   * Face tokenizer's ids are stored + 1, padding 0 → its pad id), the attention mask (1 where a token is) and zero
+   * token types.
+   */
+  private tokenFeeds(x: Float32Array, dims: number[], ds: Pick<Dataset, 'text'>): Record<string, HostTensor> {
+    const spec = ds.text?.tokenizer;
+    if (!spec) {
+      throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} takes int64 token ids ("${this.inputName}"), but the data set is not text`, { fix: 'use a text data set with this teacher, or a teacher for this data' });
+    }
+    const hf = spec.kind === 'huggingface';
+    const ids = new BigInt64Array(x.length);
+    const mask = new BigInt64Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i]!;
+      mask[i] = v > 0 ? 1n : 0n;
+      ids[i] = BigInt(hf ? (v > 0 ? v - 1 : spec.padId) : v);
+    }
+    const feeds: Record<string, HostTensor> = { [this.inputName]: { data: ids, dims } };
+    for (const a of this.aux) feeds[a.name] = { data: a.kind === 'mask' ? mask : new BigInt64Array(x.length), dims };
+    return feeds;
   }
 }
 

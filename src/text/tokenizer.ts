@@ -9,7 +9,45 @@
  * 2 … buckets + 1 are the hashed features. The model's input is [batch, maxTokens] of those ids, as float32 (exact
  * for every id below 2^24, which `buckets` is capped under): the same tensor type as every other kdistill model.
  */
-export interface TokenizerSpec {
+export type TokenizerSpec = HashedTokenizerSpec | HfTokenizerSpec;
+
+/**
+ * A Hugging Face tokenizer (its tokenizer.json, e.g. a BERT WordPiece or a BPE vocabulary), run with the library
+ * `@huggingface/tokenizers`; the file is shipped next to the models as `file`. Model inputs are its ids plus 1, so
+ * 0 stays the padding id of every kdistill text model: input = id + 1, padded with 0 to maxTokens (`packIds`).
+ */
+export interface HfTokenizerSpec {
+  kind: 'huggingface';
+  version: 1;
+  /** The tokenizer.json shipped beside the models (a file name in the same folder). */
+  file: string;
+  /** Its tokenizer_config.json, when one was given. */
+  config?: string | undefined;
+  /** Ids in the vocabulary (the largest id + 1). */
+  vocabSize: number;
+  /** The tokenizer's padding id, fed to a teacher file where kdistill has padding. */
+  padId: number;
+  /** Add the tokenizer's special tokens ([CLS] … [SEP]) as its post-processor says. */
+  addSpecialTokens: boolean;
+  maxTokens: number;
+}
+
+/** The tokenizer's ids of each document, as a model input [n, maxTokens]: id + 1, padded with 0, cut to maxTokens. */
+export function packIds(spec: Pick<HfTokenizerSpec, 'maxTokens'>, idLists: readonly (readonly number[])[]): Float32Array {
+  const out = new Float32Array(idLists.length * spec.maxTokens);
+  idLists.forEach((ids, i) => {
+    const n = Math.min(ids.length, spec.maxTokens);
+    for (let k = 0; k < n; k++) out[i * spec.maxTokens + k] = ids[k]! + 1;
+  });
+  return out;
+}
+
+/** Rows of the token table a model needs for this tokenizer's ids. */
+export function vocabRows(spec: TokenizerSpec): number {
+  return spec.kind === 'huggingface' ? spec.vocabSize + 1 : spec.buckets + FIRST_HASHED_ID;
+}
+
+export interface HashedTokenizerSpec {
   kind: 'kdistill-hashed-ngrams';
   version: 1;
   /** Lowercase before splitting. */
@@ -30,7 +68,7 @@ export const FIRST_HASHED_ID = 2;
 /** Ids must stay exact in float32. */
 export const MAX_BUCKETS = 2 ** 24 - FIRST_HASHED_ID;
 
-export const DEFAULT_TOKENIZER: TokenizerSpec = { kind: 'kdistill-hashed-ngrams', version: 1, lowercase: true, wordNgrams: 2, charNgrams: [0, 0], buckets: 262144, maxTokens: 512 };
+export const DEFAULT_TOKENIZER: HashedTokenizerSpec = { kind: 'kdistill-hashed-ngrams', version: 1, lowercase: true, wordNgrams: 2, charNgrams: [0, 0], buckets: 262144, maxTokens: 512 };
 
 /** Words: runs of letters and digits (with an inner apostrophe), and each other visible character on its own ($, !). */
 const WORD = /[\p{L}\p{N}]+(?:['’][\p{L}\p{N}]+)*|[^\s\p{L}\p{N}]/gu;
@@ -49,7 +87,7 @@ export function fnv1a(s: string): number {
 }
 
 /** The ids of one document (no padding): at most spec.maxTokens, in the order the features occur. */
-export function tokenize(spec: TokenizerSpec, text: string): number[] {
+export function tokenize(spec: HashedTokenizerSpec, text: string): number[] {
   const words = (spec.lowercase ? text.toLowerCase() : text).match(WORD) ?? [];
   const ids: number[] = [];
   const put = (feature: string): boolean => {
@@ -74,7 +112,7 @@ export function tokenize(spec: TokenizerSpec, text: string): number[] {
 }
 
 /** Documents as the model's input: [n, maxTokens] ids as float32, padded with 0. */
-export function encodeTexts(spec: TokenizerSpec, texts: readonly string[]): Float32Array {
+export function encodeTexts(spec: HashedTokenizerSpec, texts: readonly string[]): Float32Array {
   const out = new Float32Array(texts.length * spec.maxTokens);
   texts.forEach((t, i) => out.set(tokenize(spec, t), i * spec.maxTokens));
   return out;
