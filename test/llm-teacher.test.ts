@@ -207,3 +207,34 @@ test('llm teacher: bad settings are coded errors before any request', async () =
   const file = corpus(10);
   await rejectsKd(runDistillation(parseConfig({ ...llmConfig(fresh('bad'), file, 'http://127.0.0.1:1/v1', fresh('c')), teacher: { type: 'llm', url: 'http://127.0.0.1:1/v1', model: 'm', prompt: 'no slot' } }), { skipSpeed: true, progress: silent() }), 'KD_CONFIG_INVALID');
 });
+
+test('llm teacher: documents without a label are a transfer set: the LLM labels them, only the distilled student learns from them', async () => {
+  const server = await startFakeOpenAi();
+  try {
+    // 40 labelled documents, 160 without a label (label null or empty).
+    const file = join(root, 'transfer.jsonl');
+    const lines: string[] = [];
+    const words = ['meeting', 'notes', 'project', 'lunch', 'report', 'offer', 'money', 'now', 'call', 'today'];
+    for (let i = 0; i < 200; i++) {
+      const spam = i % 2 === 0;
+      const body = Array.from({ length: 6 }, (_, k) => words[(i * 7 + k * 3) % words.length]).join(' ');
+      const label = i < 40 ? (spam ? 'spam' : 'ham') : i % 4 === 1 ? '' : null;
+      lines.push(JSON.stringify({ text: spam ? `free ${body} free ref ${i}` : `${body} attached ref ${i}`, label }));
+    }
+    writeFileSync(file, `${lines.join('\n')}\n`);
+    const cfg = llmConfig(fresh('transfer'), file, server.url, fresh('answers'));
+    let log = '';
+    const r = await runDistillation(parseConfig({ ...cfg, baseline: true }), { skipSpeed: true, progress: createProgress({ quiet: true, stream: { write: (t: string) => ((log += t), true) } }) });
+    const info = r.data as { sizes: { train: number; validation: number; test: number }; notes: string[] };
+    assert.equal(info.sizes.train + info.sizes.validation + info.sizes.test, 40, 'the splits hold the labelled documents only');
+    assert.ok(info.notes.some((n) => /160 documents without a label: a transfer set/.test(n)), info.notes.join('; '));
+    assert.equal(server.requests.length, 200, 'the LLM answered every document, the transfer set included');
+    // The student alone trains on the labelled training split; the distilled one on it and the 160 others.
+    const seen = (role: string) => Number(new RegExp(`${role} 1/3: (\\d+) samples`).exec(log)?.[1]);
+    assert.equal(seen('student-distilled'), seen('student-alone') + 160, log);
+    const distilled = r.models.find((m) => m.role === 'student-distilled')!;
+    assert.ok(distilled.final.test.acc >= 0.9, `taught by the LLM on 184 documents: ${distilled.final.test.acc}`);
+  } finally {
+    await server.close();
+  }
+});

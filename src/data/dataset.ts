@@ -26,6 +26,11 @@ export interface Dataset {
   classNames: string[];
   /** Text data sets: the tokenizer that made x, and each sample id's document (src/data/text.ts). */
   text?: TextInfo | undefined;
+  /**
+   * 1 for a row without a label (a transfer-set document: the teacher labels it); its `y` is a placeholder that
+   * the trainer replaces with the teacher's top class and keeps out of the label loss.
+   */
+  unlabeled?: Uint8Array | undefined;
 }
 
 export interface SplitInfo {
@@ -46,6 +51,25 @@ export interface DataSplits {
   validation: Dataset;
   test: Dataset;
   info: SplitInfo;
+  /** Documents without labels (text files): the distilled student also trains on them, taught by the teacher alone. */
+  transfer?: Dataset | undefined;
+}
+
+/** Two data sets of the same samples' shape and classes as one (rows of `a`, then of `b`); the unlabeled mask kept. */
+export function concatDatasets(a: Dataset, b: Dataset, name = a.name): Dataset {
+  const x = new Float32Array(a.x.length + b.x.length);
+  x.set(a.x);
+  x.set(b.x, a.x.length);
+  const y = new Int32Array(a.n + b.n);
+  y.set(a.y);
+  y.set(b.y, a.n);
+  const ids = new Int32Array(a.n + b.n);
+  ids.set(a.ids);
+  ids.set(b.ids, a.n);
+  const unlabeled = new Uint8Array(a.n + b.n);
+  if (a.unlabeled) unlabeled.set(a.unlabeled);
+  if (b.unlabeled) unlabeled.set(b.unlabeled, a.n);
+  return { ...a, name, x, y, ids, n: a.n + b.n, unlabeled: unlabeled.some((v) => v === 1) ? unlabeled : undefined };
 }
 
 /** Number of floats per sample (product of sampleShape). */

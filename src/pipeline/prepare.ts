@@ -297,9 +297,10 @@ export function loadData(cfg: RunConfig): DataSplits {
         ? loadHfTokenizer(resolve(t.file), t.config !== undefined ? resolve(t.config) : undefined, t.maxTokens, t.addSpecialTokens)
         : { ...DEFAULT_TOKENIZER, ...(t ? { lowercase: t.lowercase, wordNgrams: t.wordNgrams, charNgrams: t.charNgrams, buckets: t.buckets, maxTokens: t.maxTokens } : {}) };
       const all = textDataset(limitRows(rows, d.limitTrain, cfg.seed), tokenizer, ds.type === 'text' ? ds.maxChars : DEFAULT_MAX_CHARS);
-      const splits = makeSplits({ train: all }, { validation: d.validation, test: d.test }, cfg.seed);
+      const { transfer, ...labeled } = all;
+      const splits = makeSplits({ train: labeled }, { validation: d.validation, test: d.test }, cfg.seed);
       // What loading dropped or cut goes into the split notes, which run.json records.
-      return { ...splits, info: { ...splits.info, notes: [...all.text.notes, ...splits.info.notes] } };
+      return { ...splits, info: { ...splits.info, notes: [...all.text.notes, ...splits.info.notes] }, ...(transfer ? { transfer } : {}) };
     }
   }
   return makeSplits(source, { validation: d.validation, test: d.test }, cfg.seed);

@@ -1,3 +1,4 @@
+import { type Dataset, concatDatasets } from '../data/index.js';
 import { join } from 'node:path';
 import type { TrainConfig } from '../config/schema.js';
 import type { EnsembleSpec, TermConfig } from '../distill/index.js';
@@ -48,6 +49,12 @@ export interface StudentPhaseSpec {
  * trained all its epochs, exported as ONNX (and TF.js when asked). A phase stopped at `stopAfterEpoch` is
  * exported as it stands too, so a search can score it, and continues later from its checkpoint.
  */
+/** The distilled student's training rows: the training split, and the transfer set's documents when there are any. */
+export function distillTrainSet(data: PreparedData): Dataset {
+  const t = data.splits.transfer;
+  return t ? concatDatasets(data.splits.train, t) : data.splits.train;
+}
+
 export async function studentPhase(ctx: PhaseContext, data: PreparedData, s: StudentPhaseSpec): Promise<TrainResult & { onnxPath: string }> {
   const onnxPath = s.onnxPath ?? join(ctx.out, STUDENT_FILES[s.role]);
   const r = await timed(ctx, s.role, () =>
@@ -58,7 +65,8 @@ export async function studentPhase(ctx: PhaseContext, data: PreparedData, s: Stu
       init: s.init,
       train: s.train,
       terms: s.terms,
-      splits: data.splits,
+      // The distilled student also learns from the transfer set (documents without labels), taught by its teacher.
+      splits: s.role === 'student-distilled' ? { train: distillTrainSet(data), validation: data.splits.validation } : data.splits,
       teacher: s.teacher,
       ensemble: s.ensemble,
       checkpoint: s.checkpoint,

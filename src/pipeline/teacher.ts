@@ -1,3 +1,4 @@
+import { distillTrainSet } from './student.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { KdError } from '../errors.js';
@@ -101,7 +102,7 @@ export type TeacherOutputs =
 export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData, plan: TeacherPlan, artifact: TeacherArtifact, student: Pick<StudentPlan, 'teacherFeatures' | 'teaching' | 'augment'>): Promise<TeacherOutputs> {
   const { teacherFeatures: features, teaching } = student;
   const { cfg, progress } = ctx;
-  const train = data.splits.train;
+  const train = distillTrainSet(data);
   for (const e of plan.extras) {
     if (e.model && !existsSync(e.path)) writeFileAtomic(e.path, buildExportGraph(e.model.model, e.model.params, { ...ctx.meta, role: 'teacher', source: e.model.source }));
   }
@@ -201,7 +202,8 @@ export async function teacherTables(
   features: readonly string[],
 ): Promise<{ tables: CachedTables; cacheInfo: NonNullable<RunRecord['teacherCache']>; shards?: TeacherShards; fillSeconds: number }> {
   const { cfg, progress } = ctx;
-  const train = data.splits.train;
+  // Every row the distilled student trains on: the training split and the transfer set.
+  const train = distillTrainSet(data);
   const teacher = await openTeacher(ctx, plan, artifact, features);
   try {
     teacher.checkFits(train);

@@ -155,6 +155,23 @@ export class BatchFeeder {
         o.teacher.logits!.gather(b.ids, b.size, tb);
         feeds[at('teacher', j)] = { data: tb, dims: [b.size, this.teacherWidth] };
       }
+      const unlabeled = o.train.unlabeled;
+      if (unlabeled && !o.augmenter) {
+        // A row without a label (transfer set): no label target (the label loss skips it), and its class for
+        // accuracy and DKD's target is the (first) teacher's top class.
+        const c = o.train.numClasses;
+        const targets = o.graph.labelTargets ? (feeds[at('ytarget', j)]!.data as Float32Array) : undefined;
+        const tb = feeds[at('teacher', j)]?.data as Float32Array | undefined;
+        for (let i = 0; i < b.size; i++) {
+          if (unlabeled[b.rows[i]!] !== 1) continue;
+          targets?.fill(0, i * c, (i + 1) * c);
+          if (tb) {
+            let best = 0;
+            for (let k = 1; k < c; k++) if (tb[i * this.teacherWidth + k]! > tb[i * this.teacherWidth + best]!) best = k;
+            y64[i] = BigInt(best);
+          }
+        }
+      }
       if (o.teacher.kind === 'views') {
         // Each row's teacher outputs are those of the view the augmenter drew for it.
         const views = aug!.views!;

@@ -148,7 +148,11 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const trainable = [...trainableParams(o.model), ...extraParams];
   const stats = bufferParams(o.model);
   const nchwcBlock = await cpuKernelBlock(o.runtime);
-  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec), nchwcBlock };
+  if (o.train.unlabeled && augments(spec)) {
+    throw new KdError('KD_CONFIG_INVALID', 'a transfer set (rows without a label) cannot be combined with augmentation yet', { fix: 'remove student.train.augment, or give every row a label' });
+  }
+  // Label targets also carry rows without a label (a transfer set): all-zero, so only the teacher teaches them.
+  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec) || o.train.unlabeled !== undefined, nchwcBlock };
   const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime, teacher.kind === 'cached');
   const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime, teacher.kind === 'cached') : undefined;
   const evaluator = await Evaluator.create(o.model, o.runtime, nchwcBlock);
