@@ -15,6 +15,7 @@ import { type TextRows, readSpamAssassin, readTextFile, subjectAndBody, textData
 import { DEFAULT_TOKENIZER, EMPTY_ID, FIRST_HASHED_ID, type HashedTokenizerSpec, type TokenizerSpec, encodeTexts, fnv1a, tokenize } from '../src/text/tokenizer.js';
 import { Graph, gradients, readOnnx, sumAll, toOnnx } from '../src/graph/index.js';
 import { createOptimizer } from '../src/optim/index.js';
+import { buildWordPiece, buildWordPieceJson } from '../src/text/wordpiece.js';
 import { createTerms } from '../src/distill/index.js';
 import { Sequential, TextTransformer, embedBagLayers, textCnnLayers } from '../src/nn/index.js';
 import { parseConfig } from '../src/config/load.js';
@@ -183,4 +184,38 @@ test('SpamAssassin run: tokenizer.json ships with the models; the exported stude
   const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { cwd: process.cwd(), encoding: 'utf8', timeout: 120_000 });
   assert.equal(child.status, 0, child.stderr);
   assert.deepEqual(JSON.parse(child.stdout), want);
+});
+
+test('WordPiece from the training split: frequent words whole, unseen words spelled from ## pieces, no [UNK] for seen characters', () => {
+  const docs = ['Free money, free money!', 'Meeting notes: the meeting', 'café notes'];
+  const json = buildWordPieceJson(docs, 1000) as { model: { vocab: Record<string, number> } };
+  const vocab = json.model.vocab;
+  assert.deepEqual(Object.keys(vocab).slice(0, 4), ['[PAD]', '[UNK]', '[CLS]', '[SEP]']);
+  for (const w of ['free', 'money', 'meeting', 'notes']) assert.ok(w in vocab, `${w} (seen twice) is a token`);
+  assert.ok(!('the' in vocab) && 'e' in vocab && '##e' in vocab && 'cafe' in vocab === false, 'once-seen words are not; accents are stripped');
+  const tok = buildWordPiece(docs, 1000, 12);
+  const id = (t: string) => vocab[t]! + 1;
+  // "money" is whole; "mone" is unseen: m ##o ##n ##e; "Café" → cafe → c ##a ##f ##e.
+  assert.deepEqual([...tok.encode(['money mone Café'])], [id('money'), id('m'), id('##o'), id('##n'), id('##e'), id('c'), id('##a'), id('##f'), id('##e'), 0, 0, 0]);
+});
+
+test('SpamAssassin with a WordPiece vocabulary and a tiny transformer student: trains, exports, ships the tokenizer', { timeout: 300_000 }, async () => {
+  const out = join(root, 'spam-wp');
+  const cfg = parseConfig({
+    seed: 2,
+    output: out,
+    data: { dataset: 'spam-assassin', limitTrain: 300, validation: 0.2, test: 0.2, tokenizer: { type: 'wordpiece', vocabSize: 2000, maxTokens: 48 } },
+    teacher: { type: 'train', model: { type: 'embedbag', dim: 16 }, train: { epochs: 2, batchSize: 32, optimizer: { type: 'adam', lr: 0.01 } } },
+    student: { model: { type: 'transformer', dim: 8, heads: 2, layers: 1, ff: 16 }, train: { epochs: 2, batchSize: 32, optimizer: { type: 'adamw', lr: 0.003 } } },
+    baseline: false,
+    runtime: { threads: 1 },
+  });
+  const r = await runDistillation(cfg, { skipSpeed: true, progress: silent() });
+  const student = r.models.find((m) => m.role === 'student-distilled')!;
+  assert.match(student.name, /^transformer-d8-h2-l1-2$/);
+  assert.ok(Number.isFinite(student.final.test.loss));
+  const spec = JSON.parse(readFileSync(join(out, 'tokenizer.json'), 'utf8')) as { kind: string; file: string; vocabSize: number };
+  assert.equal(spec.kind, 'huggingface');
+  assert.ok(spec.vocabSize <= 2000 && existsSync(join(out, spec.file)));
+  assert.ok((r.data as { notes: string[] }).notes.some((n) => /WordPiece vocabulary of \d+ tokens built from the training split/.test(n)));
 });

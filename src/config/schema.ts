@@ -394,9 +394,16 @@ const hfTokenizerSchema = z.strictObject({
   addSpecialTokens: bool().default(true),
 });
 
+/** A WordPiece vocabulary built from the training split's documents (src/text/wordpiece.ts). */
+const wordPieceSchema = z.strictObject({
+  type: z.literal('wordpiece'),
+  vocabSize: int(64, 1_000_000).default(8000),
+  maxTokens: int(1, 65536).default(256),
+});
+
 export const tokenizerSchema = z
-  .union([hfTokenizerSchema, hashedTokenizerSchema])
-  .describe('{type: hashed, buckets, maxTokens, wordNgrams, charNgrams, lowercase} or {type: huggingface, file, config?, maxTokens}');
+  .union([hfTokenizerSchema, wordPieceSchema, hashedTokenizerSchema])
+  .describe('{type: hashed, buckets, maxTokens, wordNgrams, charNgrams, lowercase}, {type: wordpiece, vocabSize, maxTokens} or {type: huggingface, file, config?, maxTokens}');
 
 /** Data set kinds. A built-in one may also be written as the plain string "mnist" or "fashion-mnist". */
 export const datasetSchema = z

@@ -6,6 +6,7 @@ import type { AugmentConfig, ModelConfig, RunConfig } from '../config/schema.js'
 import { type DataSplits, type Dataset, type Standardizer, type TextRows, DEFAULT_MAX_CHARS, augments, fitStandardizer, subset, viewSet, loadCsv, loadIdxPair, loadMnist, loadFashionMnist, makeSplits, readSpamAssassin, readTextFile, textDataset } from '../data/index.js';
 import { DEFAULT_TOKENIZER, type TokenizerSpec, vocabRows } from '../text/tokenizer.js';
 import { loadHfTokenizer } from '../text/hf.js';
+import { buildWordPiece } from '../text/wordpiece.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { type LayerSpec, Mlp, type Model, type ParamValues, Sequential, TextTransformer, countParams, embedBagLayers, initParams, resnetLayers, textCnnLayers, vggLayers } from '../nn/index.js';
 import { type EnsembleSpec, createTerms, resolveLayers, type TermConfig } from '../distill/index.js';
@@ -293,10 +294,12 @@ export function loadData(cfg: RunConfig): DataSplits {
     case 'text': {
       const rows = ds.type === 'text' ? readTextFile(ds.path, { text: ds.text, label: ds.label }) : readSpamAssassin();
       const t = d.tokenizer;
+      const maxChars = ds.type === 'text' ? ds.maxChars : DEFAULT_MAX_CHARS;
+      if (t?.type === 'wordpiece') return wordPieceSplits(cfg, limitRows(rows, d.limitTrain, cfg.seed), t.vocabSize, t.maxTokens, maxChars);
       const tokenizer = t?.type === 'huggingface'
         ? loadHfTokenizer(resolve(t.file), t.config !== undefined ? resolve(t.config) : undefined, t.maxTokens, t.addSpecialTokens)
         : { ...DEFAULT_TOKENIZER, ...(t ? { lowercase: t.lowercase, wordNgrams: t.wordNgrams, charNgrams: t.charNgrams, buckets: t.buckets, maxTokens: t.maxTokens } : {}) };
-      const all = textDataset(limitRows(rows, d.limitTrain, cfg.seed), tokenizer, ds.type === 'text' ? ds.maxChars : DEFAULT_MAX_CHARS);
+      const all = textDataset(limitRows(rows, d.limitTrain, cfg.seed), tokenizer, maxChars);
       const { transfer, ...labeled } = all;
       const splits = makeSplits({ train: labeled }, { validation: d.validation, test: d.test }, cfg.seed);
       // What loading dropped or cut goes into the split notes, which run.json records.
@@ -304,6 +307,28 @@ export function loadData(cfg: RunConfig): DataSplits {
     }
   }
   return makeSplits(source, { validation: d.validation, test: d.test }, cfg.seed);
+}
+
+/**
+ * Text splits tokenized by a WordPiece vocabulary of the training split's documents: the split first (it depends on
+ * the labels only, so it is the split every tokenizer gets), then the vocabulary, then every split encoded with it.
+ */
+function wordPieceSplits(cfg: RunConfig, rows: TextRows, vocabSize: number, maxTokens: number, maxChars: number): DataSplits {
+  const d = cfg.data;
+  const provisional = textDataset(rows, { ...DEFAULT_TOKENIZER, buckets: 16, maxTokens: 1 }, maxChars);
+  const { transfer, ...labeled } = provisional;
+  const splits = makeSplits({ train: labeled }, { validation: d.validation, test: d.test }, cfg.seed);
+  const docs = provisional.text.docs;
+  const tok = buildWordPiece(Array.from(splits.train.ids, (id) => docs.get(id)!), vocabSize, maxTokens);
+  const text = { ...provisional.text, tokenizer: tok.spec, files: tok.files };
+  const recode = (ds: Dataset): Dataset => ({ ...ds, x: tok.encode(Array.from(ds.ids, (id) => docs.get(id)!)), sampleShape: [maxTokens], text });
+  return {
+    train: recode(splits.train),
+    validation: recode(splits.validation),
+    test: recode(splits.test),
+    info: { ...splits.info, notes: [...text.notes, `WordPiece vocabulary of ${tok.spec.vocabSize} tokens built from the training split`, ...splits.info.notes] },
+    ...(transfer ? { transfer: recode(transfer) } : {}),
+  };
 }
 
 /**

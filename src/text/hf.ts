@@ -1,5 +1,4 @@
 import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { KdError } from '../errors.js';
 import { whereResolved } from '../util/fs.js';
@@ -38,6 +37,12 @@ function readJson(path: string, what: string): { value: object; bytes: Buffer } 
 export function loadHfTokenizer(file: string, config: string | undefined, maxTokens: number, addSpecialTokens: boolean): LoadedHfTokenizer {
   const json = readJson(file, 'tokenizer');
   const cfg = config ? readJson(config, 'tokenizer config') : undefined;
+  return hfTokenizer(json, cfg, maxTokens, addSpecialTokens, file);
+}
+
+/** A tokenizer from its tokenizer.json (and config) already read: `source` names it in messages. */
+export function hfTokenizer(json: { value: object; bytes: Buffer }, cfg: { value: object; bytes: Buffer } | undefined, maxTokens: number, addSpecialTokens: boolean, source: string): LoadedHfTokenizer {
+  const file = source;
   let tok: Tokenizer;
   try {
     tok = new Tokenizer(json.value, cfg?.value ?? {});
@@ -60,7 +65,6 @@ export function loadHfTokenizer(file: string, config: string | undefined, maxTok
     maxTokens,
   };
   const files = [{ name: spec.file, bytes: json.bytes }, ...(cfg ? [{ name: spec.config!, bytes: cfg.bytes }] : [])];
-  void basename;
   return {
     spec,
     files,
