@@ -198,8 +198,8 @@ test('a bad enum or type tag suggests the near miss', () => {
   for (const line of [
     '✖ invalid value -3 → at student.train.epochs; expected an integer >= 1',
     '✖ invalid value "adamm" → at student.train.optimizer.type; expected one of: sgd, adam, adamw; did you mean "adam"?',
-    '✖ invalid value "onx" → at teacher.type; expected one of: train, onnx, tfjs, remote; did you mean "onnx"?',
-    '✖ invalid value "CSV" → at data.dataset.type; expected one of: mnist, fashion-mnist, idx, csv; did you mean "csv"?',
+    '✖ invalid value "onx" → at teacher.type; expected one of: train, onnx, tfjs, remote, llm; did you mean "onnx"?',
+    '✖ invalid value "CSV" → at data.dataset.type; expected one of: mnist, fashion-mnist, spam-assassin, idx, csv, text; did you mean "csv"?',
   ]) {
     assert.ok(e.message.includes(line), `missing line\n${line}\nin\n${e.message}`);
   }
@@ -216,7 +216,7 @@ test('a missing required value is reported as missing, with what is expected', (
       ['missing', 'student.model.type', '(missing)'],
     ],
   );
-  assert.equal(r.problems[2]!.expected, 'one of: mlp, cnn, resnet, vgg');
+  assert.equal(r.problems[2]!.expected, 'one of: mlp, cnn, resnet, vgg, embedbag, textcnn, transformer');
 });
 
 test('every problem line names the path, the value and what is expected', () => {
