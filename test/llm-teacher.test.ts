@@ -7,7 +7,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../src/config/load.js';
@@ -15,6 +15,7 @@ import type { RunConfigInput } from '../src/config/schema.js';
 import { KdError } from '../src/errors.js';
 import { readTextFile, textDataset } from '../src/data/index.js';
 import { runDistillation } from '../src/pipeline/run.js';
+import { preflight } from '../src/pipeline/check.js';
 import { createProgress } from '../src/report/progress.js';
 import { ANSWER_SMOOTHING, LlmTeacher, type LlmTeacherOptions } from '../src/teachers/index.js';
 import { DEFAULT_TOKENIZER } from '../src/text/tokenizer.js';
@@ -234,6 +235,19 @@ test('llm teacher: documents without a label are a transfer set: the LLM labels 
     assert.equal(seen('student-distilled'), seen('student-alone') + 160, log);
     const distilled = r.models.find((m) => m.role === 'student-distilled')!;
     assert.ok(distilled.final.test.acc >= 0.9, `taught by the LLM on 184 documents: ${distilled.final.test.acc}`);
+  } finally {
+    await server.close();
+  }
+});
+
+test('llm teacher: kdistill check asks the first document and writes nothing (no cached answer, no folder)', async () => {
+  const server = await startFakeOpenAi();
+  try {
+    const out = fresh('checked');
+    const plan = await preflight(parseConfig(llmConfig(out, corpus(12), server.url, join(out, 'answers'))));
+    assert.match(plan.teacher.name, /test-model at http:\/\/127\.0\.0\.1/);
+    assert.equal(server.requests.length, 1, 'the probe: one document');
+    assert.equal(existsSync(out), false, 'nothing written');
   } finally {
     await server.close();
   }

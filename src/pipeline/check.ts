@@ -33,7 +33,7 @@ export async function preflight(cfg: RunConfig, source?: string): Promise<Prefli
   const output = { folder: out, state: checkOutputFolder(cfg, out) };
   const logged: string[] = [];
   const silent: Progress = { start: () => ({ update: () => {}, stop: () => {} }), log: (line) => logged.push(line) };
-  const ctx = phaseContext(cfg, out, silent, {}, {});
+  const ctx = { ...phaseContext(cfg, out, silent, {}, {}), dryRun: true };
   const { data, teacher, student, estimate } = await prepare(ctx);
   let memory = estimate;
   if (search) {
@@ -44,7 +44,7 @@ export async function preflight(cfg: RunConfig, source?: string): Promise<Prefli
   }
   const s = data.splits;
   const t = cfg.teacher;
-  const teacherName = teacher.model?.name ?? teacher.file ?? (teacher.remote ? `${teacher.remote.model} at ${teacher.remote.urls.join(', ')}` : t.type);
+  const teacherName = teacher.model?.name ?? teacher.file ?? (teacher.remote ? `${teacher.remote.model} at ${teacher.remote.urls.join(', ')}` : teacher.llm ? teacher.llm.path : t.type);
   const phases: Preflight['phases'] = [];
   if (t.type === 'train') phases.push({ name: 'teacher', epochs: t.train.epochs, batchSize: t.train.batchSize });
   if (cfg.baseline) phases.push({ name: 'student alone', epochs: cfg.student.train.epochs, batchSize: cfg.student.train.batchSize });

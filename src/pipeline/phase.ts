@@ -24,6 +24,8 @@ export interface PhaseContext {
   wallSeconds: Record<string, number>;
   /** Metadata written into every exported ONNX file. */
   meta: Record<string, string>;
+  /** `kdistill check`: everything is checked, nothing is written (an LLM teacher's probe answer is not cached). */
+  dryRun?: boolean | undefined;
 }
 
 export function phaseContext(cfg: RunConfig, out: string, progress: Progress, options: { resume?: boolean | undefined; shouldStop?: (() => boolean) | undefined; wallSeconds?: Record<string, number> }, meta: Record<string, string>): PhaseContext {

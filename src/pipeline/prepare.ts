@@ -104,13 +104,13 @@ export type Teaching = 'cached' | 'views' | 'online';
  * on one training sample. The first teacher's file is probed by `probeTeacherFile` once the student's terms say
  * which of its tensors they read. `out` is where imported ensemble teachers will be exported.
  */
-export async function planTeacher(cfg: RunConfig, data: PreparedData, out: string, log?: (line: string) => void): Promise<TeacherPlan> {
+export async function planTeacher(cfg: RunConfig, data: PreparedData, out: string, log?: (line: string) => void, dryRun = false): Promise<TeacherPlan> {
   const { splits, standardizer } = data;
   const imported = cfg.teacher.type === 'tfjs' ? importTfjsTeacher(cfg.teacher, splits.train) : undefined;
   const model = cfg.teacher.type === 'train' ? buildModel(cfg.teacher.model, splits.train, standardizer) : imported?.model;
   const file = cfg.teacher.type === 'onnx' ? resolve(cfg.teacher.path) : undefined;
   const remote = cfg.teacher.type === 'remote' ? remoteOptions(cfg.teacher, log) : undefined;
-  const llm = cfg.teacher.type === 'llm' ? new LlmTeacher(llmOptions(cfg.teacher, splits.train, out, log)) : undefined;
+  const llm = cfg.teacher.type === 'llm' ? new LlmTeacher({ ...llmOptions(cfg.teacher, splits.train, out, log), persist: !dryRun }) : undefined;
   let layers: string[];
   let tensors: string[] = [];
   if (remote) {

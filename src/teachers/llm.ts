@@ -43,6 +43,8 @@ export interface LlmTeacherOptions {
   price?: { prompt: number; completion: number } | undefined;
   /** Where answers are cached. */
   cacheDir: string;
+  /** false: read the cache, write nothing (kdistill check). */
+  persist?: boolean | undefined;
   backoffMs?: number | undefined;
   maxBackoffMs?: number | undefined;
   log?: ((line: string) => void) | undefined;
@@ -261,7 +263,7 @@ export class LlmTeacher {
       }
     }
     const a = await this.ask(doc);
-    writeFileAtomic(file, JSON.stringify(a));
+    if (this.options.persist !== false) writeFileAtomic(file, JSON.stringify(a));
     return a;
   }
 
