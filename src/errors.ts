@@ -22,6 +22,7 @@ export const ERROR_CODES = {
   KD_REMOTE_UNAVAILABLE: 'a teacher server cannot be reached, or kept failing after every retry',
   KD_REMOTE_PROTOCOL: 'a teacher server answered something the inference protocol does not allow (malformed JSON, wrong shapes, NaN)',
   KD_CACHE_MISMATCH: 'a teacher-output cache folder holds outputs of another teacher or other data',
+  KD_DEVICE_UNAVAILABLE: 'the requested device (a GPU through WebGPU) is not available on this machine',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;
@@ -45,6 +46,7 @@ export const EXIT_STATUS: Record<ErrorCode, number> = {
   KD_REMOTE_UNAVAILABLE: 7,
   KD_REMOTE_PROTOCOL: 7,
   KD_CACHE_MISMATCH: 5,
+  KD_DEVICE_UNAVAILABLE: 5,
   KD_INTERRUPTED: 130,
 };
 

@@ -59,7 +59,7 @@ test('a minimal config parses with every default filled', () => {
     baseline: true,
     export: { tfjs: false },
     distill: { terms: [{ type: 'ce', weight: 0.1 }, { type: 'kd', temperature: 4, weight: 0.9 }] },
-    runtime: { threads: 3, stepsPerRun: 4, checkpointEvery: 1000, lrBackoff: 0, kernels: 'standard', teacherCacheShard: 4096 },
+    runtime: { threads: 3, stepsPerRun: 4, checkpointEvery: 1000, lrBackoff: 0, kernels: 'standard', teacherCacheShard: 4096, device: 'cpu' },
   });
 });
 

@@ -36,6 +36,7 @@ Options:
   --out DIR        output folder (overrides output: in the config)
   --seed N         random seed (overrides seed:)
   --threads N      runtime threads (overrides runtime.threads)
+  --device D       cpu, webgpu or auto (overrides runtime.device; webgpu: a GPU through ONNX Runtime's WebGPU provider)
   --quiet          one line per finished phase instead of progress bars
 
 Ctrl-C (or SIGTERM) stops at the end of the current step, writes a checkpoint and exits with status 130;
@@ -55,6 +56,7 @@ async function main(argv: string[]): Promise<number> {
         out: { type: 'string' },
         seed: { type: 'string' },
         threads: { type: 'string' },
+        device: { type: 'string' },
         quiet: { type: 'boolean', default: false },
         print: { type: 'boolean', default: false },
         resume: { type: 'string' },
@@ -79,6 +81,7 @@ async function main(argv: string[]): Promise<number> {
     if (values.out !== undefined) obj.output = values.out;
     if (values.seed !== undefined) obj.seed = intFlag('--seed', values.seed, 0);
     if (values.threads !== undefined) obj.runtime = { ...(obj.runtime as object | undefined), threads: intFlag('--threads', values.threads, 1) };
+    if (values.device !== undefined) obj.runtime = { ...(obj.runtime as object | undefined), device: values.device };
     return obj;
   };
   let cfg: RunConfig;

@@ -805,6 +805,11 @@ export const runtimeSchema = z.strictObject({
   teacherCache: z.string().min(1).describe('a folder path, e.g. .cache/kdistill').optional(),
   /** Samples per shard of the teacher-output cache (a fill resumes from whole shards). */
   teacherCacheShard: int(1, 1 << 20).default(4096),
+  /**
+   * Where sessions run: cpu (the default, every published number), webgpu (a GPU through ONNX Runtime's WebGPU
+   * provider; a coded error when no adapter answers), or auto (the GPU when one answers, else the CPU).
+   */
+  device: z.enum(['cpu', 'webgpu', 'auto']).default('cpu'),
 });
 
 export const runConfigSchema = z
@@ -904,6 +909,7 @@ export interface RuntimeConfig {
   kernels: 'standard' | 'blocked';
   teacherCache?: string | undefined;
   teacherCacheShard: number;
+  device: 'cpu' | 'webgpu' | 'auto';
 }
 
 /** A fully resolved run config: every default filled, ready for the trainer. */

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { type ResolvedDevice, resolveDevice } from '../runtime/device.js';
 import { join } from 'node:path';
 import type { RunConfig, TrainConfig } from '../config/schema.js';
 import type { DataSplits } from '../data/index.js';
@@ -26,6 +27,18 @@ export interface PhaseContext {
   meta: Record<string, string>;
   /** `kdistill check`: everything is checked, nothing is written (an LLM teacher's probe answer is not cached). */
   dryRun?: boolean | undefined;
+  /** The device sessions run on, once `useDevice` resolved runtime.device. */
+  device?: ResolvedDevice | undefined;
+}
+
+/** Resolves runtime.device (a coded error for webgpu without a GPU) and points every later session at it. */
+export async function useDevice(ctx: PhaseContext): Promise<ResolvedDevice> {
+  if (ctx.device) return ctx.device;
+  const d = await resolveDevice(ctx.cfg.runtime.device);
+  ctx.device = d;
+  if (d.device === 'webgpu') ctx.runtime.executionProvider = 'webgpu';
+  if (ctx.cfg.runtime.device !== 'cpu') ctx.progress.log(`device: ${d.device} (${d.note})`);
+  return d;
 }
 
 export function phaseContext(cfg: RunConfig, out: string, progress: Progress, options: { resume?: boolean | undefined; shouldStop?: (() => boolean) | undefined; wallSeconds?: Record<string, number> }, meta: Record<string, string>): PhaseContext {

@@ -20,7 +20,7 @@ import type { LlmTeacher } from '../teachers/index.js';
 import { diagnoseRun } from './diagnose.js';
 import { type Finalized, finalize } from './finalize.js';
 import { CHECKPOINT_DIR, readProgressFile, refuseUnfinished, withOutputFolder } from './outdir.js';
-import { type PhaseContext, checkpointPath, phaseContext, timed } from './phase.js';
+import { type PhaseContext, checkpointPath, phaseContext, timed, useDevice } from './phase.js';
 import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile, shipTokenizer } from './prepare.js';
 import { STUDENT_FILES, type StudentRole, TFJS_DIR, studentInit, studentPhase } from './student.js';
 import { TEACHER_FILE, type TeacherArtifact, teacherOutputsPhase, teacherPhase } from './teacher.js';
@@ -139,6 +139,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
       totalSeconds: (performance.now() - t0) / 1000,
       resources: { memoryEstimateBytes: estimate, peakRssBytes: process.resourceUsage().maxRSS * 1024 },
       teaching: student.teaching,
+      device: ctx.device,
       teacherCache: outputs?.kind === 'cached' ? outputs.cacheInfo : undefined,
       llmTeacher: teacher.llm ? { ...teacher.llm.stats, modes: { ...teacher.llm.stats.modes }, file: writeLlmRecord(out, teacher.llm) } : undefined,
       diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),
@@ -158,6 +159,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
  */
 export async function prepare(ctx: PhaseContext): Promise<{ data: PreparedData; teacher: TeacherPlan; student: StudentPlan; estimate: number }> {
   const { cfg, progress } = ctx;
+  await useDevice(ctx);
   const data = await timed(ctx, 'data', () => prepareData(cfg));
   shipTokenizer(ctx.meta, data);
   const { splits } = data;

@@ -27,7 +27,7 @@ import { diagnoseRun } from './diagnose.js';
 import { evaluateOnnx } from './evaluate.js';
 import { sealSplit } from './guard.js';
 import { CHECKPOINT_DIR, readProgressFile, refuseUnfinished, withOutputFolder } from './outdir.js';
-import { type PhaseContext, checkpointPath, phaseContext } from './phase.js';
+import { type PhaseContext, checkpointPath, phaseContext, useDevice } from './phase.js';
 import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile, shipTokenizer } from './prepare.js';
 import { evaluateAll } from './run.js';
 import { STUDENT_FILES, studentInit, studentPhase } from './student.js';
@@ -160,6 +160,7 @@ async function searchAndFinish(cfg: RunConfig, out: string, search: Search, opti
   }
   const save = () => writeFileAtomic(file, JSON.stringify(rec, null, 2));
   const ctx = phaseContext(cfg, out, progress, { resume: true, shouldStop: options.shouldStop }, { kdistill: kdistillVersion(), seed: String(cfg.seed) });
+  await useDevice(ctx);
   const data = prepareData(cfg);
   shipTokenizer(ctx.meta, data, out);
   const splits = data.splits;
@@ -394,6 +395,7 @@ async function final(
     phases: { teacher: rec.teacherSeconds ?? 0, search: rec.results.reduce((n, r) => n + r.seconds, 0), ...ctx.wallSeconds },
     totalSeconds: rec.totalSeconds,
     teaching: student.teaching,
+    device: ctx.device,
     diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),
     tune: summary,
   };

@@ -230,6 +230,7 @@ function runSection(record: RunRecord): string {
     ['cores', isNum(m.cores) ? String(m.cores) : '—'],
     ['memory', isNum(m.memoryBytes) ? fmtBytes(m.memoryBytes) : '—'],
     ['platform', String(m.platform ?? '—')],
+    ['device', record.device ? `${record.device.device} (${record.device.note})` : 'cpu'],
   ];
   const versions = Object.entries(record.versions ?? {}).map(([k, v]) => [k, String(v)] as [string, string]);
   return `<section>

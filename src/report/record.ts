@@ -75,6 +75,8 @@ export interface RunRecord {
     /** A remote teacher's requests during this run's fill (absent on a hit or for a local teacher). */
     remote?: { requests: number; retries: number; samples: number; bytesSent: number; bytesReceived: number; takenOut: { url: string; error: string }[] } | undefined;
   } | undefined;
+  /** Where the sessions ran (runtime.device resolved): cpu or webgpu, and why. */
+  device?: { device: 'cpu' | 'webgpu'; note: string } | undefined;
   /** An LLM teacher's requests and how its soft labels were formed (teacher.type llm); per document in `file`. */
   llmTeacher?: {
     requests: number;

@@ -92,7 +92,7 @@ export function formatSummary(record: RunRecord): string {
   const teacher = teacherLines(record);
   if (teacher.length > 0) parts.push(teacher.join('\n'));
   if (record.diagnosis) parts.push(diagnosisLines(record.diagnosis).join('\n'));
-  if (isNum(record.totalSeconds)) parts.push(`total wall time ${fmtSeconds(record.totalSeconds)}`);
+  if (isNum(record.totalSeconds)) parts.push(`total wall time ${fmtSeconds(record.totalSeconds)}${record.device ? ` on ${record.device.device === 'cpu' ? 'the CPU' : 'the GPU (WebGPU)'}` : ''}`);
   return parts.join('\n\n');
 }
 
