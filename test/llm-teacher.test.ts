@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../src/config/load.js';
 import type { RunConfigInput } from '../src/config/schema.js';
 import { KdError } from '../src/errors.js';
+import { rejectsKd } from './helpers/errors.js';
 import { readTextFile, textDataset } from '../src/data/index.js';
 import { runDistillation } from '../src/pipeline/run.js';
 import { preflight } from '../src/pipeline/check.js';
@@ -53,16 +54,6 @@ const options = (url: string, over: Partial<LlmTeacherOptions> = {}): LlmTeacher
   ...over,
 });
 
-async function rejectsKd(p: Promise<unknown>, code: string): Promise<KdError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof KdError, `expected a KdError, got ${String((e as Error)?.stack ?? e)}`);
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}, but nothing was thrown`);
-}
 
 test('llm teacher: soft labels are the first token\'s label probabilities renormalized, the rest recorded as outside', async () => {
   const server = await startFakeOpenAi();

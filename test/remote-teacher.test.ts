@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Dataset } from '../src/data/index.js';
 import { KdError } from '../src/errors.js';
+import { rejectsKd } from './helpers/errors.js';
 import { RemoteTeacher, type RemoteTeacherOptions, backoff } from '../src/teachers/index.js';
 import { type FakeOptions, type FakeServer, fakeLogits, startFake } from './helpers/fake-v2.js';
 
@@ -32,16 +33,6 @@ async function withServers<T>(opts: FakeOptions[], f: (servers: FakeServer[]) =>
 
 const fast: Partial<RemoteTeacherOptions> = { backoffMs: 1, maxBackoffMs: 2, timeoutMs: 30_000 };
 
-async function rejectsKd(p: Promise<unknown>, code: string): Promise<KdError> {
-  try {
-    await p;
-  } catch (e) {
-    assert.ok(e instanceof KdError, `expected a KdError, got ${String((e as Error)?.stack ?? e)}`);
-    assert.equal(e.code, code, e.message);
-    return e;
-  }
-  assert.fail(`expected ${code}, but nothing was thrown`);
-}
 
 for (const binary of [false, true]) {
   test(`remote teacher: logits for every sample equal the model's, by sample id (${binary ? 'binary extension' : 'JSON'})`, async () => {

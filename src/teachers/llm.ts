@@ -6,6 +6,7 @@ import type { Dataset } from '../data/index.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { LogitTable } from './cache.js';
 import { backoff, httpExchange } from './remote.js';
+import { withDefaults } from '../util/defaults.js';
 
 /**
  * A large language model as the teacher (`teacher: {type: llm}`): any server with the OpenAI chat/completions API
@@ -118,18 +119,7 @@ export class LlmTeacher {
   private outsideSum = 0;
 
   constructor(private readonly options: LlmTeacherOptions) {
-    this.o = {
-      logprobs: options.logprobs ?? DEFAULTS.logprobs,
-      topLogprobs: options.topLogprobs ?? DEFAULTS.topLogprobs,
-      maxTokens: options.maxTokens ?? DEFAULTS.maxTokens,
-      temperature: options.temperature ?? DEFAULTS.temperature,
-      maxChars: options.maxChars ?? DEFAULTS.maxChars,
-      concurrency: options.concurrency ?? DEFAULTS.concurrency,
-      timeoutMs: options.timeoutMs ?? DEFAULTS.timeoutMs,
-      retries: options.retries ?? DEFAULTS.retries,
-      backoffMs: options.backoffMs ?? DEFAULTS.backoffMs,
-      maxBackoffMs: options.maxBackoffMs ?? DEFAULTS.maxBackoffMs,
-    };
+    this.o = withDefaults(DEFAULTS, options);
     if (!options.prompt.includes('{document}')) {
       throw new KdError('KD_CONFIG_INVALID', 'teacher.prompt has no {document} slot: the model would never see the document', {
         fix: 'put {document} where the document goes, e.g. "Is this e-mail spam or ham? Answer with one word.\\n\\n{document}"',

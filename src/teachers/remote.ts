@@ -12,6 +12,7 @@ import {
   encodeInferRequest,
 } from '../serve/v2.js';
 import { LogitTable } from './cache.js';
+import { withDefaults } from '../util/defaults.js';
 import { type FeedPlan, FeedPlanner, type TeacherPreprocess, transformBatch } from './feed.js';
 import { attentionMaps, baseTensor } from './onnx-teacher.js';
 
@@ -130,15 +131,7 @@ export class RemoteTeacher {
     private readonly options: RemoteTeacherOptions,
   ) {
     this.features = [...new Set(options.features ?? [])];
-    this.opts = {
-      batchSize: options.batchSize ?? DEFAULTS.batchSize,
-      concurrency: options.concurrency ?? DEFAULTS.concurrency,
-      timeoutMs: options.timeoutMs ?? DEFAULTS.timeoutMs,
-      retries: options.retries ?? DEFAULTS.retries,
-      backoffMs: options.backoffMs ?? DEFAULTS.backoffMs,
-      maxBackoffMs: options.maxBackoffMs ?? DEFAULTS.maxBackoffMs,
-      maxFailures: options.maxFailures ?? DEFAULTS.maxFailures,
-    };
+    this.opts = withDefaults(DEFAULTS, options);
   }
 
   /** The model as messages name it: `mnist-teacher at http://127.0.0.1:8000` (and how many servers more). */
