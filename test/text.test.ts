@@ -16,7 +16,7 @@ import { DEFAULT_TOKENIZER, EMPTY_ID, FIRST_HASHED_ID, type HashedTokenizerSpec,
 import { Graph, gradients, readOnnx, sumAll, toOnnx } from '../src/graph/index.js';
 import { createOptimizer } from '../src/optim/index.js';
 import { buildWordPiece, buildWordPieceJson } from '../src/text/wordpiece.js';
-import { createTerms } from '../src/distill/index.js';
+import { type TermConfig, createTerms } from '../src/distill/index.js';
 import { Sequential, TextTransformer, embedBagLayers, textCnnLayers } from '../src/nn/index.js';
 import { parseConfig } from '../src/config/load.js';
 import { runDistillation } from '../src/pipeline/run.js';
@@ -138,7 +138,7 @@ test('text models are built from ops the WebGPU provider has (ScatterND for the 
   // The whole training step of the distilled fastText student (KD loss, Adam), too.
   const student = new Sequential({ inputShape: [8], numClasses: 2, vocab: 50, layers: embedBagLayers({ dim: 4, hidden: [], numClasses: 2 }), label: 'embedbag' });
   const opt = createOptimizer({ type: 'adam', lr: 0.01, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0 });
-  const step = buildStepGraph(student, opt, createTerms([{ type: 'ce', weight: 0.5 }, { type: 'kd', temperature: 2, weight: 0.5 }] as never), 2);
+  const step = buildStepGraph(student, opt, createTerms([{ type: 'ce', weight: 0.5 }, { type: 'kd', temperature: 2, weight: 0.5, warmupEpochs: 0 }] as TermConfig[]), 2);
   const stepOps = new Set(readOnnx(step.onnx).graph!.node!.map((n) => n.opType!));
   assert.deepEqual([...stepOps].filter((op) => !WEBGPU_OPS.has(op)), [], 'training step: ops without a WebGPU kernel');
 });
