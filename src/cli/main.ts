@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+import { existsSync } from 'node:fs';
+import { basename, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { KdError, EXIT_STATUS, isKdError } from '../errors.js';
 import { getPreset, PRESET_NAMES } from '../config/presets.js';
@@ -144,8 +146,14 @@ async function main(argv: string[]): Promise<number> {
 
 function finish(cfg: RunConfig, record: RunRecord): number {
   process.stdout.write(`\n${formatSummary(record)}\n`);
-  process.stdout.write(`\nwritten to ${cfg.output}/: ${record.models.map((m) => m.onnxPath.split('/').pop()).join(', ')}, ${RUN_RECORD_FILE}, ${HTML_REPORT_FILE}\n`);
+  process.stdout.write(`\nwritten to ${cfg.output}/: ${writtenModels(cfg, record).join(', ')}, ${RUN_RECORD_FILE}, ${HTML_REPORT_FILE}\n`);
   return 0;
+}
+
+/** The model files of a run in its output folder (a teacher on a server or behind an API has none). */
+function writtenModels(cfg: RunConfig, record: RunRecord): string[] {
+  const out = resolve(cfg.output);
+  return record.models.filter((m) => resolve(m.onnxPath).startsWith(`${out}/`) && existsSync(m.onnxPath)).map((m) => basename(m.onnxPath));
 }
 
 function finishTune(cfg: RunConfig, r: Awaited<ReturnType<typeof runTune>>): number {
