@@ -272,11 +272,16 @@ def resnet20(torch):
     return nn.Sequential(*layers)
 
 
-def make_step(torch, name, batch, foreach):
+def make_step(torch, name, batch, foreach, device="cpu"):
     """Returns step(i) for a case: one whole training step on batch i % 64, returning the loss."""
     F = torch.nn.functional
-    xs = torch.rand(N_BATCHES, batch, N_IN)
-    ys = torch.randint(0, N_CLASSES, (N_BATCHES, batch))
+    xs = torch.rand(N_BATCHES, batch, N_IN).to(device)
+    ys = torch.randint(0, N_CLASSES, (N_BATCHES, batch)).to(device)
+    # Every model and all data live on `device` (cuda: the GPU peer of bench/gpu.ts).
+    mlp_ = lambda sizes: mlp(torch, sizes).to(device)  # noqa: E731
+    cnn_ = lambda: cnn(torch).to(device)  # noqa: E731
+    small_cnn_ = lambda: small_cnn(torch).to(device)  # noqa: E731
+    resnet20_ = lambda: resnet20(torch).to(device)  # noqa: E731
     kind_sgd = "_sgd" in name
 
     def optimizer(model):
@@ -332,22 +337,22 @@ def make_step(torch, name, batch, foreach):
 
     # The more specific prefixes first: cnn_small_ before cnn_, kd_cnn_to_cnnsmall_ before kd_cnn_to_cnn_.
     if name.startswith("cnn_small_ce_"):
-        return ce_step(small_cnn(torch).train(), images)
+        return ce_step(small_cnn_().train(), images)
     if name.startswith("resnet20_ce_"):
-        return ce_step(resnet20(torch).train(), images)
+        return ce_step(resnet20_().train(), images)
     if name.startswith("kd_cnn_to_cnnsmall_"):
-        return kd_step(cnn(torch), images, small_cnn(torch).train(), images, cached=name.endswith("_cached"))
+        return kd_step(cnn_(), images, small_cnn_().train(), images, cached=name.endswith("_cached"))
     if name.startswith("mlp_1200_ce_"):
-        return ce_step(mlp(torch, [N_IN, 1200, 1200, N_CLASSES]).train(), xs)
+        return ce_step(mlp_([N_IN, 1200, 1200, N_CLASSES]).train(), xs)
     if name.startswith("kd_1200_to_800_"):
-        return kd_step(mlp(torch, [N_IN, 1200, 1200, N_CLASSES]), xs, mlp(torch, [N_IN, 800, 800, N_CLASSES]).train(), xs,
+        return kd_step(mlp_([N_IN, 1200, 1200, N_CLASSES]), xs, mlp_([N_IN, 800, 800, N_CLASSES]).train(), xs,
                        cached=name.endswith("_cached"))
     if name.startswith("cnn_ce_"):
-        return ce_step(cnn(torch).train(), images)
+        return ce_step(cnn_().train(), images)
     if name.startswith("kd_cnn_to_cnn_"):
-        return kd_step(cnn(torch), images, cnn(torch).train(), images)
+        return kd_step(cnn_(), images, cnn_().train(), images)
     if name.startswith("kd_cnn_to_mlp800_"):
-        return kd_step(cnn(torch), images, mlp(torch, [N_IN, 800, 800, N_CLASSES]).train(), xs)
+        return kd_step(cnn_(), images, mlp_([N_IN, 800, 800, N_CLASSES]).train(), xs)
 
     raise ValueError(f"unknown case {name!r}; known: {', '.join(CASES)}")
 
@@ -355,10 +360,12 @@ def make_step(torch, name, batch, foreach):
 class Timed:
     """A built case: its step function and the index of the next step."""
 
-    def __init__(self, torch, name, batch, foreach):
+    def __init__(self, torch, name, batch, foreach, device="cpu"):
         torch.manual_seed(0)
         self.name, self.batch, self.foreach = name, batch, foreach
-        self.step = make_step(torch, name, batch, foreach)
+        self.step = make_step(torch, name, batch, foreach, device)
+        # CUDA runs asynchronously: the clock is read only after the GPU has finished the steps it counts.
+        self.sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         self.i = 0
         self.first_loss = None
 
@@ -379,11 +386,13 @@ class Timed:
 
     def time(self, seconds, rewarm):
         self.run_for(rewarm, 1)
+        self.sync()
         n, t0 = 0, time.perf_counter()
         while True:
             self.step(self.i)
             self.i += 1
             n += 1
+            self.sync()
             elapsed = time.perf_counter() - t0
             if elapsed >= seconds:
                 break
@@ -397,7 +406,7 @@ class Timed:
         return loss
 
 
-def worker(setup):
+def worker(setup, device="cpu"):
     """One thread setup: set the thread variables, import torch, say hello, then serve the line protocol."""
     torch_threads, blas_threads = parse_setup(setup)
     # Before torch (and with it OpenBLAS and libgomp) is loaded: both read these once, at load.
@@ -440,7 +449,7 @@ def worker(setup):
             if op == "quit":
                 break
             if op == "build":
-                t = Timed(torch, cmd["case"], int(cmd["batch"]), bool(cmd["foreach"]))
+                t = Timed(torch, cmd["case"], int(cmd["batch"]), bool(cmd["foreach"]), device)
                 t0 = time.perf_counter()
                 n = t.first()
                 warmup = float(cmd.get("warmup", WARMUP_SECONDS))
@@ -487,9 +496,10 @@ def blas_warnings(hellos):
 
 
 class Worker:
-    def __init__(self, setup):
+    def __init__(self, setup, device="cpu"):
         self.setup = setup
-        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", "--setup", setup],
+        self.proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--worker", "--setup", setup,
+                                      "--device", device],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.hello = self._read()["hello"]
 
@@ -605,6 +615,8 @@ def main():
                     help="comma-separated thread setups, e.g. torch1_blas2,torch2_blas1")
     ap.add_argument("--foreach", choices=["both", "on", "off"], default="both",
                     help="optimizer implementations searched: both (default), foreach only, for-loop only")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                    help="cuda: models and data on the GPU (the peer of bench/gpu.ts); the BLAS check then does not apply")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--setup", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -618,7 +630,7 @@ def main():
             parse_setup(args.setup or "")
         except ValueError:
             ap.error(f"bad --setup {args.setup!r} (expected torchN_blasM)")
-        worker(args.setup)
+        worker(args.setup, args.device)
         return
 
     args.cases = [c for c in args.cases.split(",") if c]
@@ -645,9 +657,9 @@ def main():
     try:
         for s in setups:
             log(f"setup {s} ...")
-            workers.append(Worker(s))
+            workers.append(Worker(s, args.device))
         hellos = [w.hello for w in workers]
-        fatal, other = blas_warnings(hellos)
+        fatal, other = blas_warnings(hellos) if args.device == "cpu" else ([], [])
         for w in fatal + other:
             log(f"WARNING: {w}")
         cases = [run_case(workers, name, args) for name in args.cases]

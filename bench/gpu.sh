@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# npm run bench:gpu: kdistill's training and KD steps on a GPU (WebGPU provider, training state kept on the device)
+# against PyTorch CUDA eager on the same machine, at batch 128, 1,024 and 4,096 (bench/gpu.ts). For a machine
+# with an NVIDIA GPU and no Node.js (../shared/GPU.md): on the development machine run `npm ci && npm run build &&
+# bash ../shared/gpu/bundle.sh`, carry `.gpu` and `dist`, then run this script there. Bounded: 8 minutes in all.
+# Full results go to $OUT/bench-gpu.json when OUT is set; the table is printed last.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -d .gpu ]; then
+  bash .gpu/unpack.sh
+  export PATH="$PWD/.gpu/bin:$PATH"
+fi
+export VK_DRIVER_FILES="${VK_DRIVER_FILES:-/usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json}"
+[ -f dist/bench/gpu.js ] || { echo "dist/bench/gpu.js is missing: build first (npm run build) and carry dist/" >&2; exit 2; }
+timeout 480 node dist/bench/gpu.js --device webgpu --limit 450 "$@"
