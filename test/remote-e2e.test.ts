@@ -107,6 +107,15 @@ test('remote teacher: feature and relation terms read the layers the server expo
   proc.kill('SIGTERM');
 });
 
+test('remote teacher, online teaching: with augmentation the server answers every augmented batch', { timeout: LIMIT_MS }, async () => {
+  const { url, proc } = await serve(teacherFile);
+  const over = { baseline: false, student: { model: { type: 'mlp' as const, hidden: [16] }, train: { epochs: 1, batchSize: 64, augment: { shift: 2 } } } };
+  const r = await runDistillation(parseConfig(config(join(root, 'online'), { type: 'remote', url, model: 'mnist-teacher' }, over)), { skipSpeed: true, progress: silent() });
+  assert.equal(r.teaching, 'online');
+  assert.ok(Number.isFinite(r.models.find((m) => m.role === 'student-distilled')!.final.test.loss));
+  proc.kill('SIGTERM');
+});
+
 const shardsOf = (dir: string): ShardManifest => {
   const key = readdirOne(dir);
   return JSON.parse(readFileSync(join(dir, key, MANIFEST_FILE), 'utf8')) as ShardManifest;
