@@ -14,7 +14,9 @@ import { parseConfig } from '../src/config/load.js';
 import { loadData } from '../src/pipeline/prepare.js';
 import { runDistillation } from '../src/pipeline/run.js';
 import { createProgress } from '../src/report/progress.js';
-import { OnnxTeacher } from '../src/teachers/index.js';
+import { OnnxTeacher, RemoteTeacher } from '../src/teachers/index.js';
+import { textDataset } from '../src/data/index.js';
+import { spawn } from 'node:child_process';
 import { loadHfTokenizer } from '../src/text/hf.js';
 
 const root = mkdtempSync(join(tmpdir(), 'kd-text-teacher-'));
@@ -104,4 +106,38 @@ test('an ONNX text classifier with input_ids, attention_mask and token_type_ids 
   assert.equal(spec.kind, 'huggingface');
   assert.ok(existsSync(join(out, spec.file)) && existsSync(join(out, spec.config)));
   assert.deepEqual(readFileSync(join(out, spec.file)), readFileSync(join(FIX, 'tokenizer.json')));
+});
+
+test('the same text classifier served by kdistill serve (INT64 inputs over the v2 protocol) gives the same logits', { timeout: 120_000 }, async () => {
+  const teacherFile = join(root, 'served-text-teacher.onnx');
+  textClassifier(teacherFile);
+  const proc = spawn(process.execPath, [join(process.cwd(), 'dist', 'src', 'cli', 'main.js'), 'serve', teacherFile, '--port', '0', '--name', 'bert-like', '--threads', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      const timer = setTimeout(() => reject(new Error('kdistill serve did not start within 60 s')), 60_000);
+      proc.stdout!.on('data', (d: Buffer) => {
+        out += d.toString();
+        const m = / at (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(m[1]!);
+        }
+      });
+      proc.on('exit', (code) => reject(new Error(`kdistill serve exited with ${code}`)));
+    });
+    const tok = loadHfTokenizer(join(FIX, 'tokenizer.json'), join(FIX, 'tokenizer_config.json'), 16, true);
+    const docs = ['Free money now, win!', 'meeting notes attached', 'the report'];
+    const data = textDataset({ name: 'd', docs, labels: ['spam', 'ham', 'ham'], notes: [] }, tok);
+    const remote = await RemoteTeacher.connect({ urls: [url], model: 'bert-like', backoffMs: 1, maxBackoffMs: 2 });
+    assert.equal(remote.tokenIds, true);
+    assert.deepEqual(remote.aux.map((a) => `${a.name}:${a.kind}`).sort(), ['attention_mask:mask', 'token_type_ids:zeros']);
+    const got = (await remote.logitTable([data])).rows(data.ids);
+    const local = await OnnxTeacher.load(teacherFile, { runtime: { threads: 1 } });
+    const want = (await local.logitTable([data])).rows(data.ids);
+    await local.dispose();
+    assert.deepEqual([...got], [...want]);
+  } finally {
+    proc.kill('SIGTERM');
+  }
 });

@@ -202,3 +202,28 @@ export function transformBatch(plan: FeedPlan, sampleShape: readonly number[], s
     }
   }
 }
+
+/** An int64 input of a text classifier that kdistill can feed besides the token ids: the attention mask or token types. */
+export function auxInputKind(name: string): 'mask' | 'zeros' | undefined {
+  return /mask/i.test(name) ? 'mask' : /token_?type/i.test(name) ? 'zeros' : undefined;
+}
+
+/**
+ * kdistill's float ids as a text classifier's int64 inputs: the ids in the tokenizer's own numbering (a Hugging
+ * Face tokenizer's ids are stored + 1, padding 0 → its pad id) and the attention mask (1 where a token is).
+ */
+export function tokenIdInputs(x: Float32Array, ds: Pick<Dataset, 'text'>, source: string, inputName: string): { ids: BigInt64Array; mask: BigInt64Array } {
+  const spec = ds.text?.tokenizer;
+  if (!spec) {
+    throw new KdError('KD_SHAPE_MISMATCH', `teacher ${source} takes int64 token ids ("${inputName}"), but the data set is not text`, { fix: 'use a text data set with this teacher, or a teacher for this data' });
+  }
+  const hf = spec.kind === 'huggingface';
+  const ids = new BigInt64Array(x.length);
+  const mask = new BigInt64Array(x.length);
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    mask[i] = v > 0 ? 1n : 0n;
+    ids[i] = BigInt(hf ? (v > 0 ? v - 1 : spec.padId) : v);
+  }
+  return { ids, mask };
+}

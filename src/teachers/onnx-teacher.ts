@@ -8,7 +8,7 @@ import { type HostTensor, type RuntimeOptions, Session, type ValueInfo } from '.
 import { encodeOnnx, readOnnx } from '../graph/index.js';
 import type onnxProto from 'onnx-proto';
 import { LogitTable } from './cache.js';
-import { type Dim, type FeedPlan, FeedPlanner, type TeacherPreprocess, transformBatch } from './feed.js';
+import { type Dim, type FeedPlan, FeedPlanner, type TeacherPreprocess, auxInputKind, tokenIdInputs, transformBatch } from './feed.js';
 
 export { type FeedPlan, FeedPlanner, type TeacherPreprocess, transformBatch } from './feed.js';
 
@@ -128,7 +128,7 @@ export class OnnxTeacher {
     const isInt64 = (i: ValueInfoProto) => i.type?.tensorType?.elemType === 7;
     // A text classifier (Hugging Face style) takes int64 token ids, often with an attention mask and token type
     // ids beside them: those two kdistill can feed (the mask from the padding, the types as zeros).
-    const auxKind = (i: ValueInfoProto): 'mask' | 'zeros' | undefined => (!isInt64(i) ? undefined : /mask/i.test(i.name ?? '') ? 'mask' : /token_?type/i.test(i.name ?? '') ? 'zeros' : undefined);
+    const auxKind = (i: ValueInfoProto): 'mask' | 'zeros' | undefined => (isInt64(i) ? auxInputKind(i.name ?? '') : undefined);
     if (options.input !== undefined) {
       input = inputs.find((i) => i.name === options.input);
       if (!input) {
@@ -461,18 +461,7 @@ export class OnnxTeacher {
    * token types.
    */
   private tokenFeeds(x: Float32Array, dims: number[], ds: Pick<Dataset, 'text'>): Record<string, HostTensor> {
-    const spec = ds.text?.tokenizer;
-    if (!spec) {
-      throw new KdError('KD_SHAPE_MISMATCH', `teacher ${this.path} takes int64 token ids ("${this.inputName}"), but the data set is not text`, { fix: 'use a text data set with this teacher, or a teacher for this data' });
-    }
-    const hf = spec.kind === 'huggingface';
-    const ids = new BigInt64Array(x.length);
-    const mask = new BigInt64Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const v = x[i]!;
-      mask[i] = v > 0 ? 1n : 0n;
-      ids[i] = BigInt(hf ? (v > 0 ? v - 1 : spec.padId) : v);
-    }
+    const { ids, mask } = tokenIdInputs(x, ds, this.path, this.inputName);
     const feeds: Record<string, HostTensor> = { [this.inputName]: { data: ids, dims } };
     for (const a of this.aux) feeds[a.name] = { data: a.kind === 'mask' ? mask : new BigInt64Array(x.length), dims };
     return feeds;

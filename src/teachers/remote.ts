@@ -13,7 +13,7 @@ import {
 } from '../serve/v2.js';
 import { LogitTable } from './cache.js';
 import { withDefaults } from '../util/defaults.js';
-import { type FeedPlan, FeedPlanner, type TeacherPreprocess, transformBatch } from './feed.js';
+import { type FeedPlan, FeedPlanner, type TeacherPreprocess, auxInputKind, tokenIdInputs, transformBatch } from './feed.js';
 import { attentionMaps, baseTensor } from './onnx-teacher.js';
 
 /**
@@ -116,6 +116,10 @@ export class RemoteTeacher {
   readonly stats: RemoteStats = { requests: 0, retries: 0, samples: 0, bytesSent: 0, bytesReceived: 0, takenOut: [] };
   /** Parameters are not known for a model behind a server. */
   readonly paramCount = 0;
+  /** The model takes INT64 token ids (a text classifier); the samples are kdistill's float ids. */
+  tokenIds = false;
+  /** Inputs sent besides the ids: the attention mask, token type ids (zeros). */
+  aux: { name: string; kind: 'mask' | 'zeros' }[] = [];
   private readonly opts: Required<Pick<RemoteTeacherOptions, 'batchSize' | 'concurrency' | 'timeoutMs' | 'retries' | 'backoffMs' | 'maxBackoffMs' | 'maxFailures'>>;
   private readonly waiters: { resolve: (s: Server) => void; reject: (e: unknown) => void }[] = [];
   private nextServer = 0;
@@ -200,18 +204,35 @@ export class RemoteTeacher {
     }
     const where = `model "${options.model}" at ${reached[0]!.server.url}`;
     let input;
+    // A text classifier takes INT64 token ids, maybe with an attention mask and token types beside them.
+    const aux = (i: { name: string; datatype: string }) => (i.datatype === 'INT64' ? auxInputKind(i.name) : undefined);
     if (options.input !== undefined) {
       input = meta.inputs.find((i) => i.name === options.input);
       if (!input) throw new KdError('KD_MODEL_INVALID', `${where} has no input named "${options.input}"; inputs are: ${meta.inputs.map((i) => i.name).join(', ') || '(none)'}`, { fix: 'set teacher.input to one of those names' });
-    } else if (meta.inputs.length !== 1) {
-      throw new KdError('KD_MODEL_INVALID', `${where} has ${meta.inputs.length} inputs (${meta.inputs.map((i) => i.name).join(', ')}); a teacher needs exactly one`, {
-        fix: meta.inputs.length > 1 ? 'set teacher.input to the one that takes the samples' : 'serve a model with one input tensor',
-      });
-    } else {
+    } else if (meta.inputs.length === 1) {
       input = meta.inputs[0]!;
+    } else {
+      const main = meta.inputs.filter((i) => aux(i) === undefined);
+      if (main.length === 1 && main[0]!.datatype === 'INT64') input = main[0]!;
+      else {
+        throw new KdError('KD_MODEL_INVALID', `${where} has ${meta.inputs.length} inputs (${meta.inputs.map((i) => i.name).join(', ')}); a teacher needs exactly one`, {
+          fix: meta.inputs.length > 1 ? 'set teacher.input to the one that takes the samples' : 'serve a model with one input tensor',
+        });
+      }
     }
-    if (input.datatype !== 'FP32') {
-      throw new KdError('KD_MODEL_INVALID', `${where}: input "${input.name}" is ${input.datatype}; kdistill sends FP32 samples`, { fix: 'serve the teacher with an FP32 input (cast inside the model if it needs another type)' });
+    if (input.datatype !== 'FP32' && input.datatype !== 'INT64') {
+      throw new KdError('KD_MODEL_INVALID', `${where}: input "${input.name}" is ${input.datatype}; kdistill sends FP32 samples (or INT64 token ids)`, { fix: 'serve the teacher with an FP32 input (cast inside the model if it needs another type)' });
+    }
+    if (input.datatype === 'INT64' && options.preprocess && Object.keys(options.preprocess).length > 0) {
+      throw new KdError('KD_CONFIG_INVALID', `${where}: input "${input.name}" takes INT64 token ids; teacher.preprocess (scaling, layout) does not apply to them`, { fix: 'remove teacher.preprocess' });
+    }
+    const others = meta.inputs.filter((i) => i !== input);
+    const auxInputs = input.datatype === 'INT64' ? others.flatMap((i) => (aux(i) ? [{ name: i.name, kind: aux(i)! }] : [])) : [];
+    const unfed = others.filter((i) => !auxInputs.some((a) => a.name === i.name));
+    if (unfed.length > 0) {
+      throw new KdError('KD_MODEL_INVALID', `${where} needs inputs ${unfed.map((i) => `"${i.name}"`).join(', ')} besides "${input.name}"; kdistill sends the samples to one input only (and, for token ids, an attention mask and token type ids)`, {
+        fix: 'serve the teacher with a single input tensor',
+      });
     }
     const out = options.output !== undefined ? meta.outputs.find((o) => o.name === options.output) : meta.outputs[0];
     if (!out) {
@@ -239,7 +260,10 @@ export class RemoteTeacher {
     const batch = input.shape[0];
     const dims = input.shape.slice(1).map((d) => (d < 0 ? '?' : d));
     const feeder = new FeedPlanner(where, input.name, dims, input.shape.length > 0, options.preprocess ?? {}, options.input !== undefined);
-    return new RemoteTeacher(servers, meta, input.name, out.name, last !== undefined && last > 0 ? last : undefined, batch !== undefined && batch > 0 ? batch : undefined, feeder, options);
+    const t = new RemoteTeacher(servers, meta, input.name, out.name, last !== undefined && last > 0 ? last : undefined, batch !== undefined && batch > 0 ? batch : undefined, feeder, options);
+    t.tokenIds = input.datatype === 'INT64';
+    t.aux = auxInputs;
+    return t;
   }
 
   /** The layer names a server exposes (`feature:<layer>` outputs, without the prefix), for feature and relation terms. */
@@ -360,7 +384,7 @@ export class RemoteTeacher {
    * tensor flattened per sample (attention maps reduced here). Preprocessing runs here; requests of more than
    * teacher.batchSize samples are split; a server with a fixed batch dim gets zero-padded requests of that size.
    */
-  async runBatch(x: Float32Array, n: number, ds: Pick<Dataset, 'sampleShape' | 'numClasses'>): Promise<{ logits: Float32Array; features: Map<string, Float32Array> }> {
+  async runBatch(x: Float32Array, n: number, ds: Pick<Dataset, 'sampleShape' | 'numClasses' | 'text'>): Promise<{ logits: Float32Array; features: Map<string, Float32Array> }> {
     const ss = ds.sampleShape.reduce((a, b) => a * b, 1);
     const chunk = this.fixedBatch ?? this.opts.batchSize;
     if (n <= chunk) return this.withRetries(x, n, ds);
@@ -395,7 +419,7 @@ export class RemoteTeacher {
   }
 
   /** One request with the retry policy: other servers are tried after a failure, with backoff between attempts. */
-  private async withRetries(x: Float32Array, n: number, ds: Pick<Dataset, 'sampleShape' | 'numClasses'>): Promise<{ logits: Float32Array; features: Map<string, Float32Array> }> {
+  private async withRetries(x: Float32Array, n: number, ds: Pick<Dataset, 'sampleShape' | 'numClasses' | 'text'>): Promise<{ logits: Float32Array; features: Map<string, Float32Array> }> {
     const attempts = this.opts.retries + 1;
     let last = '';
     let kind: Retryable['kind'] = 'unavailable';
@@ -480,7 +504,7 @@ export class RemoteTeacher {
    * protocol or do not fit (shapes, NaN) throw Retryable; a 4xx that says our request is wrong is a coded error
    * at once (sending it again cannot help).
    */
-  private async request(x: Float32Array, n: number, ds: Pick<Dataset, 'sampleShape' | 'numClasses'>, server: Server): Promise<{ logits: Float32Array; features: Map<string, Float32Array> }> {
+  private async request(x: Float32Array, n: number, ds: Pick<Dataset, 'sampleShape' | 'numClasses' | 'text'>, server: Server): Promise<{ logits: Float32Array; features: Map<string, Float32Array> }> {
     const plan = this.feeder.plan(ds);
     const ss = ds.sampleShape.reduce((a, b) => a * b, 1);
     const fed = this.fixedBatch ?? n;
@@ -492,7 +516,12 @@ export class RemoteTeacher {
     }
     const wanted = [this.outputName, ...new Set(this.features.map(baseTensor))];
     const binary = this.options.binary ?? server.binary;
-    const inputs: Tensor[] = [{ name: this.inputName, datatype: 'FP32', shape: [fed, ...plan.dims], data: input }];
+    const shape = [fed, ...plan.dims];
+    let inputs: Tensor[] = [{ name: this.inputName, datatype: 'FP32', shape, data: input }];
+    if (this.tokenIds) {
+      const { ids, mask } = tokenIdInputs(input, ds, this.path, this.inputName);
+      inputs = [{ name: this.inputName, datatype: 'INT64', shape, data: ids }, ...this.aux.map((a): Tensor => ({ name: a.name, datatype: 'INT64', shape, data: a.kind === 'mask' ? mask : new BigInt64Array(ids.length) }))];
+    }
     const req = encodeInferRequest({ inputs, outputs: wanted.map((name) => ({ name, binary })) }, { binaryInputs: binary });
     const res = await this.send(server, 'POST', `${server.modelPath}/infer`, req.body, req.headers);
     this.stats.requests++;
