@@ -53,7 +53,7 @@ test('teacher shards: a fill writes every shard once, then a reopened cache is c
     const again = TeacherShards.open(dir, 'k1', init(10));
     assert.ok(again.complete);
     assert.deepEqual(again.pending(), []);
-    assert.deepEqual(manifest(dir, 'k1').shards.map((x) => [x.index, x.start, x.count]), [[0, 0, 4], [1, 4, 4], [2, 8, 2]]);
+    assert.deepEqual(manifest(dir, 'k1').shards.map((x) => [x.index, x.start, x.count, x.firstId, x.lastId]), [[0, 0, 4, 500, 506], [1, 4, 4, 508, 514], [2, 8, 2, 516, 518]]);
   });
 });
 

@@ -73,6 +73,9 @@ export interface ShardEntry {
   /** First row (data-set order) and row count. */
   start: number;
   count: number;
+  /** Sample ids of its first and last rows (the rows' ids are stored in the shard itself). */
+  firstId: number;
+  lastId: number;
   file: string;
   /** sha256 of the shard file's bytes. */
   sha256: string;
@@ -290,7 +293,7 @@ export class TeacherShards {
         return { name: `f:${f}`, data };
       }),
     ]);
-    const entry: ShardEntry = { ...shard, file, sha256: sha256(readFileSync(path)), seconds };
+    const entry: ShardEntry = { ...shard, firstId: ds.ids[shard.start]!, lastId: ds.ids[shard.start + shard.count - 1]!, file, sha256: sha256(readFileSync(path)), seconds };
     m.shards = [...m.shards.filter((s) => s.index !== shard.index), entry].sort((a, b) => a.index - b.index);
     writeFileAtomic(join(this.dir, MANIFEST_FILE), JSON.stringify(m, null, 1));
   }
