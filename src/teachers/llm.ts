@@ -5,7 +5,7 @@ import { KdError } from '../errors.js';
 import type { Dataset } from '../data/index.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { LogitTable } from './cache.js';
-import { backoff, httpExchange } from './remote.js';
+import { Retryable, backoff, httpExchange, sleep } from './remote.js';
 import { withDefaults } from '../util/defaults.js';
 
 /**
@@ -90,18 +90,6 @@ const PROB_FLOOR = 1e-4;
 export function normalizeWord(s: string): string {
   return s.trim().toLowerCase().replace(/^[^\p{L}\p{N}]+|[^\p{L}\p{N}]+$/gu, '');
 }
-
-class Retry extends Error {
-  constructor(
-    message: string,
-    readonly kind: 'unavailable' | 'protocol',
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class LlmTeacher {
   readonly stats: LlmStats = { requests: 0, cached: 0, retries: 0, promptTokens: 0, completionTokens: 0, cost: undefined, modes: { logprobs: 0, answer: 0, unparsed: 0 }, meanOutside: 0 };
@@ -273,7 +261,7 @@ export class LlmTeacher {
     const payload = Buffer.from(JSON.stringify(body), 'utf8');
     const attempts = this.o.retries + 1;
     let last = '';
-    let kind: Retry['kind'] = 'unavailable';
+    let kind: Retryable['kind'] = 'unavailable';
     for (let a = 0; a < attempts; a++) {
       if (a > 0) this.stats.retries++;
       await this.slot();
@@ -281,7 +269,7 @@ export class LlmTeacher {
       try {
         return this.parse(await this.post(payload));
       } catch (e) {
-        if (!(e instanceof Retry)) throw e;
+        if (!(e instanceof Retryable)) throw e;
         last = e.message;
         kind = e.kind;
         wait = e.retryAfterMs;
@@ -318,7 +306,7 @@ export class LlmTeacher {
     try {
       res = await httpExchange(`${this.options.url.replace(/\/+$/, '')}/chat/completions`, 'POST', payload, { 'content-type': 'application/json', ...this.options.headers }, this.o.timeoutMs);
     } catch (e) {
-      throw new Retry((e as Error).message, 'unavailable');
+      throw new Retryable((e as Error).message, 'unavailable');
     }
     this.stats.requests++;
     const text = res.body.toString('utf8');
@@ -331,7 +319,7 @@ export class LlmTeacher {
       } catch {
         // the raw text is the message
       }
-      if (res.status === 429 || res.status === 408 || res.status >= 500) throw new Retry(`HTTP ${res.status}: ${message}`, 'unavailable', res.retryAfterMs);
+      if (res.status === 429 || res.status === 408 || res.status >= 500) throw new Retryable(`HTTP ${res.status}: ${message}`, 'unavailable', res.retryAfterMs);
       throw new KdError(res.status === 401 || res.status === 403 ? 'KD_CONFIG_INVALID' : 'KD_REMOTE_PROTOCOL', `llm teacher ${this.path} refused the request (HTTP ${res.status}: ${message})`, {
         fix: res.status === 401 || res.status === 403 ? 'set the key in teacher.headers (e.g. Authorization: "Bearer ${OPENAI_API_KEY}")' : 'check teacher.model and the request settings against the server\'s documentation',
       });
@@ -341,7 +329,7 @@ export class LlmTeacher {
       if (typeof j !== 'object' || j === null || Array.isArray(j)) throw new Error('not a JSON object');
       return j as Record<string, unknown>;
     } catch (e) {
-      throw new Retry(`malformed answer: ${(e as Error).message}`, 'protocol');
+      throw new Retryable(`malformed answer: ${(e as Error).message}`, 'protocol');
     }
   }
 
@@ -349,7 +337,7 @@ export class LlmTeacher {
   private parse(j: Record<string, unknown>): LlmAnswer {
     const choice = Array.isArray(j.choices) ? (j.choices[0] as Record<string, unknown> | undefined) : undefined;
     const message = choice?.message as Record<string, unknown> | undefined;
-    if (!choice || !message) throw new Retry('malformed answer: no choices[0].message', 'protocol');
+    if (!choice || !message) throw new Retryable('malformed answer: no choices[0].message', 'protocol');
     const content = typeof message.content === 'string' ? message.content : '';
     const usage = j.usage as { prompt_tokens?: unknown; completion_tokens?: unknown } | undefined;
     const u = { prompt: typeof usage?.prompt_tokens === 'number' ? usage.prompt_tokens : 0, completion: typeof usage?.completion_tokens === 'number' ? usage.completion_tokens : 0 };
@@ -364,7 +352,7 @@ export class LlmTeacher {
       const mass = new Array<number>(k).fill(0);
       for (const t of tops as { token?: unknown; logprob?: unknown }[]) {
         if (typeof t.token !== 'string' || typeof t.logprob !== 'number' || !Number.isFinite(t.logprob) || t.logprob > 1e-6) {
-          throw new Retry(`malformed answer: a top_logprobs entry is ${JSON.stringify(t).slice(0, 100)}`, 'protocol');
+          throw new Retryable(`malformed answer: a top_logprobs entry is ${JSON.stringify(t).slice(0, 100)}`, 'protocol');
         }
         const p = Math.exp(t.logprob);
         const w = normalizeWord(t.token);

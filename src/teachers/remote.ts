@@ -86,7 +86,7 @@ class Server {
  * server answered something the protocol does not allow (malformed, wrong shapes, NaN), else it was unreachable,
  * slow or overloaded. The error after the last attempt is coded by the last failure's kind.
  */
-class Retryable extends Error {
+export class Retryable extends Error {
   constructor(
     message: string,
     readonly kind: 'unavailable' | 'protocol',
@@ -96,7 +96,7 @@ class Retryable extends Error {
   }
 }
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** The server's base URL without a trailing slash; only http and https, no credentials in it. */
 export function normalizeUrl(url: string): string {
