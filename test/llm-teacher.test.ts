@@ -142,9 +142,9 @@ test('llm teacher end to end: a distilled student learns from the soft labels; t
 });
 
 test('llm teacher: 500 and 429 (Retry-After) and timeouts are retried; malformed answers retried, then coded', async () => {
-  const server = await startFakeOpenAi({ fault: (i) => (i === 0 ? { kind: 'status', status: 500 } : i === 1 ? { kind: 'status', status: 429, retryAfter: '0.01' } : i === 2 ? { kind: 'slow', ms: 1500 } : undefined) });
+  const server = await startFakeOpenAi({ fault: (i) => (i === 0 ? { kind: 'status', status: 500 } : i === 1 ? { kind: 'status', status: 429, retryAfter: '0.01' } : i === 2 ? { kind: 'slow', ms: 600_000 } : undefined) });
   try {
-    const t = new LlmTeacher(options(server.url, { timeoutMs: 500, concurrency: 1 }));
+    const t = new LlmTeacher(options(server.url, { timeoutMs: 5000, concurrency: 1 }));
     await t.logitTable([ds(corpus(2))]);
     assert.equal(t.stats.retries, 3);
   } finally {

@@ -85,10 +85,10 @@ test('remote teacher: servers that describe the model differently, or answer dif
 
 test('remote teacher: HTTP 500 and 429 (Retry-After), dropped connections and timeouts are retried; results exact', async () => {
   const faults: FakeOptions['fault'] = (i) =>
-    i === 0 ? { kind: 'status', status: 500 } : i === 1 ? { kind: 'status', status: 429, retryAfter: '0.01' } : i === 2 ? { kind: 'drop' } : i === 3 ? { kind: 'slow', ms: 1500 } : undefined;
+    i === 0 ? { kind: 'status', status: 500 } : i === 1 ? { kind: 'status', status: 429, retryAfter: '0.01' } : i === 2 ? { kind: 'drop' } : i === 3 ? { kind: 'slow', ms: 600_000 } : undefined;
   await withServers([{ features: F, classes: C, fault: faults }], async ([s]) => {
     const ds = data(20);
-    const t = await RemoteTeacher.connect({ urls: [s!.url], model: 'fake', batchSize: 20, concurrency: 1, ...fast, timeoutMs: 500, retries: 5, maxFailures: 10 });
+    const t = await RemoteTeacher.connect({ urls: [s!.url], model: 'fake', batchSize: 20, concurrency: 1, ...fast, timeoutMs: 5000, retries: 5, maxFailures: 10 });
     const table = await t.logitTable([ds]);
     assert.deepEqual([...table.rows(ds.ids)], [...fakeLogits(ds.x, ds.n, F, C)]);
     assert.equal(t.stats.retries, 4);

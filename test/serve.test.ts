@@ -443,7 +443,7 @@ function readResponse(sock: Socket): Promise<{ status: number; headers: string; 
 const turn = () => new Promise((r) => setTimeout(r, 20));
 
 test('graceful close: in-flight and queued requests are answered, readiness goes false, new connections are refused', T, async () => {
-  const s = await startServer({ modelPath: MLP_FILE, port: 0, threads: 1, delayMs: 1500 });
+  const s = await startServer({ modelPath: MLP_FILE, port: 0, threads: 1, delayMs: 3000 });
   // An idle keep-alive connection (fetch keeps its socket) must not hold close() up.
   assert.equal((await call(`${s.url}/v2/health/live`)).status, 200);
   // A raw connection that has sent part of a readiness request: it survives close() as a request in progress, and
@@ -461,7 +461,7 @@ test('graceful close: in-flight and queued requests are answered, readiness goes
   const second = infer(s, { id: 'queued', inputs: [{ name: 'input', datatype: 'FP32', shape: [1, 6], data: x.subarray(6, 12) }] });
   await until(() => s.stats.requests === 2, 'the second request to arrive');
 
-  // The first request is held for 1.5 s (delayMs): everything below up to awaiting the answers happens meanwhile.
+  // The first request is held for 3 s (delayMs): everything below up to awaiting the answers happens meanwhile.
   const closing = s.close();
   const ready = readResponse(raw);
   raw.write('\r\n');

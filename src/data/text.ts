@@ -35,8 +35,6 @@ export interface TextFileOptions {
   text?: string;
   /** Column or field holding the label. Default "label". */
   label?: string;
-  /** Documents longer than this many characters are cut (counted). */
-  maxChars?: number;
 }
 
 export const DEFAULT_MAX_CHARS = 100_000;

@@ -68,8 +68,7 @@ async function finalizeRemote(ctx: PhaseContext, role: ModelRole, name: string, 
   try {
     results = await evaluateTeacher(t, [splits.train, splits.validation, splits.test], (d) => bar.update(d), true);
   } finally {
-    // The run's one LLM teacher keeps its counters; a server connection is closed.
-    if (t instanceof RemoteTeacher) await t.dispose();
+    await t.dispose();
   }
   const [tr, va, te] = results as [SplitResult, SplitResult, SplitResult];
   bar.stop(`train acc ${fmtPct(tr.acc)} | val acc ${fmtPct(va.acc)} | test acc ${fmtPct(te.acc)}`);

@@ -256,7 +256,7 @@ export async function teacherTables(
     const fillSeconds = (performance.now() - t0) / 1000;
     return { tables: shards.load(), cacheInfo: { file: shards.dir, hit, computeSeconds: shards.computeSeconds, savedSeconds: before, ...(remote ? { remote } : {}) }, shards, fillSeconds };
   } finally {
-    if (!(teacher instanceof LlmTeacher)) await teacher.dispose();
+    await teacher.dispose();
   }
 }
 

@@ -5,7 +5,7 @@ import { KdError } from '../errors.js';
 import type { Dataset } from '../data/index.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { LogitTable } from './cache.js';
-import { Retryable, backoff, httpExchange, sleep } from './remote.js';
+import { Retryable, backoff, httpExchange, settleAll, sleep } from './remote.js';
 import { withDefaults } from '../util/defaults.js';
 
 /**
@@ -188,9 +188,7 @@ export class LlmTeacher {
       }
       row0 += ds.n;
     }
-    const results = await Promise.allSettled(jobs);
-    const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-    if (failed) throw failed.reason;
+    await settleAll(jobs);
     return { logits: new LogitTable(c, logits, ids), features: new Map() };
   }
 
@@ -198,6 +196,7 @@ export class LlmTeacher {
     throw new KdError('KD_CONFIG_INVALID', 'an llm teacher teaches from cached answers only (no augmentation of text)', { fix: 'remove student.train.augment' });
   }
 
+  /** Nothing to release: one instance serves the whole run and keeps its counters and answers. */
   async dispose(): Promise<void> {}
 
   /** What the answers depend on besides the document: the cache key's other half. */

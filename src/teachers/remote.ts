@@ -590,7 +590,7 @@ export class RemoteTeacher {
 }
 
 /** Waits for every promise; the first failure is thrown after all have settled (none left running unobserved). */
-async function settleAll(jobs: Promise<void>[]): Promise<void> {
+export async function settleAll(jobs: Promise<void>[]): Promise<void> {
   const results = await Promise.allSettled(jobs);
   const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
   if (failed) throw failed.reason;

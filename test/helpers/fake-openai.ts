@@ -45,7 +45,8 @@ export async function startFakeOpenAi(o: FakeOpenAiOptions = {}): Promise<FakeOp
     const i = requests.length;
     requests.push({ body, at: Date.now() });
     const fault = o.fault?.(i);
-    if (fault?.kind === 'slow') await new Promise((r) => setTimeout(r, fault.ms));
+    // Unref'd: a server closed while this answer is still held back must not keep the test process alive.
+    if (fault?.kind === 'slow') await new Promise((r) => setTimeout(r, fault.ms).unref());
     if (fault?.kind === 'status') return send(res, fault.status, JSON.stringify({ error: { message: `injected ${fault.status}`, type: 'server_error' } }), fault.retryAfter ? { 'retry-after': fault.retryAfter } : {});
     if (fault?.kind === 'malformed') return send(res, 200, '{"id": "chatcmpl-1", "choices": [');
     if (fault?.kind === 'body') return send(res, 200, fault.body);

@@ -80,7 +80,8 @@ export async function startFake(o: FakeOptions): Promise<FakeServer> {
       state.maxInFlight = Math.max(state.maxInFlight, state.inFlight);
       try {
         const fault = o.fault?.(i);
-        if (fault?.kind === 'slow') await new Promise((r) => setTimeout(r, fault.ms));
+        // Unref'd: a server closed while this answer is still held back must not keep the test process alive.
+        if (fault?.kind === 'slow') await new Promise((r) => setTimeout(r, fault.ms).unref());
         if (fault?.kind === 'drop') {
           req.socket.destroy();
           return;
