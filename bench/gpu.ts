@@ -23,13 +23,16 @@ import { createTerms } from '../src/distill/index.js';
 import { at, buildExportGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from '../src/train/graphs.js';
 import { formatMarkdownTable, formatTable } from '../src/report/index.js';
 import { Rng } from '../src/util/rng.js';
+import { train } from '../src/train/trainer.js';
+import { LogitTable } from '../src/teachers/index.js';
+import type { Dataset } from '../src/data/index.js';
 import { benchCnn, benchMlp, benchSmallCnn } from './models.js';
 
 const { values } = parseArgs({
   options: {
     device: { type: 'string', default: 'webgpu' },
     batches: { type: 'string', default: '128,1024,4096' },
-    cases: { type: 'string', default: 'mlp_1200_ce_adam,kd_1200_to_800_adam_cached,cnn_ce_adam,kd_cnn_to_cnnsmall_adam_cached' },
+    cases: { type: 'string', default: 'mlp_1200_ce_adam,kd_1200_to_800_adam_cached,cnn_ce_adam,kd_cnn_to_cnnsmall_adam_cached,trainer_kd_1200_to_800,trainer_kd_cnn_to_cnnsmall' },
     seconds: { type: 'string', default: '4' },
     limit: { type: 'string', default: '420' },
     'steps-per-run': { type: 'string', default: '4' },
@@ -52,9 +55,9 @@ const NUM_BATCHES = 8;
 
 function modelsOf(name: string): { student: Model; teacher?: Model } {
   if (name.startsWith('mlp_1200_')) return { student: benchMlp([1200, 1200]) };
-  if (name.startsWith('kd_1200_to_800_')) return { student: benchMlp([800, 800]), teacher: benchMlp([1200, 1200]) };
+  if (name.startsWith('kd_1200_to_800_') || name === 'trainer_kd_1200_to_800') return { student: benchMlp([800, 800]), teacher: benchMlp([1200, 1200]) };
   if (name.startsWith('cnn_ce_')) return { student: benchCnn() };
-  if (name.startsWith('kd_cnn_to_cnnsmall_')) return { student: benchSmallCnn(), teacher: benchCnn() };
+  if (name.startsWith('kd_cnn_to_cnnsmall_') || name === 'trainer_kd_cnn_to_cnnsmall') return { student: benchSmallCnn(), teacher: benchCnn() };
   throw new Error(`unknown case ${name}`);
 }
 
@@ -142,6 +145,52 @@ async function timeCase(name: string, batch: number): Promise<{ samplesPerSec: n
   return { samplesPerSec: (calls * stepsPerRun * batch) / elapsed, firstLoss: first, lastLoss: last };
 }
 
+/**
+ * The same KD step through kdistill's trainer (src/train/trainer.ts) as `kdistill run` drives it: the state kept on
+ * the device by TrainState, the teacher logits a table on the device gathered in the step, the batches drawn,
+ * shuffled and fed by BatchFeeder. Synthetic data of 32 batches; epoch 1 is the warm-up, epoch 2 is timed from its
+ * start to its last step (the validation pass at its end is not counted).
+ */
+async function timeTrainer(name: string, batch: number): Promise<{ samplesPerSec: number; firstLoss: number; lastLoss: number }> {
+  const { student, teacher } = modelsOf(name);
+  const n = batch * 32;
+  const rng = new Rng(7);
+  const x = new Float32Array(n * 784);
+  rng.fillUniform(x);
+  const y = Int32Array.from({ length: n }, () => rng.int(10));
+  const ids = Int32Array.from({ length: n }, (_, i) => i);
+  const ds: Dataset = { name: 'synthetic', x, y, ids, n, sampleShape: [...student.inputShape], numClasses: 10, classNames: [...'0123456789'] };
+  const validation: Dataset = { ...ds, x: x.subarray(0, batch * 784), y: y.subarray(0, batch), ids: ids.subarray(0, batch), n: batch };
+  const t = await session(buildExportGraph(teacher!, initParams(teacher!, new Rng(3))));
+  const logits = new Float32Array(n * 10);
+  for (let i = 0; i < n; i += batch) {
+    const out = await t.run({ input: new ort.Tensor('float32', x.subarray(i * 784, (i + batch) * 784), [batch, ...teacher!.inputShape]) });
+    logits.set(out.logits!.data as Float32Array, i * 10);
+  }
+  await t.release();
+  let epoch2Start = 0;
+  let epoch2End = 0;
+  let first = NaN;
+  let last = NaN;
+  const r = await train({
+    model: student, params: initParams(student, new Rng(5)), train: ds, validation, epochs: 2, batchSize: batch,
+    optimizer: ADAM, schedule: { type: 'constant' }, terms: createTerms([{ type: 'ce', weight: 0.1 }, { type: 'kd', temperature: 4, weight: 0.9 }]),
+    teacher: new LogitTable(10, logits, ids), seed: 1, evalBatchSize: batch,
+    runtime: { executionProvider: device, stepsPerRun },
+    callbacks: [{
+      onEpochStart: (e) => { if (e.epoch === 2) epoch2Start = performance.now(); },
+      onStepEnd: (s) => {
+        if (Number.isNaN(first)) first = s.loss;
+        last = s.loss;
+        if (s.epoch === 2) epoch2End = performance.now();
+      },
+    }],
+  });
+  if (device === 'webgpu' && !r.teacherTables) throw new Error('the trainer did not keep the teacher table on the device');
+  if (!Number.isFinite(last)) throw new Error(`${name} at batch ${batch}: the loss became ${last}`);
+  return { samplesPerSec: n / ((epoch2End - epoch2Start) / 1000), firstLoss: first, lastLoss: last };
+}
+
 /** The PyTorch side: bench/torch_peer.py on CUDA (or the CPU in a dry run), one case at one batch size. */
 function torchCase(name: string, batch: number): { samplesPerSec: number } | { error: string } {
   const left = Math.floor((deadline - Date.now()) / 1000);
@@ -160,6 +209,7 @@ function torchCase(name: string, batch: number): { samplesPerSec: number } | { e
 }
 
 const rows: string[][] = [];
+const peers = new Map<string, ReturnType<typeof torchCase>>();
 const results: unknown[] = [];
 for (const name of cases) {
   for (const batch of batches) {
@@ -170,11 +220,15 @@ for (const name of cases) {
     log(`${name} at batch ${batch} on ${device} …`);
     let kd: Awaited<ReturnType<typeof timeCase>> | { error: string };
     try {
-      kd = await timeCase(name, batch);
+      kd = name.startsWith('trainer_') ? await timeTrainer(name, batch) : await timeCase(name, batch);
     } catch (e) {
       kd = { error: (e as Error).message.split('\n')[0]! };
     }
-    const peer = values['no-torch'] ? { error: 'not run (--no-torch)' } : torchCase(name, batch);
+    // The trainer rows compare with the peer's KD step of the same models.
+    const peerName = name === 'trainer_kd_1200_to_800' ? 'kd_1200_to_800_adam_cached' : name === 'trainer_kd_cnn_to_cnnsmall' ? 'kd_cnn_to_cnnsmall_adam_cached' : name;
+    const peerKey = `${peerName}/${batch}`;
+    const peer = values['no-torch'] ? { error: 'not run (--no-torch)' } : (peers.get(peerKey) ?? torchCase(peerName, batch));
+    peers.set(peerKey, peer);
     const fmt = (x: { samplesPerSec: number } | { error: string }) => ('error' in x ? `— (${x.error})` : Math.round(x.samplesPerSec).toLocaleString('en-US'));
     const ratio = 'error' in kd || 'error' in peer ? '—' : `${(kd.samplesPerSec / peer.samplesPerSec).toFixed(2)}x`;
     rows.push([name, String(batch), fmt(kd), fmt(peer), ratio]);

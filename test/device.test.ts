@@ -83,3 +83,33 @@ test('losses of a few training steps on the GPU equal the CPU\'s within float32 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('on the GPU: the state stays there between calls, teacher tables gathered in the step train as rows fed from the host do', { skip: noGpu }, async () => {
+  const { loadMnist, makeSplits } = await import('../src/data/index.js');
+  const { Mlp, initParams } = await import('../src/nn/index.js');
+  const { createTerms } = await import('../src/distill/index.js');
+  const { train } = await import('../src/train/trainer.js');
+  const { LogitTable } = await import('../src/teachers/index.js');
+  const { Rng } = await import('../src/util/rng.js');
+  const { train: t, test: v } = loadMnist({ limitTrain: 600, limitTest: 100 });
+  const splits = makeSplits({ train: t, test: v }, { validation: 0.1 }, 1);
+  const logits = new Float32Array(splits.train.n * 10);
+  new Rng(4).fillUniform(logits);
+  const model = new Mlp({ inputShape: [1, 28, 28], hidden: [32], numClasses: 10 });
+  const base = {
+    model, params: initParams(model, new Rng(1)), train: splits.train, validation: splits.validation, epochs: 2, batchSize: 50,
+    optimizer: { type: 'adam' as const, lr: 0.003 }, schedule: { type: 'constant' as const },
+    terms: createTerms([{ type: 'ce', weight: 0.5 }, { type: 'kd', temperature: 4, weight: 0.5 }]), teacher: new LogitTable(10, logits.map((x) => 6 * x), splits.train.ids), seed: 1,
+  };
+  const host = await train({ ...base, runtime: { executionProvider: 'webgpu', stepsPerRun: 2, teacherTables: false } });
+  const tables = await train({ ...base, runtime: { executionProvider: 'webgpu', stepsPerRun: 2 } });
+  assert.equal(tables.teacherTables, true, 'the GPU default keeps the table on the device');
+  const cpu = await train({ ...base, runtime: { threads: 1, stepsPerRun: 2 } });
+  for (let e = 0; e < 2; e++) {
+    // The same GPU kernels on the same values: only where the rows come from differs.
+    assert.equal(tables.history[e]!.trainLoss, host.history[e]!.trainLoss, `epoch ${e + 1}: tables vs host rows`);
+    const a = cpu.history[e]!.valLoss;
+    const b = tables.history[e]!.valLoss;
+    assert.ok(Math.abs(a - b) <= 1e-3 * Math.max(1, Math.abs(a)), `epoch ${e + 1} validation loss: CPU ${a}, GPU ${b}`);
+  }
+});

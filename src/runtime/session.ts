@@ -27,6 +27,11 @@ export interface RuntimeOptions {
    * (the NCHWc reorder of constant-weight convs). Training steps use what their StepGraph says (train/graphs.ts).
    */
   graphOptimization?: 'all' | 'extended';
+  /**
+   * Outputs that stay on the device (`runKeeping`): `gpu-buffer` on the WebGPU provider, host memory on the CPU.
+   * Everything else comes back to the host.
+   */
+  keep?: readonly string[];
 }
 
 /** A graph input or output as ONNX Runtime describes it. */
@@ -55,11 +60,63 @@ function toOrt(t: HostTensor): ort.Tensor {
   return new ort.Tensor(type, t.data, t.dims as number[]);
 }
 
+/**
+ * A tensor left where a session computed it: GPU memory on the WebGPU provider, host memory on the CPU. The training
+ * state lives in these between runtime calls, so a GPU step does not copy parameters and optimizer slots to the host
+ * and back (../shared/GPU.md measured that copy as the difference between 13.5k and 127k samples/s). The CPU path
+ * goes through the same handles, so its tests cover the lifetimes: a disposed tensor cannot be read or fed again.
+ */
+export class DeviceTensor {
+  /** @internal */
+  constructor(readonly inner: ort.Tensor) {}
+
+  /** A host array as a DeviceTensor on the host (fed to a GPU session, ONNX Runtime copies it there once per call). */
+  static host(t: HostTensor): DeviceTensor {
+    return new DeviceTensor(toOrt(t));
+  }
+
+  get dims(): readonly number[] {
+    return this.inner.dims;
+  }
+
+  get onHost(): boolean {
+    return this.inner.location === 'cpu';
+  }
+
+  get disposed(): boolean {
+    return this.inner.location === 'none';
+  }
+
+  /** The values on the host: the array itself for a host tensor, a copy from the GPU otherwise. */
+  async download(): Promise<HostTensor> {
+    if (this.disposed) throw new Error('kdistill bug: a disposed device tensor was read');
+    const data = this.onHost ? this.inner.data : await this.inner.getData();
+    return { data: data as TensorData, dims: this.inner.dims };
+  }
+
+  /** Frees the GPU memory (on the host: drops the reference). Reading or feeding it afterwards is a bug, and fails. */
+  dispose(): void {
+    this.inner.dispose();
+  }
+}
+
+/** What a session can be fed: host arrays, or tensors an earlier call left on the device. */
+export type Feed = HostTensor | DeviceTensor;
+
+function feedToOrt(f: Feed): ort.Tensor {
+  if (f instanceof DeviceTensor) {
+    if (f.disposed) throw new Error('kdistill bug: a disposed device tensor was fed');
+    return f.inner;
+  }
+  return toOrt(f);
+}
+
 export class Session {
   private constructor(
     private readonly inner: ort.InferenceSession,
     readonly inputNames: readonly string[],
     readonly outputNames: readonly string[],
+    private readonly keep: ReadonlySet<string>,
   ) {}
 
   /** `name` (a file path) is used in error messages when the model is given as bytes. */
@@ -73,6 +130,9 @@ export class Session {
       // kdistill reports ONNX Runtime's errors itself (as coded KdErrors); its own log lines would only repeat
       // them, in red, before the real message.
       logSeverityLevel: 4,
+      ...(options.keep && options.keep.length > 0 && options.executionProvider === 'webgpu'
+        ? { preferredOutputLocation: Object.fromEntries(options.keep.map((n) => [n, 'gpu-buffer'])) as Record<string, ort.Tensor.DataLocation> }
+        : {}),
       enableCpuMemArena: true,
       enableMemPattern: true,
       extra: {
@@ -94,7 +154,7 @@ export class Session {
         cause: e,
       });
     }
-    return new Session(inner, inner.inputNames, inner.outputNames);
+    return new Session(inner, inner.inputNames, inner.outputNames, new Set(options.keep ?? []));
   }
 
   /**
@@ -112,13 +172,32 @@ export class Session {
     return { inputs: (s.inputMetadata ?? []).map(info), outputs: (s.outputMetadata ?? []).map(info) };
   }
 
-  async run(feeds: Record<string, HostTensor>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {
-    const ortFeeds: Record<string, ort.Tensor> = {};
-    for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = toOrt(v);
-    const res = fetches ? await this.inner.run(ortFeeds, fetches as string[]) : await this.inner.run(ortFeeds);
+  async run(feeds: Record<string, Feed>, fetches?: readonly string[]): Promise<Record<string, HostTensor>> {
+    const res = await this.runOrt(feeds, fetches);
     const out: Record<string, HostTensor> = {};
     for (const [k, v] of Object.entries(res)) out[k] = { data: v.data as TensorData, dims: v.dims };
     return out;
+  }
+
+  /**
+   * One call whose `keep` outputs (given at creation) stay on the device as DeviceTensors, which the caller owns and
+   * disposes; the rest come to the host.
+   */
+  async runKeeping(feeds: Record<string, Feed>): Promise<{ host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }> {
+    const res = await this.runOrt(feeds);
+    const host: Record<string, HostTensor> = {};
+    const device: Record<string, DeviceTensor> = {};
+    for (const [k, v] of Object.entries(res)) {
+      if (this.keep.has(k)) device[k] = new DeviceTensor(v);
+      else host[k] = { data: v.data as TensorData, dims: v.dims };
+    }
+    return { host, device };
+  }
+
+  private async runOrt(feeds: Record<string, Feed>, fetches?: readonly string[]): Promise<ort.InferenceSession.ReturnType> {
+    const ortFeeds: Record<string, ort.Tensor> = {};
+    for (const [k, v] of Object.entries(feeds)) ortFeeds[k] = feedToOrt(v);
+    return fetches ? this.inner.run(ortFeeds, fetches as string[]) : this.inner.run(ortFeeds);
   }
 
   async dispose(): Promise<void> {

@@ -36,6 +36,24 @@ export class LogitTable {
     }
   }
 
+  /** The table rows of `ids[0..count)` into `out` (for a step that gathers them itself, src/train/graphs.ts teacherTables). */
+  rowIndices(ids: Int32Array, count: number, out: BigInt64Array): void {
+    for (let i = 0; i < count; i++) {
+      const id = ids[i]!;
+      const row = id < this.rowOf.length ? this.rowOf[id]! : -1;
+      if (row < 0) throw new KdError('KD_DATA_INVALID', `no cached teacher output for sample id ${id}`, { fix: 'this is a kdistill bug: the teacher cache was built for other data' });
+      out[i] = BigInt(row);
+    }
+  }
+
+  /** Whether `other` holds its rows in the same sample order (one row index serves both). */
+  sameRows(other: LogitTable): boolean {
+    if (other === this) return true;
+    if (other.ids.length !== this.ids.length) return false;
+    for (let i = 0; i < this.ids.length; i++) if (other.ids[i] !== this.ids[i]) return false;
+    return true;
+  }
+
   /** Copies the row of sample `id` into `out` at row position `at`. */
   copyRow(id: number, out: Float32Array, at: number): void {
     const c = this.numClasses;

@@ -1,7 +1,7 @@
 import type { Dataset } from '../data/index.js';
 import { BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
 import type { Model, ParamValues } from '../nn/model.js';
-import { type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
+import { DeviceTensor, type Feed, type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
 import { buildEvalGraph, paramIn } from './graphs.js';
 
 export interface EvalResult {
@@ -22,10 +22,14 @@ export class Evaluator {
     return new Evaluator(model, await Session.create(buildEvalGraph(model, { nchwcBlock }), runtime));
   }
 
-  async evaluate(params: ParamValues, ds: Dataset, batchSize = 1000): Promise<EvalResult> {
+  /** `params`: host arrays, or the training state's tensors where they are (a GPU step's stay on the GPU). */
+  async evaluate(params: ParamValues | ReadonlyMap<string, DeviceTensor>, ds: Dataset, batchSize = 1000): Promise<EvalResult> {
     if (ds.n === 0) return { loss: NaN, acc: NaN, correct: 0, n: 0 };
-    const feedsBase: Record<string, HostTensor> = {};
-    for (const p of this.model.params) feedsBase[paramIn(p.name)] = { data: params.get(p.name)!, dims: p.shape };
+    const feedsBase: Record<string, Feed> = {};
+    for (const p of this.model.params) {
+      const v = params.get(p.name)!;
+      feedsBase[paramIn(p.name)] = v instanceof DeviceTensor ? v : { data: v, dims: p.shape };
+    }
     const ss = sampleSize(ds);
     const order = epochOrder(ds.n, null);
     const buffers = new BatchBuffers(batchSize, ss);

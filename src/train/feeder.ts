@@ -5,7 +5,7 @@ import { type OptimizerConfig, learningRate, type Optimizer, type ScheduleConfig
 import { type Term, termWeight } from '../distill/terms.js';
 import type { LogitTable } from '../teachers/cache.js';
 import type { Rng } from '../util/rng.js';
-import { type StepGraph, at } from './graphs.js';
+import { type StepGraph, TEACHER_ROWS, TEACHER_TABLE, at, featureTable } from './graphs.js';
 
 /**
  * A teacher run on the batches as the student sees them (augmented views), instead of looked up by sample id:
@@ -71,6 +71,9 @@ export class BatchFeeder {
   private readonly buffers: BatchBuffers[];
   private readonly noiseBufs: Float32Array[][];
   private readonly teacherBufs: Float32Array[];
+  /** Teacher tables on the device: each step's table rows (graph.teacherTables). */
+  private readonly rowBufs: BigInt64Array[];
+  private readonly rowTable: LogitTable | undefined;
   private readonly featureBufs: { name: string; table: LogitTable; bufs: Float32Array[] }[];
   private readonly viewFeatureBufs: { name: string; tables: readonly LogitTable[]; bufs: Float32Array[] }[];
   /** Online teaching: the K (augmented) batches of a call side by side, so the teacher runs once per call. */
@@ -107,6 +110,8 @@ export class BatchFeeder {
       }
     }
     this.joined = t.kind === 'online' || o.augmenter ? new Float32Array(k * rows * this.ss) : undefined;
+    this.rowTable = o.graph.teacherTables && t.kind === 'cached' ? teacherTables(t, o.graph).rows : undefined;
+    this.rowBufs = this.rowTable ? this.buffers.map(() => new BigInt64Array(o.batchSize)) : [];
   }
 
   /**
@@ -150,18 +155,25 @@ export class BatchFeeder {
         // Without mixing the targets are the one-hot labels (a copy: the augmenter's buffer is reused per batch).
         feeds[at('ytarget', j)] = { data: aug?.targets ? Float32Array.from(aug.targets) : oneHot(aug?.y ?? b.y, n, o.train.numClasses), dims: [n, o.train.numClasses] };
       }
-      if (o.graph.needsTeacher && o.teacher.kind === 'cached') {
-        const tb = this.teacherBufs[j]!.subarray(0, b.size * this.teacherWidth);
-        o.teacher.logits!.gather(b.ids, b.size, tb);
-        feeds[at('teacher', j)] = { data: tb, dims: [b.size, this.teacherWidth] };
-      }
       const unlabeled = o.train.unlabeled;
+      // With the tables on the device the step gathers the rows itself; the host copies them only when it reads
+      // them (the top class of rows without a label).
+      let tb: Float32Array | undefined;
+      if (o.graph.needsTeacher && o.teacher.kind === 'cached' && (!this.rowTable || (unlabeled && !o.augmenter))) {
+        tb = this.teacherBufs[j]!.subarray(0, b.size * this.teacherWidth);
+        o.teacher.logits!.gather(b.ids, b.size, tb);
+        if (!this.rowTable) feeds[at('teacher', j)] = { data: tb, dims: [b.size, this.teacherWidth] };
+      }
+      if (this.rowTable) {
+        const r = this.rowBufs[j]!.subarray(0, b.size);
+        this.rowTable.rowIndices(b.ids, b.size, r);
+        feeds[at(TEACHER_ROWS, j)] = { data: r, dims: [b.size] };
+      }
       if (unlabeled && !o.augmenter) {
         // A row without a label (transfer set): no label target (the label loss skips it), and its class for
         // accuracy and DKD's target is the (first) teacher's top class.
         const c = o.train.numClasses;
         const targets = o.graph.labelTargets ? (feeds[at('ytarget', j)]!.data as Float32Array) : undefined;
-        const tb = feeds[at('teacher', j)]?.data as Float32Array | undefined;
         for (let i = 0; i < b.size; i++) {
           if (unlabeled[b.rows[i]!] !== 1) continue;
           targets?.fill(0, i * c, (i + 1) * c);
@@ -188,7 +200,7 @@ export class BatchFeeder {
           feeds[at(`tfeat:${f.name}`, j)] = { data: buf, dims: [b.size, w] };
         }
       }
-      for (const f of this.featureBufs) {
+      for (const f of this.rowTable ? [] : this.featureBufs) {
         const w = f.table.numClasses;
         const buf = f.bufs[j]!.subarray(0, b.size * w);
         f.table.gather(b.ids, b.size, buf);
@@ -229,4 +241,29 @@ function oneHot(y: Int32Array, n: number, c: number): Float32Array {
   const out = new Float32Array(n * c);
   for (let i = 0; i < n; i++) out[i * c + y[i]!] = 1;
   return out;
+}
+
+/**
+ * The whole tables a step with `teacherTables` is fed once per phase, by graph input name, and the table whose row
+ * order the per-step row indices follow. Every table must hold its rows in one sample order (`teacherTablesFit`).
+ */
+export function teacherTables(t: { logits?: LogitTable | undefined; features?: ReadonlyMap<string, LogitTable> | undefined }, graph: Pick<StepGraph, 'needsTeacher' | 'teacherFeatures'>): { rows: LogitTable; tables: Map<string, LogitTable> } {
+  const tables = new Map<string, LogitTable>();
+  if (graph.needsTeacher && t.logits) tables.set(TEACHER_TABLE, t.logits);
+  for (const name of graph.teacherFeatures) {
+    const table = t.features?.get(name);
+    if (!table) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
+    tables.set(featureTable(name), table);
+  }
+  const rows = [...tables.values()][0];
+  if (!rows) throw new KdError('KD_CONFIG_INVALID', 'teacher tables were asked for, but the teacher gave no outputs', { fix: 'this is a kdistill bug' });
+  for (const table of tables.values()) if (!rows.sameRows(table)) throw new KdError('KD_CONFIG_INVALID', 'the teacher tables hold their rows in different orders', { fix: 'this is a kdistill bug: check teacherTablesFit first' });
+  return { rows, tables };
+}
+
+/** Whether cached teacher outputs can be fed as whole tables indexed by one row vector. */
+export function teacherTablesFit(t: TeacherSource): boolean {
+  if (t.kind !== 'cached') return false;
+  const all = [...(t.logits ? [t.logits] : []), ...(t.features?.values() ?? [])];
+  return all.length > 0 && all.every((table) => all[0]!.sameRows(table));
 }

@@ -1,5 +1,5 @@
 import { KdError } from '../errors.js';
-import { type Value, Graph, addN, flatten, gradients, isInf, isNaN, numel, or, reduceSumSquare, split, toOnnx } from '../graph/index.js';
+import { type Value, Graph, addN, flatten, gather, gradients, isInf, isNaN, numel, or, reduceSumSquare, split, toOnnx } from '../graph/index.js';
 import { type ForwardContext, type Model, type ParamSpec, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { correctCount, crossEntropySum } from '../nn/losses.js';
 import type { Optimizer } from '../optim/optimizers.js';
@@ -36,6 +36,8 @@ export interface StepGraph {
   teacherFeatures: string[];
   /** Label targets are fed per step as `ytarget@k` ([B, classes]). */
   labelTargets: boolean;
+  /** Teacher outputs are whole tables gathered by `teacher_rows@k` (StepGraphOptions.teacherTables). */
+  teacherTables: boolean;
   /**
    * The graph optimization level to run it with. 'extended' (no layout rewrites) ran training steps 1.06-1.07x faster
    * than 'all' with bit-identical outputs (bench/session-options.ts, docs/BENCHMARKS.md); only a step embedding a
@@ -49,6 +51,12 @@ export const paramOut = (name: string) => `p:${name}:next`;
 export const stateIn = (name: string, slot: string) => `s:${name}:${slot}`;
 export const stateOut = (name: string, slot: string) => `s:${name}:${slot}:next`;
 export const at = (name: string, k: number) => `${name}@${k}`;
+/** Teacher tables kept on the device (StepGraphOptions.teacherTables): the whole logit table, [N, width]. */
+export const TEACHER_TABLE = 'teacher_table';
+/** The whole table of teacher tensor `name` (`feature:fc2`), [N, width]. */
+export const featureTable = (name: string) => `tfeat_table:${name}`;
+/** Per step: the table rows of the batch's samples, [B] int64 (`teacher_rows@k`). */
+export const TEACHER_ROWS = 'teacher_rows';
 
 export interface StepGraphOptions {
   /** ONNX Runtime's NCHWc block on this CPU (runtime/kernels.ts): convs run on its blocked kernels; 0 or absent: standard ops. */
@@ -73,6 +81,12 @@ export interface StepGraphOptions {
    * unlabelled MUNGE samples. The ce term reads them; `y` stays the first partner's class (accuracy, dkd).
    */
   labelTargets?: boolean;
+  /**
+   * Cached teacher outputs come as whole tables (`teacher_table`, `tfeat_table:<name>`, [N, width]) fed once per
+   * phase and kept where the step runs, and each step gathers its rows by index (`teacher_rows@k`, [B] int64), so a
+   * GPU step uploads B indices instead of B rows of every table.
+   */
+  teacherTables?: boolean;
 }
 
 export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readonly Term[], stepsPerRun = 1, options: StepGraphOptions = {}): StepGraph {
@@ -93,6 +107,17 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
 
   const nTeachers = options.ensemble?.weights.length ?? 1;
   if (embedded && nTeachers > 1) throw new KdError('KD_CONFIG_INVALID', 'an embedded teacher cannot be combined with other teachers');
+  const tables = options.teacherTables === true && !embedded;
+  const tableInputs = new Map<string, Value>();
+  // A teacher tensor of step k: fed per step, or gathered from its table by the step's rows.
+  const teacherInput = (k: number, perStep: string, table: string, width: number): Value => {
+    if (!tables) return g.input(at(perStep, k), [BATCH, width]);
+    let t = tableInputs.get(table);
+    if (!t) tableInputs.set(table, (t = g.input(table, ['N', width])));
+    return gather(t, rowsOf(k));
+  };
+  const rowInputs: Value[] = [];
+  const rowsOf = (k: number): Value => (rowInputs[k] ??= g.input(at(TEACHER_ROWS, k), [BATCH], 'int64'));
 
   for (let k = 0; k < stepsPerRun; k++) {
     const x = g.input(at('x', k), [BATCH, ...model.inputShape]);
@@ -100,14 +125,14 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     const labelTargets = options.labelTargets ? g.input(at('ytarget', k), [BATCH, numClasses]) : undefined;
     // One forward pass of an embedded teacher per step serves its logits and every layer a term reads.
     const teacherOut = embedded && (needsTeacher || terms.some((t) => t.features)) ? embedded.model.forward(x, inferenceContext((n) => teacherParams!.get(n)!)) : undefined;
-    const allTeachers = needsTeacher && !embedded && nTeachers > 1 ? split(g.input(at('teacher', k), [BATCH, nTeachers * numClasses]), 1, new Array<number>(nTeachers).fill(numClasses)) : undefined;
+    const allTeachers = needsTeacher && !embedded && nTeachers > 1 ? split(teacherInput(k, 'teacher', TEACHER_TABLE, nTeachers * numClasses), 1, new Array<number>(nTeachers).fill(numClasses)) : undefined;
     const teacherLogits = !needsTeacher
       ? undefined
       : teacherOut
         ? teacherOut.logits
         : allTeachers
           ? allTeachers[0]
-          : g.input(at('teacher', k), [BATCH, numClasses]);
+          : teacherInput(k, 'teacher', TEACHER_TABLE, numClasses);
     const teacherEnsemble = allTeachers ? { logits: allTeachers, weights: options.ensemble!.weights } : undefined;
     const scalars: Record<string, Value> = {};
     for (const s of optimizer.scalars) scalars[s] = g.input(at(`opt:${s}`, k), []);
@@ -139,7 +164,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
       } else {
         const width = options.teacherFeatureWidths?.get(name);
         if (width === undefined) throw new KdError('KD_CONFIG_INVALID', `term "${t.name}" reads teacher tensor "${name}", which the teacher does not provide`, { fix: 'name a layer the teacher has (kdistill inspect lists them)' });
-        teacherFeatures.set(name, g.input(at(`tfeat:${name}`, k), [BATCH, width]));
+        teacherFeatures.set(name, teacherInput(k, `tfeat:${name}`, featureTable(name), width));
       }
     }
     const scheduled = new Map<string, Value>();
@@ -186,6 +211,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     needsTeacher: needsTeacher && !embedded,
     teacherFeatures: embedded ? [] : [...new Set(terms.flatMap((t) => (t.features ? [t.features.teacher] : [])))],
     labelTargets: options.labelTargets === true,
+    teacherTables: tables,
   };
 }
 

@@ -1,5 +1,5 @@
 import { KdError } from '../errors.js';
-import type { HostTensor } from '../runtime/session.js';
+import { DeviceTensor } from '../runtime/session.js';
 import type { ParamSpec, ParamValues } from '../nn/model.js';
 import { Rng } from '../util/rng.js';
 import { type CheckpointTensor, readCheckpoint, writeCheckpoint } from './checkpoint.js';
@@ -38,9 +38,14 @@ export interface TrainerRngs {
 /**
  * The training state between runtime calls and its checkpoints: tensors in and out of the step graph, the
  * progress record, the random streams, and the last good snapshot a numeric fault rolls back to.
+ *
+ * The tensors stay where the step computed them (GPU memory on the WebGPU provider, host memory on the CPU) and
+ * come to the host only for a checkpoint file or the final parameters. Each runtime call replaces all of them, so
+ * a set of tensors is one Map: `replace` frees the set it supersedes unless it is the last good snapshot, and a new
+ * snapshot frees the old one unless it is current. `dispose` frees whatever is left.
  */
 export class TrainState {
-  tensors: Map<string, HostTensor>;
+  private current: Map<string, DeviceTensor>;
   progress: TrainerProgress;
   /** The current epoch's sample order (undefined between the end of one epoch and the draw of the next). */
   order: Int32Array | undefined;
@@ -48,8 +53,8 @@ export class TrainState {
   private lastGood: Snapshot;
   private sinceCheckpoint = 0;
 
-  private constructor(tensors: Map<string, HostTensor>, progress: TrainerProgress, order: Int32Array | undefined, rngs: TrainerRngs) {
-    this.tensors = tensors;
+  private constructor(tensors: Map<string, DeviceTensor>, progress: TrainerProgress, order: Int32Array | undefined, rngs: TrainerRngs) {
+    this.current = tensors;
     this.progress = progress;
     this.order = order;
     this.rngs = rngs;
@@ -61,12 +66,13 @@ export class TrainState {
    * `adapters` stream, optimizer slots at zero. Random streams are derived from the phase's seed.
    */
   static fresh(fingerprint: string, seed: number, trainable: readonly ParamSpec[], buffers: readonly ParamSpec[], slots: readonly string[], params: ParamValues): TrainState {
-    const tensors = new Map<string, HostTensor>();
+    const tensors = new Map<string, DeviceTensor>();
     const adapterRng = Rng.derive(seed, 'adapters');
-    for (const p of buffers) tensors.set(paramIn(p.name), { data: new Float32Array(params.get(p.name) ?? p.init(adapterRng)), dims: p.shape });
+    const host = (data: Float32Array, dims: number[]) => DeviceTensor.host({ data, dims });
+    for (const p of buffers) tensors.set(paramIn(p.name), host(new Float32Array(params.get(p.name) ?? p.init(adapterRng)), p.shape));
     for (const p of trainable) {
-      tensors.set(paramIn(p.name), { data: new Float32Array(params.get(p.name) ?? p.init(adapterRng)), dims: p.shape });
-      for (const s of slots) tensors.set(stateIn(p.name, s), { data: new Float32Array(p.shape.reduce((a, b) => a * b, 1)), dims: p.shape });
+      tensors.set(paramIn(p.name), host(new Float32Array(params.get(p.name) ?? p.init(adapterRng)), p.shape));
+      for (const s of slots) tensors.set(stateIn(p.name, s), host(new Float32Array(p.shape.reduce((a, b) => a * b, 1)), p.shape));
     }
     const progress: TrainerProgress = {
       fingerprint,
@@ -95,11 +101,11 @@ export class TrainState {
         fix: 'resume with the config the run started with (kept in the output folder as config.json), or delete the checkpoint',
       });
     }
-    const tensors = new Map<string, HostTensor>();
+    const tensors = new Map<string, DeviceTensor>();
     const take = (name: string, dims: number[]) => {
       const data = ck.tensors.get(name);
       if (!(data instanceof Float32Array)) throw new KdError('KD_DATA_CORRUPT', `checkpoint ${path} lacks tensor ${name}`, { fix: 'delete this checkpoint file to restart the phase from its beginning' });
-      tensors.set(name, { data, dims });
+      tensors.set(name, DeviceTensor.host({ data, dims }));
     };
     for (const p of buffers) take(paramIn(p.name), p.shape);
     for (const p of trainable) {
@@ -110,9 +116,31 @@ export class TrainState {
     return new TrainState(tensors, progress, order, { order: new Rng(progress.rng.order), dropout: new Rng(progress.rng.dropout), augment: new Rng(progress.rng.augment) });
   }
 
-  /** The model's parameters (and buffers) as they are now. */
-  params(model: { params: readonly ParamSpec[] }): ParamValues {
-    return new Map(model.params.map((p) => [p.name, this.tensors.get(paramIn(p.name))!.data as Float32Array]));
+  /** The state's tensors by graph input name (`p:fc1.w`, `s:fc1.w:m`), to feed the next step. */
+  get tensors(): ReadonlyMap<string, DeviceTensor> {
+    return this.current;
+  }
+
+  /**
+   * The tensors a step call computed take the place of the current ones (all of them: every call outputs the whole
+   * state). The superseded set is freed unless it is the last good snapshot.
+   */
+  replace(next: Map<string, DeviceTensor>): void {
+    if (next.size !== this.current.size) throw new Error(`kdistill bug: a step returned ${next.size} state tensors, expected ${this.current.size}`);
+    if (this.current !== this.lastGood.tensors) freeAll(this.current);
+    this.current = next;
+  }
+
+  /** The model's parameters (and buffers) as they are now, on the device (for evaluation without a copy). */
+  paramTensors(model: { params: readonly ParamSpec[] }): Map<string, DeviceTensor> {
+    return new Map(model.params.map((p) => [p.name, this.current.get(paramIn(p.name))!]));
+  }
+
+  /** The model's parameters (and buffers) as they are now, on the host. */
+  async params(model: { params: readonly ParamSpec[] }): Promise<ParamValues> {
+    const out: ParamValues = new Map();
+    for (const p of model.params) out.set(p.name, (await this.current.get(paramIn(p.name))!.download()).data as Float32Array);
+    return out;
   }
 
   /** Counts optimizer steps since the last checkpoint (for `checkpointEvery`). */
@@ -128,14 +156,17 @@ export class TrainState {
 
   /**
    * Marks the current state as the last good one and, with a path, writes it as the phase's checkpoint
-   * (atomically). `elapsed` is the wall time of this process's part of the phase.
+   * (atomically; the only time the whole state comes to the host). `elapsed` is the wall time of this process's
+   * part of the phase.
    */
-  checkpoint(path: string | undefined, elapsed: number): void {
+  async checkpoint(path: string | undefined, elapsed: number): Promise<void> {
+    const previous = this.lastGood.tensors;
     this.lastGood = this.snapshot();
+    if (previous !== this.current) freeAll(previous);
     this.sinceCheckpoint = 0;
     if (!path) return;
     const list: CheckpointTensor[] = [];
-    for (const [name, v] of this.tensors) list.push({ name, data: v.data as Float32Array });
+    for (const [name, v] of this.current) list.push({ name, data: (await v.download()).data as Float32Array });
     if (this.order) list.push({ name: 'order', data: this.order });
     this.lastGood.progress.seconds = this.progress.seconds + elapsed;
     writeCheckpoint(path, this.lastGood.progress, list);
@@ -144,7 +175,8 @@ export class TrainState {
   /** Back to the last good state (same data order and random streams), keeping the retry count and lr scale given. */
   rollback(retries: number, lrScale: number): void {
     const s = this.lastGood;
-    this.tensors = s.tensors;
+    if (this.current !== s.tensors) freeAll(this.current);
+    this.current = s.tensors;
     this.order = s.order;
     this.progress = structuredClone(s.progress);
     this.progress.retries = retries;
@@ -152,18 +184,28 @@ export class TrainState {
     this.rngs = { order: new Rng(s.progress.rng.order), dropout: new Rng(s.progress.rng.dropout), augment: new Rng(s.progress.rng.augment) };
   }
 
+  /** Frees every tensor of the state and of its snapshot (the end of a phase, or a failed one). */
+  dispose(): void {
+    if (this.lastGood.tensors !== this.current) freeAll(this.lastGood.tensors);
+    freeAll(this.current);
+  }
+
   private snapshot(): Snapshot {
     // Tensors are replaced, never written in place, after each call: keeping the map is enough.
     return {
-      tensors: this.tensors,
+      tensors: this.current,
       order: this.order,
       progress: structuredClone({ ...this.progress, rng: { order: this.rngs.order.state(), dropout: this.rngs.dropout.state(), augment: this.rngs.augment.state() } }),
     };
   }
 }
 
+function freeAll(tensors: Map<string, DeviceTensor>): void {
+  for (const t of tensors.values()) if (!t.disposed) t.dispose();
+}
+
 interface Snapshot {
-  tensors: Map<string, HostTensor>;
+  tensors: Map<string, DeviceTensor>;
   order: Int32Array | undefined;
   progress: TrainerProgress;
 }

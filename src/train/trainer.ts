@@ -2,14 +2,15 @@ import { KdError } from '../errors.js';
 import { type AugmentSpec, Augmenter, augments, type Dataset, epochOrder, featureStats, mixesLabels, nearestNeighbours, numBatches, sampleSize, viewSet } from '../data/index.js';
 import { type Model, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { type OptimizerConfig, createOptimizer, type ScheduleConfig } from '../optim/index.js';
-import { type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
+import { type DeviceTensor, type Feed, type RuntimeOptions, Session } from '../runtime/session.js';
 import { nchwcBlockSize } from '../runtime/kernels.js';
 import { type Term, adapterParams } from '../distill/terms.js';
 import { Rng } from '../util/rng.js';
 import { type StepGraph, at, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from './graphs.js';
 import type { LogitTable } from '../teachers/cache.js';
 import { Evaluator, scalar } from './evaluator.js';
-import { BatchFeeder, type OnlineTeacher, type TeacherSource, type TeacherViews } from './feeder.js';
+import { BatchFeeder, type OnlineTeacher, type TeacherSource, type TeacherViews, teacherTables, teacherTablesFit } from './feeder.js';
+import { toDevice } from '../runtime/device.js';
 import { TrainState } from './state.js';
 
 export { Evaluator, type EvalResult } from './evaluator.js';
@@ -87,7 +88,15 @@ export interface TrainOptions {
   stopAfterEpoch?: number;
   seed: number;
   /** `blockedConv`: convolutions on ONNX Runtime's NCHWc kernels where the CPU has them (config runtime.kernels). */
-  runtime?: RuntimeOptions & { stepsPerRun?: number; blockedConv?: boolean };
+  runtime?: RuntimeOptions & {
+    stepsPerRun?: number;
+    blockedConv?: boolean;
+    /**
+     * Cached teacher outputs fed as whole tables, kept where the step runs and gathered by row index in the step
+     * (src/train/graphs.ts teacherTables). Default: on the GPU only (on the CPU both ways cost the same copy).
+     */
+    teacherTables?: boolean;
+  };
   callbacks?: readonly TrainCallbacks[];
   evalBatchSize?: number;
   /** Where and how often to save the whole training state. */
@@ -109,6 +118,8 @@ export interface TrainResult {
   seconds: number;
   /** False when the phase stopped early at `stopAfterEpoch` (its checkpoint continues it). */
   finished: boolean;
+  /** Cached teacher outputs were fed as whole tables kept on the device and gathered in the step. */
+  teacherTables: boolean;
 }
 
 interface Compiled {
@@ -152,19 +163,28 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     throw new KdError('KD_CONFIG_INVALID', 'a transfer set (rows without a label) cannot be combined with augmentation yet', { fix: 'remove student.train.augment, or give every row a label' });
   }
   // Label targets also carry rows without a label (a transfer set): all-zero, so only the teacher teaches them.
-  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec) || o.train.unlabeled !== undefined, nchwcBlock };
-  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime, teacher.kind === 'cached');
-  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime, teacher.kind === 'cached') : undefined;
+  const tablesOnDevice = (o.runtime?.teacherTables ?? o.runtime?.executionProvider === 'webgpu') && teacherTablesFit(teacher);
+  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec) || o.train.unlabeled !== undefined, nchwcBlock, teacherTables: tablesOnDevice };
+  // The state a call outputs stays on the device and is fed back to the next call (src/train/state.ts).
+  const keep = [...stats, ...trainable].map((p) => paramOut(p.name)).concat(trainable.flatMap((p) => optimizer.slots.map((sl) => stateOut(p.name, sl))));
+  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime, teacher.kind === 'cached', keep);
+  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime, teacher.kind === 'cached', keep) : undefined;
   const evaluator = await Evaluator.create(o.model, o.runtime, nchwcBlock);
+  let state: TrainState | undefined;
+  const tables = new Map<string, DeviceTensor>();
   try {
-    const state = o.resumeFrom
+    if (single.graph.teacherTables && teacher.kind === 'cached') {
+      // Uploaded once for the phase; each call feeds the same tensors.
+      for (const [name, t] of teacherTables(teacher, single.graph).tables) tables.set(name, await toDevice({ data: t.logits, dims: [t.size, t.numClasses] }, o.runtime));
+    }
+    state = o.resumeFrom
       ? TrainState.resume(o.resumeFrom, fingerprint, trainable, stats, optimizer.slots)
       : TrainState.fresh(fingerprint, o.seed, trainable, stats, optimizer.slots, o.params);
     const augmenter = augments(spec) ? makeAugmenter(spec, o, teacher.kind === 'views') : undefined;
     const feederOptions = { train: o.train, batchSize: o.batchSize, terms: o.terms, optimizer, optimizerConfig: o.optimizer, schedule: o.schedule, epochs: o.epochs, teacher, augmenter };
     const feeders = { single: new BatchFeeder({ ...feederOptions, stepsPerRun: 1, graph: single.graph }), multi: multi ? new BatchFeeder({ ...feederOptions, stepsPerRun: k, graph: multi.graph }) : undefined };
     const stepsPerEpoch = numBatches(o.train.n, o.batchSize);
-    const loop: Loop = { o, state, single, multi, feeders, stepsPerEpoch, k, trainable, stats, slots: optimizer.slots, t0, epochStart: performance.now() };
+    const loop: Loop = { o, state, single, multi, feeders, tables, stepsPerEpoch, k, trainable, stats, slots: optimizer.slots, t0, epochStart: performance.now() };
     const last = Math.min(o.epochs, o.stopAfterEpoch ?? o.epochs);
     while (state.progress.epoch <= last) {
       if (state.progress.step === 0 && !state.order) {
@@ -179,8 +199,10 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const seconds = state.progress.seconds + (performance.now() - t0) / 1000;
     const finished = state.progress.epoch > o.epochs;
     if (finished) for (const cb of o.callbacks ?? []) cb.onRunEnd?.({ history: state.progress.history, seconds });
-    return { params: state.params(o.model), history: state.progress.history, seconds, finished };
+    return { params: await state.params(o.model), history: state.progress.history, seconds, finished, teacherTables: single.graph.teacherTables };
   } finally {
+    state?.dispose();
+    for (const t of tables.values()) t.dispose();
     await single.session.dispose();
     await multi?.session.dispose();
     await evaluator.dispose();
@@ -194,6 +216,8 @@ interface Loop {
   single: Compiled;
   multi: Compiled | undefined;
   feeders: { single: BatchFeeder; multi: BatchFeeder | undefined };
+  /** Teacher tables on the device, by graph input name (fed to every call). */
+  tables: ReadonlyMap<string, DeviceTensor>;
   stepsPerEpoch: number;
   k: number;
   trainable: readonly { name: string }[];
@@ -221,10 +245,14 @@ async function runSteps(loop: Loop): Promise<{ faulted: boolean; lr: number }> {
     const p = state.progress;
     const fed = await feeder.feed(state.order!, epoch, step, group, stepsPerEpoch, p.t, p.lrScale, state.rngs.augment, state.rngs.dropout);
     lr = fed.lr;
-    for (const [name, v] of state.tensors) fed.feeds[name] = v;
-    const out = await compiled.session.run(fed.feeds);
+    const feeds: Record<string, Feed> = { ...fed.feeds };
+    for (const [name, v] of state.tensors) feeds[name] = v;
+    for (const [name, v] of loop.tables) feeds[name] = v;
+    const { host: out, device } = await compiled.session.runKeeping(feeds);
     const badAt = Array.from({ length: group }, (_, j) => (out[at('bad', j)]!.data as Uint8Array)[0]).findIndex((b) => b);
     if (badAt >= 0) {
+      // The faulty call's state is never used.
+      for (const t of Object.values(device)) t.dispose();
       const where = `epoch ${epoch}, step ${step + badAt + 1} (global step ${p.t + badAt + 1})`;
       if ((o.lrBackoff ?? 0) > 0 && p.retries < MAX_RETRIES) {
         // Back to the last good state, same data order and noise, smaller steps.
@@ -256,20 +284,20 @@ async function runSteps(loop: Loop): Promise<{ faulted: boolean; lr: number }> {
       real += fed.sizes[j]!;
       for (const cb of o.callbacks ?? []) cb.onStepEnd?.({ epoch, step: step + j + 1, stepsInEpoch: stepsPerEpoch, samplesInEpoch: o.train.n, samplesDone: Math.min(real, o.train.n), loss });
     }
-    const next = new Map<string, HostTensor>();
-    for (const s of loop.stats) next.set(paramIn(s.name), out[paramOut(s.name)]!);
+    const next = new Map<string, DeviceTensor>();
+    for (const s of loop.stats) next.set(paramIn(s.name), device[paramOut(s.name)]!);
     for (const s of loop.trainable) {
-      next.set(paramIn(s.name), out[paramOut(s.name)]!);
-      for (const slot of loop.slots) next.set(stateIn(s.name, slot), out[stateOut(s.name, slot)]!);
+      next.set(paramIn(s.name), device[paramOut(s.name)]!);
+      for (const slot of loop.slots) next.set(stateIn(s.name, slot), device[stateOut(s.name, slot)]!);
     }
-    state.tensors = next;
+    state.replace(next);
     state.advance(group);
     if (o.shouldStop?.()) {
-      state.checkpoint(o.checkpoint?.path, elapsed(loop));
+      await state.checkpoint(o.checkpoint?.path, elapsed(loop));
       throw interrupted(o, epoch, state.progress.step, stepsPerEpoch);
     }
     if (o.checkpoint && o.checkpoint.everySteps > 0 && state.stepsSinceCheckpoint >= o.checkpoint.everySteps && state.progress.step < stepsPerEpoch) {
-      state.checkpoint(o.checkpoint.path, elapsed(loop));
+      await state.checkpoint(o.checkpoint.path, elapsed(loop));
     }
   }
   return { faulted: false, lr };
@@ -279,7 +307,7 @@ async function runSteps(loop: Loop): Promise<{ faulted: boolean; lr: number }> {
 async function endEpoch(loop: Loop, evaluator: Evaluator, lr: number): Promise<void> {
   const { o, state } = loop;
   const p = state.progress;
-  const val = await evaluator.evaluate(state.params(o.model), o.validation, o.evalBatchSize);
+  const val = await evaluator.evaluate(state.paramTensors(o.model), o.validation, o.evalBatchSize);
   const terms: Record<string, number> = {};
   for (const [n, v] of Object.entries(p.sums.terms)) terms[n] = v / p.sums.seen;
   const m: EpochMetrics = {
@@ -303,7 +331,7 @@ async function endEpoch(loop: Loop, evaluator: Evaluator, lr: number): Promise<v
     state.order = epochOrder(o.train.n, state.rngs.order);
     loop.epochStart = performance.now();
   }
-  state.checkpoint(o.checkpoint?.path, elapsed(loop));
+  await state.checkpoint(o.checkpoint?.path, elapsed(loop));
   if (o.shouldStop?.() && p.epoch <= o.epochs && p.epoch <= (o.stopAfterEpoch ?? o.epochs)) throw interrupted(o, p.epoch, 0, loop.stepsPerEpoch);
 }
 
@@ -368,9 +396,9 @@ export async function cpuKernelBlock(runtime: (RuntimeOptions & { blockedConv?: 
   return runtime?.blockedConv && (runtime.executionProvider ?? 'cpu') === 'cpu' ? nchwcBlockSize() : 0;
 }
 
-async function compile(graph: StepGraph, runtime: RuntimeOptions | undefined, alone: boolean): Promise<Compiled> {
+async function compile(graph: StepGraph, runtime: RuntimeOptions | undefined, alone: boolean, keep: readonly string[]): Promise<Compiled> {
   // A step session that is the only busy one during a phase (teacher outputs cached beforehand) may spin its
   // threads between calls: measured +15-20% steps/s on 2 cores. With an online teacher session alternating with
   // it, spinning would steal the teacher's cores.
-  return { graph, session: await Session.create(graph.onnx, { spin: alone, ...runtime, graphOptimization: graph.optimization }) };
+  return { graph, session: await Session.create(graph.onnx, { spin: alone, ...runtime, graphOptimization: graph.optimization, keep }) };
 }

@@ -1,0 +1,137 @@
+/**
+ * The training state and the teacher tables stay where the step runs (src/runtime/session.ts DeviceTensor,
+ * src/train/state.ts, src/train/graphs.ts teacherTables): on a GPU that is GPU memory, here host memory, through the
+ * same handles and the same code. What these tests hold on the CPU is the logic a GPU run depends on:
+ * - a session's kept outputs come back as handles that can be fed to the next call, and a disposed handle can be
+ *   neither read nor fed (so a lifetime bug fails here, not only on a GPU);
+ * - the state frees exactly the tensor sets nothing refers to any more: superseded steps, old snapshots, a rolled
+ *   back step; never the last good snapshot a numeric fault returns to;
+ * - teacher outputs fed as whole tables and gathered by row index in the step give byte-identical training to rows
+ *   gathered on the host: logits, feature tensors, an ensemble, K-step calls and a transfer set.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Graph, add, mul, toOnnx } from '../src/graph/index.js';
+import { DeviceTensor, Session } from '../src/runtime/session.js';
+import { toDevice } from '../src/runtime/device.js';
+import { TrainState } from '../src/train/state.js';
+import { paramIn, stateIn } from '../src/train/graphs.js';
+import { loadMnist, makeSplits, type Dataset } from '../src/data/index.js';
+import { Mlp, initParams } from '../src/nn/index.js';
+import { createTerms, type TermConfig } from '../src/distill/index.js';
+import { train, type TrainOptions } from '../src/train/trainer.js';
+import { LogitTable } from '../src/teachers/index.js';
+import { Rng } from '../src/util/rng.js';
+import type { ParamSpec } from '../src/nn/model.js';
+
+test('kept outputs stay as device tensors that feed the next call; a disposed one can be neither read nor fed', async () => {
+  const g = new Graph('t');
+  const x = g.input('x', [3]);
+  g.output('twice', add(x, x));
+  g.output('square', mul(x, x));
+  const s = await Session.create(toOnnx(g), { threads: 1, keep: ['twice'] });
+  try {
+    const first = await s.runKeeping({ x: { data: Float32Array.of(1, 2, 3), dims: [3] } });
+    assert.deepEqual(Object.keys(first.device), ['twice']);
+    assert.deepEqual([...(first.host.square!.data as Float32Array)], [1, 4, 9]);
+    const twice = first.device.twice!;
+    assert.deepEqual(twice.dims, [3]);
+    // Fed back as the next call's input without a trip through a host array.
+    const second = await s.runKeeping({ x: twice });
+    assert.deepEqual([...((await second.device.twice!.download()).data as Float32Array)], [4, 8, 12]);
+    twice.dispose();
+    assert.equal(twice.disposed, true);
+    await assert.rejects(twice.download(), /disposed device tensor was read/);
+    await assert.rejects(s.run({ x: twice }), /disposed device tensor was fed/);
+    // On the CPU an upload is the array itself.
+    const host = Float32Array.of(5, 6);
+    const up = await toDevice({ data: host, dims: [2] }, { executionProvider: 'cpu' });
+    assert.equal((await up.download()).data, host);
+  } finally {
+    await s.dispose();
+  }
+});
+
+test('the training state frees superseded tensors, keeps the last good snapshot until the next one, and rolls back to it', async () => {
+  const spec = (name: string): ParamSpec => ({ name, shape: [2], init: () => new Float32Array(2) }) as unknown as ParamSpec;
+  const params = [spec('w')];
+  const state = TrainState.fresh('f', 1, params, [], ['m'], new Map([['w', Float32Array.of(1, 2)]]));
+  const step = (v: number) => new Map([[paramIn('w'), DeviceTensor.host({ data: Float32Array.of(v, v), dims: [2] })], [stateIn('w', 'm'), DeviceTensor.host({ data: Float32Array.of(-v, -v), dims: [2] })]]);
+  const initial = [...state.tensors.values()];
+  const a = step(10);
+  state.replace(a);
+  assert.ok(initial.every((t) => !t.disposed), 'the initial set is the last good snapshot: kept');
+  const b = step(20);
+  state.replace(b);
+  assert.ok([...a.values()].every((t) => t.disposed), 'a superseded step nothing refers to is freed');
+  await state.checkpoint(undefined, 0);
+  assert.ok(initial.every((t) => t.disposed), 'the old snapshot is freed once a new one is taken');
+  assert.ok([...b.values()].every((t) => !t.disposed), 'the current set, now the snapshot, is kept');
+  const c = step(30);
+  state.replace(c);
+  assert.ok([...b.values()].every((t) => !t.disposed), 'the snapshot survives the next step');
+  // A fault: back to the snapshot (b), the step after it (c) freed.
+  state.rollback(1, 0.5);
+  assert.ok([...c.values()].every((t) => t.disposed));
+  assert.deepEqual([...((await state.params({ params })).get('w')!)], [20, 20]);
+  assert.throws(() => state.replace(new Map()), /returned 0 state tensors/);
+  state.dispose();
+  assert.ok([...b.values()].every((t) => t.disposed), 'dispose frees what is left');
+});
+
+const { train: mnistTrain, test: mnistTest } = loadMnist({ limitTrain: 700, limitTest: 100 });
+const splits = makeSplits({ train: mnistTrain, test: mnistTest }, { validation: 0.1 }, 1);
+
+/** A cached "teacher" table over `ds` with its rows in another order than the data set's (row ≠ sample position). */
+function table(ds: Dataset, width: number, seed: number): LogitTable {
+  const rng = new Rng(seed);
+  const order = Int32Array.from(ds.ids);
+  for (let i = order.length - 1; i > 0; i--) {
+    const j = rng.int(i + 1);
+    [order[i], order[j]] = [order[j]!, order[i]!];
+  }
+  const values = new Float32Array(order.length * width);
+  rng.fillUniform(values);
+  return new LogitTable(width, values.map((v) => 6 * v - 3), order);
+}
+
+async function trainBoth(name: string, terms: TermConfig[], extra: Partial<TrainOptions>, train_: Dataset = splits.train): Promise<void> {
+  const model = new Mlp({ inputShape: [1, 28, 28], hidden: [24, 12], numClasses: 10 });
+  const base: TrainOptions = {
+    model, params: initParams(model, new Rng(1)), train: train_, validation: splits.validation, epochs: 2, batchSize: 64,
+    optimizer: { type: 'adam', lr: 0.003 }, schedule: { type: 'constant' }, terms: createTerms(terms), seed: 3, ...extra,
+  };
+  const host = await train({ ...base, runtime: { threads: 1, stepsPerRun: 3, teacherTables: false } });
+  const tables = await train({ ...base, runtime: { threads: 1, stepsPerRun: 3, teacherTables: true } });
+  assert.equal(host.teacherTables, false);
+  assert.equal(tables.teacherTables, true, `${name}: the step gathered from the tables`);
+  const strip = (h: typeof host.history) => h.map(({ seconds: _s, ...rest }) => rest);
+  assert.deepEqual(strip(tables.history), strip(host.history), `${name}: same epoch metrics`);
+  for (const [p, v] of host.params) assert.deepEqual(tables.params.get(p), v, `${name}: ${p} bit-identical`);
+}
+
+test('teacher tables gathered in the step train bit-identically to rows gathered on the host (logits, features, ensemble, K = 3)', async () => {
+  const logits = table(splits.train, 10, 5);
+  await trainBoth('kd', [{ type: 'ce', weight: 0.1 }, { type: 'kd', temperature: 4, weight: 0.9 }], { teacher: logits });
+  // A feature table in the logits' row order: one row index serves both tables.
+  await trainBoth('kd + fitnet (same row order)', [{ type: 'kd', temperature: 4, weight: 1 }, { type: 'fitnet', student: 'fc1', teacher: 'feature:fc1', weight: 0.5 }], {
+    teacher: logits,
+    teacherFeatures: new Map([['feature:fc1', new LogitTable(32, table(splits.train, 32, 6).logits.slice(0, logits.size * 32), logits.ids)]]),
+  });
+  // Tables in different row orders cannot share one index: such a phase keeps gathering on the host.
+  const model = new Mlp({ inputShape: [1, 28, 28], hidden: [24, 12], numClasses: 10 });
+  const mixed = await train({
+    model, params: initParams(model, new Rng(1)), train: splits.train, validation: splits.validation, epochs: 1, batchSize: 64,
+    optimizer: { type: 'adam', lr: 0.003 }, schedule: { type: 'constant' }, seed: 3, runtime: { threads: 1, teacherTables: true },
+    terms: createTerms([{ type: 'kd', temperature: 4, weight: 1 }, { type: 'fitnet', student: 'fc1', teacher: 'feature:fc1', weight: 0.5 }]),
+    teacher: logits, teacherFeatures: new Map([['feature:fc1', table(splits.train, 32, 9)]]),
+  });
+  assert.equal(mixed.teacherTables, false);
+  await trainBoth('ensemble of two', [{ type: 'kd', temperature: 2, weight: 1 }], { teacher: table(splits.train, 20, 7), ensemble: { weights: [0.3, 0.7] } });
+});
+
+test('a transfer set (rows without a label) takes its class from the teacher row on the host while the step gathers the table', async () => {
+  const unlabeled = new Uint8Array(splits.train.n);
+  for (let i = 0; i < unlabeled.length; i += 3) unlabeled[i] = 1;
+  await trainBoth('transfer set', [{ type: 'ce', weight: 0.5 }, { type: 'kd', temperature: 4, weight: 0.5 }], { teacher: table(splits.train, 10, 8) }, { ...splits.train, unlabeled });
+});
