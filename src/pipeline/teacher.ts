@@ -111,8 +111,9 @@ export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData,
   }
   if (teaching === 'views') return viewTables(ctx, data, plan, artifact, student.augment);
   if (teaching === 'online') {
-    // The sessions alternate with the student's step session: no spinning threads (src/runtime/session.ts).
-    const runtime = { threads: ctx.runtime.threads };
+    // The sessions alternate with the student's step session: no spinning threads (src/runtime/session.ts). They
+    // run on the run's device, like every other session.
+    const runtime = { threads: ctx.runtime.threads, executionProvider: ctx.runtime.executionProvider };
     const loaded: (OnnxTeacher | RemoteTeacher)[] = [];
     try {
       loaded.push((await openTeacher(ctx, plan, artifact, features, runtime)) as OnnxTeacher | RemoteTeacher);
