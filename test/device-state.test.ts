@@ -135,3 +135,59 @@ test('a transfer set (rows without a label) takes its class from the teacher row
   for (let i = 0; i < unlabeled.length; i += 3) unlabeled[i] = 1;
   await trainBoth('transfer set', [{ type: 'ce', weight: 0.5 }, { type: 'kd', temperature: 4, weight: 0.5 }], { teacher: table(splits.train, 10, 8) }, { ...splits.train, unlabeled });
 });
+
+test('an online teacher that is a kdistill model runs inside the step graph: the same training as its own session, which is never called', async () => {
+  const { OnlineTeachers, OnnxTeacher } = await import('../src/teachers/index.js');
+  const { buildExportGraph } = await import('../src/train/graphs.js');
+  const { writeFileAtomic } = await import('../src/util/fs.js');
+  const { mkdtempSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'kd-embed-'));
+  const teacherModel = new Mlp({ inputShape: [1, 28, 28], hidden: [32], numClasses: 10 });
+  const teacherParams = initParams(teacherModel, new Rng(9));
+  const file = join(dir, 'teacher.onnx');
+  writeFileAtomic(file, buildExportGraph(teacherModel, teacherParams));
+  const loaded = await OnnxTeacher.load(file, { runtime: { threads: 1 }, features: ['feature:fc1'] });
+  try {
+    // What a run embeds: the weights read back from the teacher's exported file, bit for bit.
+    const { exportedParams } = await import('../src/pipeline/teacher.js');
+    const back = exportedParams(file, teacherModel)!;
+    for (const [name, v] of teacherParams) assert.deepEqual(back.get(name), v, `${name} read back from the export`);
+    assert.equal(exportedParams(file, new Mlp({ inputShape: [1, 28, 28], hidden: [33], numClasses: 10 })), undefined, 'another architecture: not embedded');
+    const inner = await OnlineTeachers.create([loaded], splits.train);
+    let calls = 0;
+    const online = {
+      width: inner.width, featureWidths: inner.featureWidths, embeddable: { model: teacherModel, params: teacherParams },
+      run: (x: Float32Array, n: number) => (calls++, inner.run(x, n)),
+    };
+    const model = new Mlp({ inputShape: [1, 28, 28], hidden: [24, 12], numClasses: 10 });
+    const base: TrainOptions = {
+      model, params: initParams(model, new Rng(1)), train: splits.train, validation: splits.validation, epochs: 2, batchSize: 64,
+      optimizer: { type: 'adam', lr: 0.003 }, schedule: { type: 'constant' }, seed: 3, augment: { shift: 2 }, onlineTeacher: online,
+      terms: createTerms([{ type: 'ce', weight: 0.3 }, { type: 'kd', temperature: 4, weight: 0.7 }, { type: 'fitnet', student: 'fc1', teacher: 'feature:fc1', weight: 0.2 }]),
+    };
+    const separate = await train({ ...base, runtime: { threads: 1, stepsPerRun: 2, embedTeacher: false } });
+    assert.ok(calls > 0 && !separate.embeddedTeacher);
+    const before = calls;
+    const embedded = await train({ ...base, runtime: { threads: 1, stepsPerRun: 2, embedTeacher: true } });
+    assert.equal(embedded.embeddedTeacher, true);
+    assert.equal(calls, before, 'the separate teacher session is not called');
+    // The same teacher forward, on K batches at once in its session and per batch in the step: float32 sums in
+    // another blocking, so equal within rounding, not bit for bit.
+    for (let e = 0; e < 2; e++) {
+      for (const key of ['trainLoss', 'valLoss'] as const) {
+        const a = separate.history[e]![key];
+        const b = embedded.history[e]![key];
+        assert.ok(Math.abs(a - b) <= 1e-4 * Math.abs(a), `epoch ${e + 1} ${key}: separate ${a}, embedded ${b}`);
+      }
+      for (const t of ['kd', 'fitnet']) {
+        const a = separate.history[e]!.terms[t]!;
+        assert.ok(Math.abs(a - embedded.history[e]!.terms[t]!) <= 1e-4 * Math.abs(a), `epoch ${e + 1} term ${t}`);
+      }
+    }
+  } finally {
+    await loaded.dispose();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,5 +1,7 @@
 import { distillTrainSet } from './student.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { readOnnx } from '../graph/index.js';
+import type { Model, ParamValues } from '../nn/index.js';
 import { join } from 'node:path';
 import { KdError } from '../errors.js';
 import { countParams, initParams } from '../nn/index.js';
@@ -119,6 +121,9 @@ export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData,
       loaded.push((await openTeacher(ctx, plan, artifact, features, runtime)) as OnnxTeacher | RemoteTeacher);
       for (const e of plan.extras) loaded.push(await OnnxTeacher.load(e.path, { ...e.feed, runtime }));
       const teacher = await OnlineTeachers.create(loaded, train);
+      // A single kdistill-built teacher can run inside the student's step graph (on the GPU, by default).
+      const own = plan.imported ?? (plan.model && !artifact.remote && plan.extras.length === 0 ? { model: plan.model, params: exportedParams(artifact.path, plan.model) } : undefined);
+      if (own?.params && plan.extras.length === 0) teacher.embeddable = { model: own.model, params: own.params };
       progress.log('teacher outputs: computed online, on every augmented batch (consistent teaching)');
       return { kind: 'online', teacher, dispose: async () => void (await Promise.all(loaded.map((t) => t.dispose()))) };
     } catch (e) {
@@ -265,4 +270,24 @@ export async function teacherTables(
 function rows(ds: Dataset, start: number, count: number): Dataset {
   const ss = ds.sampleShape.reduce((a, b) => a * b, 1);
   return { ...ds, x: ds.x.subarray(start * ss, (start + count) * ss), y: ds.y.subarray(start, start + count), ids: ds.ids.subarray(start, start + count), n: count };
+}
+
+/**
+ * A kdistill-built teacher's weights read back from its exported file, by parameter name (buildExportGraph stores
+ * each as a float initializer of that name); undefined when any is missing, so the caller keeps its session.
+ */
+export function exportedParams(path: string, model: Model): ParamValues | undefined {
+  const inits = new Map((readOnnx(readFileSync(path)).graph?.initializer ?? []).map((t) => [t.name ?? '', t]));
+  const out: ParamValues = new Map();
+  for (const p of model.params) {
+    const t = inits.get(p.name);
+    const n = p.shape.reduce((a, b) => a * b, 1);
+    if (!t || t.dataType !== 1) return undefined;
+    const raw = t.rawData;
+    // Copied to a fresh buffer: the decoder's rawData may be a view into the whole file (a Node Buffer slice).
+    const v = raw && raw.length === n * 4 ? new Float32Array(Uint8Array.from(raw).buffer) : t.floatData?.length === n ? Float32Array.from(t.floatData) : undefined;
+    if (!v) return undefined;
+    out.set(p.name, v);
+  }
+  return out;
 }

@@ -1,4 +1,5 @@
 import type { Dataset } from '../data/index.js';
+import type { OnlineTeacher } from '../train/feeder.js';
 import type { OnnxTeacher } from './onnx-teacher.js';
 import type { RemoteTeacher } from './remote.js';
 
@@ -13,6 +14,8 @@ export type BatchTeacher = OnnxTeacher | RemoteTeacher;
 export class OnlineTeachers {
   readonly width: number;
   readonly featureWidths: ReadonlyMap<string, number>;
+  /** Set by whoever knows the single teacher is a kdistill model (src/pipeline/teacher.ts). */
+  embeddable: OnlineTeacher['embeddable'];
 
   private constructor(
     private readonly teachers: readonly BatchTeacher[],

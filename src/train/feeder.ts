@@ -4,6 +4,7 @@ import type { HostTensor } from '../runtime/session.js';
 import { type OptimizerConfig, learningRate, type Optimizer, type ScheduleConfig } from '../optim/index.js';
 import { type Term, termWeight } from '../distill/terms.js';
 import type { LogitTable } from '../teachers/cache.js';
+import type { Model, ParamValues } from '../nn/model.js';
 import type { Rng } from '../util/rng.js';
 import { type StepGraph, TEACHER_ROWS, TEACHER_TABLE, at, featureTable } from './graphs.js';
 
@@ -18,6 +19,11 @@ export interface OnlineTeacher {
   readonly featureWidths: ReadonlyMap<string, number>;
   /** The teacher's outputs for `n` samples `x` ([n, ...sampleShape], the student's input). */
   run(x: Float32Array, n: number): Promise<{ logits: Float32Array; features: ReadonlyMap<string, Float32Array> }>;
+  /**
+   * The teacher as a kdistill model with its weights, when it is one (trained here or imported): the step graph can
+   * then run it itself (runtime.embedTeacher), so its outputs never leave the device.
+   */
+  readonly embeddable?: { model: Model; params: ParamValues } | undefined;
 }
 
 /** Where a phase's teacher outputs come from: a table by sample id, or the teacher itself on each batch. */

@@ -96,6 +96,12 @@ export interface TrainOptions {
      * (src/train/graphs.ts teacherTables). Default: on the GPU only (on the CPU both ways cost the same copy).
      */
     teacherTables?: boolean;
+    /**
+     * An online teacher that is a kdistill model runs inside the step graph (one call: teacher forward, student
+     * step), instead of in its own session whose outputs go through the host. Default: on the GPU only (on the CPU
+     * embedding measured no faster, 12 % slower for the demo's pair: docs/BENCHMARKS.md, consistent teaching).
+     */
+    embedTeacher?: boolean;
   };
   callbacks?: readonly TrainCallbacks[];
   evalBatchSize?: number;
@@ -120,6 +126,8 @@ export interface TrainResult {
   finished: boolean;
   /** Cached teacher outputs were fed as whole tables kept on the device and gathered in the step. */
   teacherTables: boolean;
+  /** The online teacher ran inside the step graph (runtime.embedTeacher). */
+  embeddedTeacher: boolean;
 }
 
 interface Compiled {
@@ -164,11 +172,17 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   }
   // Label targets also carry rows without a label (a transfer set): all-zero, so only the teacher teaches them.
   const tablesOnDevice = (o.runtime?.teacherTables ?? o.runtime?.executionProvider === 'webgpu') && teacherTablesFit(teacher);
-  const graphOptions = { teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec) || o.train.unlabeled !== undefined, nchwcBlock, teacherTables: tablesOnDevice };
+  const embedded = teacher.kind === 'online' && (o.runtime?.embedTeacher ?? o.runtime?.executionProvider === 'webgpu') ? teacher.teacher.embeddable : undefined;
+  const graphOptions = {
+    teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec) || o.train.unlabeled !== undefined, nchwcBlock, teacherTables: tablesOnDevice,
+    ...(embedded ? { teacher: embedded } : {}),
+  };
+  // A step with no other session beside it (cached outputs, or the teacher inside it) may spin its threads.
+  const alone = teacher.kind === 'cached' || embedded !== undefined;
   // The state a call outputs stays on the device and is fed back to the next call (src/train/state.ts).
   const keep = [...stats, ...trainable].map((p) => paramOut(p.name)).concat(trainable.flatMap((p) => optimizer.slots.map((sl) => stateOut(p.name, sl))));
-  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime, teacher.kind === 'cached', keep);
-  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime, teacher.kind === 'cached', keep) : undefined;
+  const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime, alone, keep);
+  const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime, alone, keep) : undefined;
   const evaluator = await Evaluator.create(o.model, o.runtime, nchwcBlock);
   let state: TrainState | undefined;
   const tables = new Map<string, DeviceTensor>();
@@ -199,7 +213,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     const seconds = state.progress.seconds + (performance.now() - t0) / 1000;
     const finished = state.progress.epoch > o.epochs;
     if (finished) for (const cb of o.callbacks ?? []) cb.onRunEnd?.({ history: state.progress.history, seconds });
-    return { params: await state.params(o.model), history: state.progress.history, seconds, finished, teacherTables: single.graph.teacherTables };
+    return { params: await state.params(o.model), history: state.progress.history, seconds, finished, teacherTables: single.graph.teacherTables, embeddedTeacher: embedded !== undefined };
   } finally {
     state?.dispose();
     for (const t of tables.values()) t.dispose();
