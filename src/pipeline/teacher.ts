@@ -121,9 +121,12 @@ export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData,
       loaded.push((await openTeacher(ctx, plan, artifact, features, runtime)) as OnnxTeacher | RemoteTeacher);
       for (const e of plan.extras) loaded.push(await OnnxTeacher.load(e.path, { ...e.feed, runtime }));
       const teacher = await OnlineTeachers.create(loaded, train);
-      // A single kdistill-built teacher can run inside the student's step graph (on the GPU, by default).
-      const own = plan.imported ?? (plan.model && !artifact.remote && plan.extras.length === 0 ? { model: plan.model, params: exportedParams(artifact.path, plan.model) } : undefined);
-      if (own?.params && plan.extras.length === 0) teacher.embeddable = { model: own.model, params: own.params };
+      // A single kdistill-built teacher fed the data as it is (no preprocessing, which only its session applies)
+      // runs inside the student's step graph on the GPU (src/train/trainer.ts embedTeacher).
+      if (ctx.runtime.executionProvider === 'webgpu' && plan.extras.length === 0 && !artifact.remote && !plan.feed.preprocess) {
+        const own = plan.imported ?? (plan.model ? { model: plan.model, params: exportedParams(artifact.path, plan.model) } : undefined);
+        if (own?.params) teacher.embeddable = { model: own.model, params: own.params };
+      }
       progress.log('teacher outputs: computed online, on every augmented batch (consistent teaching)');
       return { kind: 'online', teacher, dispose: async () => void (await Promise.all(loaded.map((t) => t.dispose()))) };
     } catch (e) {
