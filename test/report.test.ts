@@ -260,6 +260,15 @@ test('HTML report survives empty histories and a single epoch', () => {
   assert.equal(html.match(/<svg\b/g)?.length, 5);
 });
 
+test('HTML report: the device row says where the teacher outputs stayed on a GPU run', () => {
+  const r = makeRecord();
+  assert.match(renderHtmlReport(r), /device<\/t[dh]>\s*<td>cpu</);
+  r.device = { device: 'webgpu', note: 'WebGPU adapter found (runtime.device: webgpu)', teacher: 'tables' };
+  assert.match(renderHtmlReport(r), /webgpu \(WebGPU adapter found \(runtime\.device: webgpu\)\); teacher outputs kept on the device as tables/);
+  r.device.teacher = 'in-step';
+  assert.match(renderHtmlReport(r), /teacher outputs computed inside the student&#39;s step|teacher outputs computed inside the student's step/);
+});
+
 // --- progress.ts ----------------------------------------------------------------------------------------
 
 test('quiet progress prints exactly one line per phase', () => {

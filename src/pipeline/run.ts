@@ -8,6 +8,7 @@ import {
   type ModelRole,
   type Progress,
   type RunRecord,
+  type TeacherOnDevice,
   createProgress,
   kdistillVersion,
   machineInfo,
@@ -16,6 +17,7 @@ import {
   writeRunRecord,
 } from '../report/index.js';
 import { writeFileAtomic } from '../util/fs.js';
+import type { TrainResult } from '../train/trainer.js';
 import type { LlmTeacher } from '../teachers/index.js';
 import { diagnoseRun } from './diagnose.js';
 import { type Finalized, finalize } from './finalize.js';
@@ -48,6 +50,8 @@ export const PROGRESS_FILE = 'progress.json';
 interface PhaseDone {
   history: ModelResult['history'];
   seconds: number;
+  /** Where the teacher's outputs were on the device, when they were (src/report/record.ts device.teacher). */
+  teacherOnDevice?: TeacherOnDevice | undefined;
 }
 
 interface ProgressState {
@@ -91,8 +95,9 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
       rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
       saveState();
     }
-    const finishPhase = (role: ModelRole, r: PhaseDone) => {
-      state.phases[role] = { history: r.history, seconds: r.seconds };
+    const finishPhase = (role: ModelRole, r: PhaseDone & Partial<Pick<TrainResult, 'teacherTables' | 'embeddedTeacher'>>) => {
+      const onDevice: TeacherOnDevice | undefined = r.embeddedTeacher ? 'in-step' : r.teacherTables ? 'tables' : undefined;
+      state.phases[role] = { history: r.history, seconds: r.seconds, ...(onDevice ? { teacherOnDevice: onDevice } : {}) };
       saveState();
       rmSync(checkpointPath(ctx, role), { force: true });
     };
@@ -139,7 +144,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
       totalSeconds: (performance.now() - t0) / 1000,
       resources: { memoryEstimateBytes: estimate, peakRssBytes: process.resourceUsage().maxRSS * 1024 },
       teaching: student.teaching,
-      device: ctx.device,
+      device: ctx.device && { ...ctx.device, ...(state.phases['student-distilled']?.teacherOnDevice ? { teacher: state.phases['student-distilled'].teacherOnDevice } : {}) },
       teacherCache: outputs?.kind === 'cached' ? outputs.cacheInfo : undefined,
       llmTeacher: teacher.llm ? { ...teacher.llm.stats, modes: { ...teacher.llm.stats.modes }, file: writeLlmRecord(out, teacher.llm) } : undefined,
       diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),

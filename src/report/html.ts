@@ -230,7 +230,7 @@ function runSection(record: RunRecord): string {
     ['cores', isNum(m.cores) ? String(m.cores) : '—'],
     ['memory', isNum(m.memoryBytes) ? fmtBytes(m.memoryBytes) : '—'],
     ['platform', String(m.platform ?? '—')],
-    ['device', record.device ? `${record.device.device} (${record.device.note})` : 'cpu'],
+    ['device', record.device ? `${record.device.device} (${record.device.note})${record.device.teacher ? `; teacher outputs ${record.device.teacher === 'tables' ? 'kept on the device as tables' : 'computed inside the student\'s step'}` : ''}` : 'cpu'],
   ];
   const versions = Object.entries(record.versions ?? {}).map(([k, v]) => [k, String(v)] as [string, string]);
   return `<section>

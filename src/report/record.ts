@@ -75,8 +75,12 @@ export interface RunRecord {
     /** A remote teacher's requests during this run's fill (absent on a hit or for a local teacher). */
     remote?: { requests: number; retries: number; samples: number; bytesSent: number; bytesReceived: number; takenOut: { url: string; error: string }[] } | undefined;
   } | undefined;
-  /** Where the sessions ran (runtime.device resolved): cpu or webgpu, and why. */
-  device?: { device: 'cpu' | 'webgpu'; note: string } | undefined;
+  /**
+   * Where the sessions ran (runtime.device resolved): cpu or webgpu, and why. `teacher`: how the distilled student's
+   * teacher outputs stayed on the device, when they did: `tables` (cached outputs uploaded once, gathered in the
+   * step) or `in-step` (the teacher run inside the student's step graph).
+   */
+  device?: { device: 'cpu' | 'webgpu'; note: string; teacher?: TeacherOnDevice } | undefined;
   /** An LLM teacher's requests and how its soft labels were formed (teacher.type llm); per document in `file`. */
   llmTeacher?: {
     requests: number;
@@ -100,6 +104,9 @@ export interface RunRecord {
   /** Fidelity to the teacher, calibration, per-class accuracy, confusion matrix and hints (src/report/diagnosis.ts). */
   diagnosis?: Diagnosis;
 }
+
+/** How a distilled student's teacher outputs stayed on the device (RunRecord.device.teacher). */
+export type TeacherOnDevice = 'tables' | 'in-step';
 
 /** What the report shows of a search (src/pipeline/tune.ts writes the whole search to tune.json). */
 export interface TuneSummary {
