@@ -1,7 +1,9 @@
 /**
  * The training state and the teacher tables stay where the step runs (src/runtime/session.ts DeviceTensor,
- * src/train/state.ts, src/train/graphs.ts teacherTables): on a GPU that is GPU memory, here host memory, through the
- * same handles and the same code. What these tests hold on the CPU is the logic a GPU run depends on:
+ * src/runtime/transfer.ts, src/train/state.ts, src/train/graphs.ts teacherTables): on a GPU that is GPU memory, here
+ * host memory, through the same handles and the same code. One test needs a GPU (skipped elsewhere with the reason):
+ * uploads, kept outputs and downloads through the WebGPU provider. What the others hold on the CPU is the logic a
+ * GPU run depends on:
  * - a session's kept outputs come back as handles that can be fed to the next call, and a disposed handle can be
  *   neither read nor fed (so a lifetime bug fails here, not only on a GPU);
  * - the state frees exactly the tensor sets nothing refers to any more: superseded steps, old snapshots, a rolled
@@ -13,7 +15,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Graph, add, mul, toOnnx } from '../src/graph/index.js';
 import { DeviceTensor, Session } from '../src/runtime/session.js';
-import { toDevice } from '../src/runtime/device.js';
+import { toDevice, toHost } from '../src/runtime/transfer.js';
 import { TrainState } from '../src/train/state.js';
 import { paramIn, stateIn } from '../src/train/graphs.js';
 import { loadMnist, makeSplits, type Dataset } from '../src/data/index.js';
@@ -23,6 +25,10 @@ import { train, type TrainOptions } from '../src/train/trainer.js';
 import { LogitTable } from '../src/teachers/index.js';
 import { Rng } from '../src/util/rng.js';
 import type { ParamSpec } from '../src/nn/model.js';
+import { probeWebGpu } from '../src/runtime/device.js';
+
+const gpu = await probeWebGpu();
+const noGpu = gpu.ok ? false : `no WebGPU adapter on this machine (${gpu.error})`;
 
 test('kept outputs stay as device tensors that feed the next call; a disposed one can be neither read nor fed', async () => {
   const g = new Graph('t');
@@ -38,15 +44,37 @@ test('kept outputs stay as device tensors that feed the next call; a disposed on
     assert.deepEqual(twice.dims, [3]);
     // Fed back as the next call's input without a trip through a host array.
     const second = await s.runKeeping({ x: twice });
-    assert.deepEqual([...((await second.device.twice!.download()).data as Float32Array)], [4, 8, 12]);
+    assert.deepEqual([...((await toHost(second.device.twice!)).data as Float32Array)], [4, 8, 12]);
     twice.dispose();
     assert.equal(twice.disposed, true);
-    await assert.rejects(twice.download(), /disposed device tensor was read/);
+    await assert.rejects(toHost(twice), /disposed device tensor was read/);
     await assert.rejects(s.run({ x: twice }), /disposed device tensor was fed/);
     // On the CPU an upload is the array itself.
     const host = Float32Array.of(5, 6);
     const up = await toDevice({ data: host, dims: [2] }, { executionProvider: 'cpu' });
-    assert.equal((await up.download()).data, host);
+    assert.equal((await toHost(up)).data, host);
+  } finally {
+    await s.dispose();
+  }
+});
+
+test('on the GPU: uploads, kept outputs fed back and downloads go through the WebGPU provider, values intact', { skip: noGpu }, async () => {
+  const g = new Graph('t');
+  const x = g.input('x', [3]);
+  g.output('twice', add(x, x));
+  const s = await Session.create(toOnnx(g), { executionProvider: 'webgpu', threads: 1, keep: ['twice'] });
+  try {
+    const up = await toDevice({ data: Float32Array.of(1, 2, 3), dims: [3] }, { executionProvider: 'webgpu' });
+    assert.equal(up.onHost, false, 'the upload stays on the GPU');
+    assert.deepEqual([...((await toHost(up)).data as Float32Array)], [1, 2, 3]);
+    const first = await s.runKeeping({ x: up });
+    assert.equal(first.device.twice!.onHost, false, 'a kept output stays on the GPU');
+    const second = await s.runKeeping({ x: first.device.twice! });
+    assert.deepEqual([...((await toHost(second.device.twice!)).data as Float32Array)], [4, 8, 12]);
+    for (const t of [up, first.device.twice!, second.device.twice!]) t.dispose();
+    const rows = await toDevice({ data: BigInt64Array.of(2n, 0n), dims: [2] }, { executionProvider: 'webgpu' });
+    assert.deepEqual([...((await toHost(rows)).data as BigInt64Array)], [2n, 0n], 'int64 row indices too');
+    rows.dispose();
   } finally {
     await s.dispose();
   }

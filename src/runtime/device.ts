@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KdError } from '../errors.js';
-import { Graph, add, identity, toOnnx } from '../graph/index.js';
-import { DeviceTensor, type HostTensor, type RuntimeOptions, Session } from './session.js';
+import { Graph, add, toOnnx } from '../graph/index.js';
+import { Session } from './session.js';
 
 /**
  * Where kdistill's sessions run: the CPU, or a GPU through ONNX Runtime's WebGPU execution provider (bundled in
@@ -87,26 +87,3 @@ export async function resolveDevice(requested: DeviceRequest): Promise<ResolvedD
   });
 }
 
-/** One Identity session per element type and rank, whose output stays on the GPU: the way host data gets there. */
-const uploaders = new Map<string, Promise<Session>>();
-
-/**
- * `t` where `runtime`'s sessions run: on the GPU (copied once, through an Identity graph whose output stays there)
- * for the WebGPU provider, the array itself on the CPU. For data every call reads (teacher tables), so it crosses
- * the bus once per phase instead of once per call.
- */
-export async function toDevice(t: HostTensor, runtime: RuntimeOptions | undefined): Promise<DeviceTensor> {
-  if ((runtime?.executionProvider ?? 'cpu') !== 'webgpu') return DeviceTensor.host(t);
-  const dtype = t.data instanceof Float32Array ? 'float32' : t.data instanceof BigInt64Array ? 'int64' : 'bool';
-  const key = `${dtype}/${t.dims.length}`;
-  let s = uploaders.get(key);
-  if (!s) {
-    const g = new Graph('upload');
-    const x = g.input('x', t.dims.map((_, i) => `d${i}`), dtype);
-    g.output('y', identity(x));
-    s = Session.create(toOnnx(g), { executionProvider: 'webgpu', threads: 1, keep: ['y'] }, 'the upload graph');
-    uploaders.set(key, s);
-  }
-  const out = await (await s).runKeeping({ x: t });
-  return out.device.y!;
-}

@@ -87,11 +87,15 @@ export class DeviceTensor {
     return this.inner.location === 'none';
   }
 
-  /** The values on the host: the array itself for a host tensor, a copy from the GPU otherwise. */
-  async download(): Promise<HostTensor> {
+  get dtype(): 'float32' | 'int64' | 'bool' {
+    return this.inner.type as 'float32' | 'int64' | 'bool';
+  }
+
+  /** A host tensor's array (no copy). GPU tensors come to the host through src/runtime/transfer.ts toHost. */
+  hostView(): HostTensor {
     if (this.disposed) throw new Error('kdistill bug: a disposed device tensor was read');
-    const data = this.onHost ? this.inner.data : await this.inner.getData();
-    return { data: data as TensorData, dims: this.inner.dims };
+    if (!this.onHost) throw new Error('kdistill bug: a GPU tensor was read as a host array (use toHost)');
+    return { data: this.inner.data as TensorData, dims: this.inner.dims };
   }
 
   /** Frees the GPU memory (on the host: drops the reference). Reading or feeding it afterwards is a bug, and fails. */

@@ -1,5 +1,6 @@
 import { KdError } from '../errors.js';
 import { DeviceTensor } from '../runtime/session.js';
+import { toHost } from '../runtime/transfer.js';
 import type { ParamSpec, ParamValues } from '../nn/model.js';
 import { Rng } from '../util/rng.js';
 import { type CheckpointTensor, readCheckpoint, writeCheckpoint } from './checkpoint.js';
@@ -139,7 +140,7 @@ export class TrainState {
   /** The model's parameters (and buffers) as they are now, on the host. */
   async params(model: { params: readonly ParamSpec[] }): Promise<ParamValues> {
     const out: ParamValues = new Map();
-    for (const p of model.params) out.set(p.name, (await this.current.get(paramIn(p.name))!.download()).data as Float32Array);
+    for (const p of model.params) out.set(p.name, (await toHost(this.current.get(paramIn(p.name))!)).data as Float32Array);
     return out;
   }
 
@@ -166,7 +167,7 @@ export class TrainState {
     this.sinceCheckpoint = 0;
     if (!path) return;
     const list: CheckpointTensor[] = [];
-    for (const [name, v] of this.current) list.push({ name, data: (await v.download()).data as Float32Array });
+    for (const [name, v] of this.current) list.push({ name, data: (await toHost(v)).data as Float32Array });
     if (this.order) list.push({ name: 'order', data: this.order });
     this.lastGood.progress.seconds = this.progress.seconds + elapsed;
     writeCheckpoint(path, this.lastGood.progress, list);

@@ -10,7 +10,7 @@ import { type StepGraph, at, buildStepGraph, paramIn, paramOut, stateIn, stateOu
 import type { LogitTable } from '../teachers/cache.js';
 import { Evaluator, scalar } from './evaluator.js';
 import { BatchFeeder, type OnlineTeacher, type TeacherSource, type TeacherViews, teacherTables, teacherTablesFit } from './feeder.js';
-import { toDevice } from '../runtime/device.js';
+import { toDevice } from '../runtime/transfer.js';
 import { TrainState } from './state.js';
 
 export { Evaluator, type EvalResult } from './evaluator.js';
