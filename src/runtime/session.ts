@@ -185,7 +185,8 @@ export class Session {
 
   /**
    * One call whose `keep` outputs (given at creation) stay on the device as DeviceTensors, which the caller owns and
-   * disposes; the rest come to the host.
+   * disposes; the rest come to the host. Every output is fetched: onnxruntime-node's IO binding looks a preferred
+   * location up by the output's position among those fetched, so a subset would bind the wrong locations.
    */
   async runKeeping(feeds: Record<string, Feed>): Promise<{ host: Record<string, HostTensor>; device: Record<string, DeviceTensor> }> {
     const res = await this.runOrt(feeds);
