@@ -77,7 +77,7 @@ async function timeCase(name: string, batch: number): Promise<{ samplesPerSec: n
   const kd = name.startsWith('kd_');
   const optimizer = createOptimizer(ADAM);
   const terms = createTerms(kd ? [{ type: 'ce', weight: 0.1 }, { type: 'kd', temperature: 4, weight: 0.9 }] : [{ type: 'ce', weight: 1 }]);
-  const step = buildStepGraph(student, optimizer, terms, stepsPerRun);
+  const step = buildStepGraph(student, optimizer, terms, stepsPerRun, { target: device });
   const trainable = student.params.filter((p) => !p.buffer);
   const stateOutputs = [...student.params.map((p) => paramOut(p.name)), ...trainable.flatMap((p) => optimizer.slots.map((s) => stateOut(p.name, s)))];
   const s = await session(step.onnx, stateOutputs);

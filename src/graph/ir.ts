@@ -29,6 +29,11 @@ export interface Emitter {
    * execution providers).
    */
   readonly nchwcBlock: number;
+  /**
+   * The execution provider the graph is written for. `webgpu`: ops ONNX Runtime's WebGPU provider has no kernel
+   * for are written as compositions of ops it has (a missing kernel would run on the CPU, with a GPU round trip).
+   */
+  readonly target: 'cpu' | 'webgpu';
   /** Name of an int64 (or float) initializer holding the given values (deduplicated). */
   constInt64(values: readonly number[], shape?: readonly number[]): string;
   constFloat(values: readonly number[], shape?: readonly number[]): string;

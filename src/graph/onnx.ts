@@ -18,6 +18,8 @@ export interface OnnxOptions {
    * CPU kernels. 0 (the default) writes standard ONNX ops only, as every exported model is.
    */
   nchwcBlock?: number;
+  /** The execution provider the graph is written for (Emitter.target); default `cpu`. */
+  target?: 'cpu' | 'webgpu';
 }
 
 /**
@@ -78,6 +80,7 @@ export function toOnnx(g: Graph, options: OnnxOptions = {}): Uint8Array {
     },
     plain: (n) => defaultEmit(emitter, n),
     nchwcBlock: options.nchwcBlock ?? 0,
+    target: options.target ?? 'cpu',
     constInt64: (values, shape) => sharedConst('int64', values, shape),
     constFloat: (values, shape) => sharedConst('float32', values, shape),
     name: nameOf,

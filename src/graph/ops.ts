@@ -221,6 +221,21 @@ const LOG_SOFTMAX = def({
     needFloat('LogSoftmax', ins[0]!);
     return [{ shape: ins[0]!.shape, dtype: 'float32' }];
   },
+  emit: (e, n) => {
+    if (e.target !== 'webgpu') return e.plain(n);
+    // ONNX Runtime's WebGPU provider has no LogSoftmax kernel (its 1.30 binary's kernel classes, test/webgpu-ops):
+    // the node would run on the CPU with a GPU round trip in the middle of every step. Written instead as the
+    // stable composition x − max − log Σ exp(x − max), every op of which runs there. The gradient rule is the same.
+    const x = e.name(n.inputs[0]!);
+    const axis = n.attrs.axis as number;
+    const [max, shifted, exps, sum, logSum] = ['lsm_max', 'lsm_shift', 'lsm_exp', 'lsm_sum', 'lsm_log'].map((h) => e.fresh(h)) as [string, string, string, string, string];
+    e.node('ReduceMax', [x], [max], { axes: [axis], keepdims: 1 });
+    e.node('Sub', [x, max], [shifted]);
+    e.node('Exp', [shifted], [exps]);
+    e.node('ReduceSum', [exps, e.constInt64([axis])], [sum], { keepdims: 1 });
+    e.node('Log', [sum], [logSum]);
+    e.node('Sub', [shifted, logSum], [e.name(n.outputs[0]!)]);
+  },
   grad: (n, [dy]) => {
     if (!dy) return [];
     const y = n.outputs[0]!;
@@ -479,8 +494,12 @@ const SCATTER_ND = def({ type: 'ScatterND', infer: (ins) => [{ shape: ins[0]!.sh
 const CONSTANT_OF_SHAPE = def({
   type: 'ConstantOfShape',
   infer: (_ins, at) => [{ shape: JSON.parse(at._shape as string) as Shape, dtype: 'float32' }],
-  // ConstantOfShape without a value attribute fills with float32 zeros (ONNX default).
-  emit: (e, n) => e.node('ConstantOfShape', [e.name(n.inputs[0]!)], [e.name(n.outputs[0]!)]),
+  // ConstantOfShape without a value attribute fills with float32 zeros (ONNX default). ONNX Runtime's WebGPU
+  // provider has no ConstantOfShape kernel: there a float32 zero is expanded to the shape instead, on the GPU.
+  emit: (e, n) =>
+    e.target === 'webgpu'
+      ? e.node('Expand', [e.constFloat([0], []), e.name(n.inputs[0]!)], [e.name(n.outputs[0]!)])
+      : e.node('ConstantOfShape', [e.name(n.inputs[0]!)], [e.name(n.outputs[0]!)]),
 });
 const ONE_HOT = def({
   type: 'OneHot',

@@ -1,4 +1,4 @@
-import { type Value, add, cast, div, equal, argmax, logSoftmax, meanAll, mul, neg, oneHot, reduceSum, sub, sumAll } from '../graph/index.js';
+import { type Value, add, cast, div, equal, argmax, logSoftmax, meanAll, mul, neg, oneHot, reduceMax, reduceSum, sub, sumAll } from '../graph/index.js';
 
 /**
  * Loss builders on the IR. Each returns a scalar Value (batch mean unless the name says sum), built from
@@ -38,7 +38,17 @@ export function mse(a: Value, b: Value): Value {
   return meanAll(mul(d, d));
 }
 
-/** Number of samples whose arg-max logit equals the label, as a float32 scalar. */
-export function correctCount(logits: Value, labels: Value): Value {
-  return sumAll(cast(equal(argmax(logits, -1), labels), 'float32'));
+/**
+ * Number of samples whose arg-max logit equals the label, as a float32 scalar. For the GPU (`target: webgpu`) it is
+ * counted in float32 instead: a sample is correct when its label's logit equals the row's maximum. ArgMax's int64
+ * output would meet the int64 labels in an Equal that ONNX Runtime's WebGPU provider runs only for 32-bit types,
+ * so the comparison would leave the GPU mid-step. The two differ only on an exact tie for the maximum (ArgMax takes
+ * the first index; the float count takes any tied label).
+ */
+export function correctCount(logits: Value, labels: Value, target: 'cpu' | 'webgpu' = 'cpu'): Value {
+  if (target === 'cpu') return sumAll(cast(equal(argmax(logits, -1), labels), 'float32'));
+  const numClasses = logits.shape[logits.rank - 1] as number;
+  // x·1 + Σ 0·x' is exactly x: the picked logit compares exactly with the row maximum.
+  const picked = reduceSum(mul(logits, oneHot(labels, numClasses)), [-1]);
+  return sumAll(cast(equal(picked, reduceMax(logits, [-1])), 'float32'));
 }

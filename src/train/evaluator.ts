@@ -19,7 +19,7 @@ export class Evaluator {
   ) {}
 
   static async create(model: Model, runtime?: RuntimeOptions, nchwcBlock = 0): Promise<Evaluator> {
-    return new Evaluator(model, await Session.create(buildEvalGraph(model, { nchwcBlock }), runtime));
+    return new Evaluator(model, await Session.create(buildEvalGraph(model, { nchwcBlock, target: runtime?.executionProvider ?? 'cpu' }), runtime));
   }
 
   /** `params`: host arrays, or the training state's tensors where they are (a GPU step's stay on the GPU). */

@@ -87,6 +87,8 @@ export interface StepGraphOptions {
    * GPU step uploads B indices instead of B rows of every table.
    */
   teacherTables?: boolean;
+  /** The execution provider the step runs on: `webgpu` writes ops its provider lacks as compositions (src/graph/ir.ts Emitter.target). */
+  target?: 'cpu' | 'webgpu';
 }
 
 export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readonly Term[], stepsPerRun = 1, options: StepGraphOptions = {}): StepGraph {
@@ -181,7 +183,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     const gsq = small.length > 0 ? addN(small.map((gr) => reduceSumSquare(gr, gr.shape.map((_, i) => i)))) : total;
     g.output(at('loss', k), total);
     for (const [name, v] of values) g.output(at(`term:${name}`, k), v);
-    g.output(at('correct', k), correctCount(student.logits, y));
+    g.output(at('correct', k), correctCount(student.logits, y, options.target ?? 'cpu'));
     g.output(at('bad', k), or(or(isNaN(total), isInf(total)), or(isNaN(gsq), isInf(gsq))));
 
     const nextParams = new Map<string, Value>();
@@ -202,7 +204,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
   }
   return {
     optimization: embedded ? 'all' : 'extended',
-    onnx: toOnnx(g, { doc: `kdistill training step (${model.name}, ${optimizer.config.type}, ${stepsPerRun} step(s) per call)`, nchwcBlock: options.nchwcBlock ?? 0 }),
+    onnx: toOnnx(g, { doc: `kdistill training step (${model.name}, ${optimizer.config.type}, ${stepsPerRun} step(s) per call)`, nchwcBlock: options.nchwcBlock ?? 0, target: options.target ?? 'cpu' }),
     stepsPerRun,
     noise,
     scalars: optimizer.scalars,
@@ -216,16 +218,16 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
 }
 
 /** Inputs x, y and every parameter; outputs the summed cross-entropy, the correct count and the logits. */
-export function buildEvalGraph(model: Model, options: { nchwcBlock?: number } = {}): Uint8Array {
+export function buildEvalGraph(model: Model, options: { nchwcBlock?: number; target?: 'cpu' | 'webgpu' } = {}): Uint8Array {
   const g = new Graph('eval');
   const params = new Map<string, Value>(model.params.map((p) => [p.name, g.input(paramIn(p.name), p.shape)]));
   const x = g.input('x', [BATCH, ...model.inputShape]);
   const y = g.input('y', [BATCH], 'int64');
   const { logits } = model.forward(x, inferenceContext((n) => params.get(n)!));
   g.output('loss_sum', crossEntropySum(logits, y));
-  g.output('correct', correctCount(logits, y));
+  g.output('correct', correctCount(logits, y, options.target ?? 'cpu'));
   g.output('logits', logits);
-  return toOnnx(g, { doc: `kdistill evaluation (${model.name})`, nchwcBlock: options.nchwcBlock ?? 0 });
+  return toOnnx(g, { doc: `kdistill evaluation (${model.name})`, nchwcBlock: options.nchwcBlock ?? 0, target: options.target ?? 'cpu' });
 }
 
 /** The deployable model: `input` [B, ...inputShape] → `logits` [B, classes], weights as initializers. */

@@ -175,6 +175,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const embedded = teacher.kind === 'online' && (o.runtime?.embedTeacher ?? o.runtime?.executionProvider === 'webgpu') ? teacher.teacher.embeddable : undefined;
   const graphOptions = {
     teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec) || o.train.unlabeled !== undefined, nchwcBlock, teacherTables: tablesOnDevice,
+    target: o.runtime?.executionProvider ?? 'cpu',
     ...(embedded ? { teacher: embedded } : {}),
   };
   // A step with no other session beside it (cached outputs, or the teacher inside it) may spin its threads.
