@@ -2,8 +2,9 @@
  * `npm run bench:gpu` (bench/gpu.sh on a GPU machine, ../shared/GPU.md): kdistill's training and KD steps on the
  * GPU through ONNX Runtime's WebGPU provider, with the training state kept on the device (every state output asked
  * for as a `gpu-buffer` and fed back as the next call's input, the old tensors disposed; only the loss comes to the
- * host), against the same steps in PyTorch CUDA eager (bench/torch_peer.py --device cuda), at batch 128, 1,024 and
- * 4,096; prints the ratio table last.
+ * host), against the same steps in PyTorch CUDA eager (bench/torch_peer.py --device cuda), at batch 1,024, 128 and
+ * 4,096; prints the ratio table last. The `trainer_*` rows run the KD step through kdistill's trainer itself (state,
+ * feeder, the teacher table on the device), as `kdistill run` does, against the peer's KD step of the same models.
  *
  *   node dist/bench/gpu.js --device webgpu            on the GPU machine (bench/gpu.sh sets up the loaders)
  *   node dist/bench/gpu.js --device cpu --batches 128 --seconds 0.5 --no-torch     a dry run of the same code here
