@@ -21,7 +21,7 @@ import ort from 'onnxruntime-node';
 import { type Model, initParams } from '../src/nn/index.js';
 import { createOptimizer, type OptimizerConfig } from '../src/optim/index.js';
 import { createTerms } from '../src/distill/index.js';
-import { at, buildExportGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from '../src/train/graphs.js';
+import { METRICS, at, buildExportGraph, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from '../src/train/graphs.js';
 import { formatMarkdownTable, formatTable } from '../src/report/index.js';
 import { Rng } from '../src/util/rng.js';
 import { train } from '../src/train/trainer.js';
@@ -127,7 +127,8 @@ async function timeCase(name: string, batch: number): Promise<{ samplesPerSec: n
     // The previous state is released once the call that read it is done (the first state is host arrays: no-op).
     if (t > stepsPerRun) for (const v of state.values()) v.dispose();
     state = next;
-    // Only the loss comes to the host (it is a small output in host memory).
+    // Only the scalars come to the host: one [K, columns] tensor for a graph written for the GPU, else loss@k.
+    if (step.metrics) return (out[METRICS]!.data as Float32Array)[(stepsPerRun - 1) * step.metrics.length]!;
     return (out[at('loss', stepsPerRun - 1)]!.data as Float32Array)[0]!;
   };
   first = await call();

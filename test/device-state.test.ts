@@ -219,3 +219,30 @@ test('an online teacher that is a kdistill model runs inside the step graph: the
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the graphs written for the GPU, run through the trainer on the CPU, train like the CPU graphs; their NaN check on the host stops and rolls back as the graph check does', async () => {
+  const model = new Mlp({ inputShape: [1, 28, 28], hidden: [24, 12], numClasses: 10 });
+  const base: TrainOptions = {
+    model, params: initParams(model, new Rng(1)), train: splits.train, validation: splits.validation, epochs: 2, batchSize: 64,
+    optimizer: { type: 'adam', lr: 0.003 }, schedule: { type: 'constant' }, seed: 3, teacher: table(splits.train, 10, 5),
+    terms: createTerms([{ type: 'ce', weight: 0.3 }, { type: 'kd', temperature: 4, weight: 0.7 }]),
+  };
+  const cpu = await train({ ...base, runtime: { threads: 1, stepsPerRun: 3 } });
+  const gpuGraphs = await train({ ...base, runtime: { threads: 1, stepsPerRun: 3, graphTarget: 'webgpu', teacherTables: true } });
+  for (let e = 0; e < 2; e++) {
+    const a = cpu.history[e]!;
+    const b = gpuGraphs.history[e]!;
+    for (const key of ['trainLoss', 'valLoss'] as const) assert.ok(Math.abs(a[key] - b[key]) <= 1e-4 * Math.abs(a[key]), `epoch ${e + 1} ${key}: ${a[key]} vs ${b[key]}`);
+    // Counted in float32 against the row maximum: the same counts unless a logit ties exactly.
+    assert.equal(b.trainAcc, a.trainAcc, `epoch ${e + 1} train accuracy`);
+    assert.equal(b.valAcc, a.valAcc, `epoch ${e + 1} validation accuracy`);
+    for (const t of ['ce', 'kd']) assert.ok(Math.abs(a.terms[t]! - b.terms[t]!) <= 1e-4 * Math.abs(a.terms[t]!), `epoch ${e + 1} term ${t}`);
+  }
+  // A diverging step: the host's check on the packed loss and gradient health stops it, or rolls back with lrBackoff.
+  const diverging = { ...base, optimizer: { type: 'sgd' as const, lr: 1e30, momentum: 0.9 }, runtime: { threads: 1, stepsPerRun: 3, graphTarget: 'webgpu' as const } };
+  await assert.rejects(train(diverging), (e: Error & { code?: string }) => e.code === 'KD_NUMERIC_FAULT' && /epoch 1, step \d+/.test(e.message));
+  const faults: number[] = [];
+  const recovered = await train({ ...diverging, lrBackoff: 1e-29, callbacks: [{ onNumericFault: (f) => faults.push(f.lrScale) }] });
+  assert.ok(faults.length >= 1, 'rolled back at least once');
+  assert.ok(recovered.history.every((h) => Number.isFinite(h.trainLoss)), 'finished with finite losses');
+});

@@ -18,8 +18,9 @@ export class Evaluator {
     private readonly session: Session,
   ) {}
 
-  static async create(model: Model, runtime?: RuntimeOptions, nchwcBlock = 0): Promise<Evaluator> {
-    return new Evaluator(model, await Session.create(buildEvalGraph(model, { nchwcBlock, target: runtime?.executionProvider ?? 'cpu' }), runtime));
+  /** `target`: the execution provider the graph is written for (default: the one it runs on). */
+  static async create(model: Model, runtime?: RuntimeOptions, nchwcBlock = 0, target: 'cpu' | 'webgpu' = runtime?.executionProvider ?? 'cpu'): Promise<Evaluator> {
+    return new Evaluator(model, await Session.create(buildEvalGraph(model, { nchwcBlock, target }), runtime));
   }
 
   /** `params`: host arrays, or the training state's tensors where they are (a GPU step's stay on the GPU). */

@@ -1,5 +1,5 @@
 import { KdError } from '../errors.js';
-import { type Value, Graph, addN, flatten, gather, gradients, isInf, isNaN, numel, or, reduceSumSquare, split, toOnnx } from '../graph/index.js';
+import { type Value, Graph, addN, concat, flatten, gather, gradients, isInf, isNaN, numel, or, reduceSumSquare, split, toOnnx, unsqueeze } from '../graph/index.js';
 import { type ForwardContext, type Model, type ParamSpec, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { correctCount, crossEntropySum } from '../nn/losses.js';
 import type { Optimizer } from '../optim/optimizers.js';
@@ -39,6 +39,12 @@ export interface StepGraph {
   /** Teacher outputs are whole tables gathered by `teacher_rows@k` (StepGraphOptions.teacherTables). */
   teacherTables: boolean;
   /**
+   * Written for the GPU: the per-step scalars come as one output `metrics` [K, columns] instead of `loss@k`,
+   * `correct@k`, `term:<name>@k` and `bad@k`, so a call reads one small buffer back. `health` is the summed squares
+   * of the small gradients; the host checks it and the loss for NaN/Inf (src/train/trainer.ts stepMetrics).
+   */
+  metrics?: readonly string[];
+  /**
    * The graph optimization level to run it with. 'extended' (no layout rewrites) ran training steps 1.06-1.07x faster
    * than 'all' with bit-identical outputs (bench/session-options.ts, docs/BENCHMARKS.md); only a step embedding a
    * frozen teacher keeps 'all', whose NCHWc rewrite of the teacher's constant-weight convs that step needs.
@@ -57,6 +63,8 @@ export const TEACHER_TABLE = 'teacher_table';
 export const featureTable = (name: string) => `tfeat_table:${name}`;
 /** Per step: the table rows of the batch's samples, [B] int64 (`teacher_rows@k`). */
 export const TEACHER_ROWS = 'teacher_rows';
+/** A GPU step's scalars, [K, columns] (StepGraph.metrics). */
+export const METRICS = 'metrics';
 
 export interface StepGraphOptions {
   /** ONNX Runtime's NCHWc block on this CPU (runtime/kernels.ts): convs run on its blocked kernels; 0 or absent: standard ops. */
@@ -120,6 +128,11 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
   };
   const rowInputs: Value[] = [];
   const rowsOf = (k: number): Value => (rowInputs[k] ??= g.input(at(TEACHER_ROWS, k), [BATCH], 'int64'));
+  // For the GPU the scalars of every step go out as one [K, columns] tensor, and the NaN/Inf check moves to the host:
+  // WGSL lets a shader assume there is no NaN, and ONNX Runtime's WebGPU provider has no IsNaN/IsInf/Or kernels.
+  const packed = options.target === 'webgpu';
+  const metricRows: Value[] = [];
+  let termColumns: string[] = [];
 
   for (let k = 0; k < stepsPerRun; k++) {
     const x = g.input(at('x', k), [BATCH, ...model.inputShape]);
@@ -181,10 +194,17 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     // non-finite. Squaring the large weight gradients too cost ~5% of an MLP step.
     const small = grads.filter((gr) => (numel(gr.shape) ?? Infinity) <= HEALTH_CHECK_MAX);
     const gsq = small.length > 0 ? addN(small.map((gr) => reduceSumSquare(gr, gr.shape.map((_, i) => i)))) : total;
-    g.output(at('loss', k), total);
-    for (const [name, v] of values) g.output(at(`term:${name}`, k), v);
-    g.output(at('correct', k), correctCount(student.logits, y, options.target ?? 'cpu'));
-    g.output(at('bad', k), or(or(isNaN(total), isInf(total)), or(isNaN(gsq), isInf(gsq))));
+    const correct = correctCount(student.logits, y, options.target ?? 'cpu');
+    if (packed) {
+      termColumns = [...values.keys()];
+      const row = [total, correct, gsq, ...values.values()].map((v) => unsqueeze(v, [0]));
+      metricRows.push(unsqueeze(concat(row, 0), [0]));
+    } else {
+      g.output(at('loss', k), total);
+      for (const [name, v] of values) g.output(at(`term:${name}`, k), v);
+      g.output(at('correct', k), correct);
+      g.output(at('bad', k), or(or(isNaN(total), isInf(total)), or(isNaN(gsq), isInf(gsq))));
+    }
 
     const nextParams = new Map<string, Value>();
     const nextStates = new Map<string, Value[]>();
@@ -197,6 +217,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     states = nextStates;
     bufferValues = nextBuffers;
   }
+  if (packed) g.output(METRICS, concat(metricRows, 0));
   for (const p of buffers) g.output(paramOut(p.name), bufferValues.get(p.name)!);
   for (const p of trainable) {
     g.output(paramOut(p.name), params.get(p.name)!);
@@ -214,6 +235,7 @@ export function buildStepGraph(model: Model, optimizer: Optimizer, terms: readon
     teacherFeatures: embedded ? [] : [...new Set(terms.flatMap((t) => (t.features ? [t.features.teacher] : [])))],
     labelTargets: options.labelTargets === true,
     teacherTables: tables,
+    ...(packed ? { metrics: ['loss', 'correct', 'health', ...termColumns.map((n) => `term:${n}`)] } : {}),
   };
 }
 

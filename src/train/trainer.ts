@@ -2,11 +2,11 @@ import { KdError } from '../errors.js';
 import { type AugmentSpec, Augmenter, augments, type Dataset, epochOrder, featureStats, mixesLabels, nearestNeighbours, numBatches, sampleSize, viewSet } from '../data/index.js';
 import { type Model, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
 import { type OptimizerConfig, createOptimizer, type ScheduleConfig } from '../optim/index.js';
-import { type DeviceTensor, type Feed, type RuntimeOptions, Session } from '../runtime/session.js';
+import { type DeviceTensor, type Feed, type HostTensor, type RuntimeOptions, Session } from '../runtime/session.js';
 import { nchwcBlockSize } from '../runtime/kernels.js';
 import { type Term, adapterParams } from '../distill/terms.js';
 import { Rng } from '../util/rng.js';
-import { type StepGraph, at, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from './graphs.js';
+import { METRICS, type StepGraph, at, buildStepGraph, paramIn, paramOut, stateIn, stateOut } from './graphs.js';
 import type { LogitTable } from '../teachers/cache.js';
 import { Evaluator, scalar } from './evaluator.js';
 import { BatchFeeder, type OnlineTeacher, type TeacherSource, type TeacherViews, teacherTables, teacherTablesFit } from './feeder.js';
@@ -102,6 +102,11 @@ export interface TrainOptions {
      * embedding measured no faster, 12 % slower for the demo's pair: docs/BENCHMARKS.md, consistent teaching).
      */
     embedTeacher?: boolean;
+    /**
+     * The execution provider the step and evaluation graphs are written for; default: the one they run on. Tests
+     * run the graphs written for the GPU on the CPU with it.
+     */
+    graphTarget?: 'cpu' | 'webgpu';
   };
   callbacks?: readonly TrainCallbacks[];
   evalBatchSize?: number;
@@ -171,11 +176,12 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
     throw new KdError('KD_CONFIG_INVALID', 'a transfer set (rows without a label) cannot be combined with augmentation yet', { fix: 'remove student.train.augment, or give every row a label' });
   }
   // Label targets also carry rows without a label (a transfer set): all-zero, so only the teacher teaches them.
+  const graphTarget = o.runtime?.graphTarget ?? o.runtime?.executionProvider ?? 'cpu';
   const tablesOnDevice = (o.runtime?.teacherTables ?? o.runtime?.executionProvider === 'webgpu') && teacherTablesFit(teacher);
   const embedded = teacher.kind === 'online' && (o.runtime?.embedTeacher ?? o.runtime?.executionProvider === 'webgpu') ? teacher.teacher.embeddable : undefined;
   const graphOptions = {
     teacherFeatureWidths: widths, extraParams, ensemble: o.ensemble, labelTargets: mixesLabels(spec) || o.train.unlabeled !== undefined, nchwcBlock, teacherTables: tablesOnDevice,
-    target: o.runtime?.executionProvider ?? 'cpu',
+    target: graphTarget,
     ...(embedded ? { teacher: embedded } : {}),
   };
   // A step with no other session beside it (cached outputs, or the teacher inside it) may spin its threads.
@@ -184,7 +190,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   const keep = [...stats, ...trainable].map((p) => paramOut(p.name)).concat(trainable.flatMap((p) => optimizer.slots.map((sl) => stateOut(p.name, sl))));
   const single = await compile(buildStepGraph(o.model, optimizer, o.terms, 1, graphOptions), o.runtime, alone, keep);
   const multi = k > 1 ? await compile(buildStepGraph(o.model, optimizer, o.terms, k, graphOptions), o.runtime, alone, keep) : undefined;
-  const evaluator = await Evaluator.create(o.model, o.runtime, nchwcBlock);
+  const evaluator = await Evaluator.create(o.model, o.runtime, nchwcBlock, graphTarget);
   let state: TrainState | undefined;
   const tables = new Map<string, DeviceTensor>();
   try {
@@ -264,7 +270,8 @@ async function runSteps(loop: Loop): Promise<{ faulted: boolean; lr: number }> {
     for (const [name, v] of state.tensors) feeds[name] = v;
     for (const [name, v] of loop.tables) feeds[name] = v;
     const { host: out, device } = await compiled.session.runKeeping(feeds);
-    const badAt = Array.from({ length: group }, (_, j) => (out[at('bad', j)]!.data as Uint8Array)[0]).findIndex((b) => b);
+    const metrics = stepMetrics(out, compiled.graph, group);
+    const badAt = metrics.findIndex((m) => m.bad);
     if (badAt >= 0) {
       // The faulty call's state is never used.
       for (const t of Object.values(device)) t.dispose();
@@ -286,13 +293,13 @@ async function runSteps(loop: Loop): Promise<{ faulted: boolean; lr: number }> {
     }
     let real = p.sums.seen;
     for (let j = 0; j < group; j++) {
-      const loss = scalar(out[at('loss', j)]!);
+      const { loss, correct, terms } = metrics[j]!;
       const rows = fed.rows[j]!;
       p.sums.loss += loss * rows;
-      p.sums.correct += scalar(out[at('correct', j)]!);
+      p.sums.correct += correct;
       p.sums.seen += rows;
       for (const tn of compiled.graph.termNames) {
-        const v = scalar(out[at(`term:${tn}`, j)]!);
+        const v = terms[tn]!;
         p.sums.terms[tn] = (p.sums.terms[tn] ?? 0) + v * rows;
         p.lastTerms[tn] = v;
       }
@@ -316,6 +323,31 @@ async function runSteps(loop: Loop): Promise<{ faulted: boolean; lr: number }> {
     }
   }
   return { faulted: false, lr };
+}
+
+/**
+ * Each step's loss, correct count, term values and health of one call, from either output layout: named scalars
+ * (`loss@k`, `bad@k`, ...) or, for the GPU, one [K, columns] `metrics` tensor whose NaN/Inf check is made here.
+ */
+function stepMetrics(out: Record<string, HostTensor>, graph: StepGraph, group: number): { loss: number; correct: number; bad: boolean; terms: Record<string, number> }[] {
+  const columns = graph.metrics;
+  if (!columns) {
+    return Array.from({ length: group }, (_, j) => ({
+      loss: scalar(out[at('loss', j)]!),
+      correct: scalar(out[at('correct', j)]!),
+      bad: (out[at('bad', j)]!.data as Uint8Array)[0] !== 0,
+      terms: Object.fromEntries(graph.termNames.map((tn) => [tn, scalar(out[at(`term:${tn}`, j)]!)])),
+    }));
+  }
+  const m = out[METRICS]!.data as Float32Array;
+  const width = columns.length;
+  const col = (j: number, name: string) => m[j * width + columns.indexOf(name)]!;
+  return Array.from({ length: group }, (_, j) => ({
+    loss: col(j, 'loss'),
+    correct: col(j, 'correct'),
+    bad: !Number.isFinite(col(j, 'loss')) || !Number.isFinite(col(j, 'health')),
+    terms: Object.fromEntries(graph.termNames.map((tn) => [tn, col(j, `term:${tn}`)])),
+  }));
 }
 
 /** An epoch's end: validation, the epoch's metrics, the next epoch's order, the epoch-end checkpoint. */
