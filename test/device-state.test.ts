@@ -155,6 +155,11 @@ test('teacher tables gathered in the step train bit-identically to rows gathered
     teacher: logits, teacherFeatures: new Map([['feature:fc1', table(splits.train, 32, 9)]]),
   });
   assert.equal(mixed.teacherTables, false);
+  // A table larger than one WebGPU binding may hold (128 MiB by default) is gathered on the host too.
+  const { teacherTablesFit, MAX_DEVICE_TABLE_BYTES } = await import('../src/train/feeder.js');
+  assert.equal(MAX_DEVICE_TABLE_BYTES, 128 * 1024 * 1024);
+  assert.equal(teacherTablesFit({ kind: 'cached', logits }), true);
+  assert.equal(teacherTablesFit({ kind: 'cached', logits }, logits.logits.byteLength - 1), false, 'one byte over the cap');
   await trainBoth('ensemble of two', [{ type: 'kd', temperature: 2, weight: 1 }], { teacher: table(splits.train, 20, 7), ensemble: { weights: [0.3, 0.7] } });
 });
 

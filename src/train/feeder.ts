@@ -267,9 +267,18 @@ export function teacherTables(t: { logits?: LogitTable | undefined; features?: R
   return { rows, tables };
 }
 
-/** Whether cached teacher outputs can be fed as whole tables indexed by one row vector. */
-export function teacherTablesFit(t: TeacherSource): boolean {
+/**
+ * The largest teacher table kept on the device: WebGPU's default limit on one storage-buffer binding (128 MiB). A
+ * GPU may allow more, but ONNX Runtime's provider is not asked here; a larger table is gathered on the host.
+ */
+export const MAX_DEVICE_TABLE_BYTES = 128 * 1024 * 1024;
+
+/**
+ * Whether cached teacher outputs can be fed as whole tables indexed by one row vector: every table in one row
+ * order, none larger than `maxBytes`.
+ */
+export function teacherTablesFit(t: TeacherSource, maxBytes = MAX_DEVICE_TABLE_BYTES): boolean {
   if (t.kind !== 'cached') return false;
   const all = [...(t.logits ? [t.logits] : []), ...(t.features?.values() ?? [])];
-  return all.length > 0 && all.every((table) => all[0]!.sameRows(table));
+  return all.length > 0 && all.every((table) => all[0]!.sameRows(table) && table.logits.byteLength <= maxBytes);
 }
