@@ -86,4 +86,3 @@ export async function resolveDevice(requested: DeviceRequest): Promise<ResolvedD
     fix: 'on an NVIDIA machine install libvulkan1 and set VK_DRIVER_FILES to the driver\'s nvidia_icd.json (../shared/GPU.md); or use runtime.device: cpu (or auto, which falls back to the CPU)',
   });
 }
-
