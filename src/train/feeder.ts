@@ -100,7 +100,10 @@ export class BatchFeeder {
       throw new KdError('KD_CONFIG_INVALID', 'a distillation term needs teacher outputs but no teacher was given', { fix: 'configure a teacher' });
     }
     if (t.kind === 'views' && !o.augmenter) throw new KdError('KD_CONFIG_INVALID', 'teacher outputs per view need the augmentation that draws the views', { fix: 'this is a kdistill bug' });
-    this.featureBufs = t.kind !== 'cached' ? [] : o.graph.teacherFeatures.map((name) => {
+    // With the tables on the device the step gathers every teacher tensor itself: no per-step feature buffers.
+    this.rowTable = o.graph.teacherTables && t.kind === 'cached' ? teacherTables(t, o.graph).rows : undefined;
+    this.rowBufs = this.rowTable ? this.buffers.map(() => new BigInt64Array(o.batchSize)) : [];
+    this.featureBufs = t.kind !== 'cached' || this.rowTable ? [] : o.graph.teacherFeatures.map((name) => {
       const table = t.features?.get(name);
       if (!table) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
       return { name, table, bufs: this.buffers.map(() => new Float32Array(o.batchSize * table.numClasses)) };
@@ -116,8 +119,6 @@ export class BatchFeeder {
       }
     }
     this.joined = t.kind === 'online' || o.augmenter ? new Float32Array(k * rows * this.ss) : undefined;
-    this.rowTable = o.graph.teacherTables && t.kind === 'cached' ? teacherTables(t, o.graph).rows : undefined;
-    this.rowBufs = this.rowTable ? this.buffers.map(() => new BigInt64Array(o.batchSize)) : [];
   }
 
   /**
@@ -206,7 +207,7 @@ export class BatchFeeder {
           feeds[at(`tfeat:${f.name}`, j)] = { data: buf, dims: [b.size, w] };
         }
       }
-      for (const f of this.rowTable ? [] : this.featureBufs) {
+      for (const f of this.featureBufs) {
         const w = f.table.numClasses;
         const buf = f.bufs[j]!.subarray(0, b.size * w);
         f.table.gather(b.ids, b.size, buf);
