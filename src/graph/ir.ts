@@ -1,3 +1,4 @@
+import type onnxProto from 'onnx-proto';
 import { KdError } from '../errors.js';
 
 /**
@@ -23,6 +24,10 @@ export interface Emitter {
   node(opType: string, inputs: string[], outputs: string[], attrs?: Attrs, domain?: string): void;
   /** Emits `node` as the one ONNX node of the same type and attributes (what an op without `emit` gets). */
   plain(node: Node): void;
+  /** Appends a node of another ONNX graph as it is, its attributes untouched (src/graph/inline.ts). */
+  foreignNode(node: onnxProto.onnx.INodeProto): void;
+  /** Adds an initializer of another ONNX graph as it is, under the name it carries (src/graph/inline.ts). */
+  initializer(tensor: onnxProto.onnx.ITensorProto): void;
   /**
    * The channel block of ONNX Runtime's NCHWc CPU kernels when the graph may use them (float32 convs lowered to
    * `com.microsoft.nchwc` ops, src/graph/nchwc.ts), or 0: standard ONNX ops only (exported models, other

@@ -79,6 +79,13 @@ export function toOnnx(g: Graph, options: OnnxOptions = {}): Uint8Array {
       nodes.push({ opType, input: inputs, output: outputs, name: `${opType}_${nodes.length}`, attribute: toAttributes(attrs), ...(domain ? { domain } : {}) });
     },
     plain: (n) => defaultEmit(emitter, n),
+    foreignNode(n) {
+      nodes.push({ ...n, name: `${n.opType}_${nodes.length}` });
+    },
+    initializer(t) {
+      usedNames.add(t.name ?? '');
+      initializers.push(t);
+    },
     nchwcBlock: options.nchwcBlock ?? 0,
     target: options.target ?? 'cpu',
     constInt64: (values, shape) => sharedConst('int64', values, shape),

@@ -121,11 +121,12 @@ export async function teacherOutputsPhase(ctx: PhaseContext, data: PreparedData,
       loaded.push((await openTeacher(ctx, plan, artifact, features, runtime)) as OnnxTeacher | RemoteTeacher);
       for (const e of plan.extras) loaded.push(await OnnxTeacher.load(e.path, { ...e.feed, runtime }));
       const teacher = await OnlineTeachers.create(loaded, train);
-      // A single kdistill-built teacher fed the data as it is (no preprocessing, which only its session applies)
-      // runs inside the student's step graph on the GPU (src/train/trainer.ts embedTeacher).
-      if (ctx.runtime.executionProvider === 'webgpu' && plan.extras.length === 0 && !artifact.remote && !plan.feed.preprocess) {
-        const own = plan.imported ?? (plan.model ? { model: plan.model, params: exportedParams(artifact.path, plan.model) } : undefined);
-        if (own?.params) teacher.embeddable = { model: own.model, params: own.params };
+      // On the GPU a single teacher runs inside the student's step graph (src/train/trainer.ts embedTeacher), so
+      // its outputs never leave the device.
+      if (ctx.runtime.executionProvider === 'webgpu') {
+        const embed = await embeddableTeacher(plan, artifact, loaded, train);
+        if ('refused' in embed) progress.log(`teacher outputs: the teacher runs in its own session beside the student's step (${embed.refused})`);
+        else teacher.embeddable = embed;
       }
       progress.log('teacher outputs: computed online, on every augmented batch (consistent teaching)');
       return { kind: 'online', teacher, dispose: async () => void (await Promise.all(loaded.map((t) => t.dispose()))) };
@@ -273,6 +274,23 @@ export async function teacherTables(
 function rows(ds: Dataset, start: number, count: number): Dataset {
   const ss = ds.sampleShape.reduce((a, b) => a * b, 1);
   return { ...ds, x: ds.x.subarray(start * ss, (start + count) * ss), y: ds.y.subarray(start, start + count), ids: ds.ids.subarray(start, start + count), n: count };
+}
+
+/**
+ * The single online teacher as a model the student's step graph can run itself: a kdistill-built one (trained here
+ * or imported from TF.js) from its weights, when its samples need no preprocessing; any other ONNX file as its
+ * own graph copied in (OnnxTeacher.inlined, which also writes the preprocessing as graph ops). The refusal says why
+ * the teacher keeps its own session: several teachers, a remote one, or a file that cannot be copied.
+ */
+export async function embeddableTeacher(plan: Pick<TeacherPlan, 'extras' | 'imported' | 'model' | 'feed'>, artifact: TeacherArtifact, loaded: readonly (OnnxTeacher | RemoteTeacher)[], train: Dataset): Promise<{ model: Model; params: ParamValues } | { refused: string }> {
+  if (plan.extras.length > 0) return { refused: 'an ensemble of teachers' };
+  const first = loaded[0];
+  if (artifact.remote || !(first instanceof OnnxTeacher)) return { refused: 'a teacher on inference servers' };
+  if (!plan.feed.preprocess) {
+    const own = plan.imported ?? (plan.model ? { model: plan.model, params: exportedParams(artifact.path, plan.model) } : undefined);
+    if (own?.params) return { model: own.model, params: own.params };
+  }
+  return first.inlined(train);
 }
 
 /**

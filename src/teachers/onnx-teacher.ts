@@ -5,7 +5,8 @@ import { ATTENTION_PREFIX } from '../distill/names.js';
 import { closestNames } from '../config/problems.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
 import { type HostTensor, type RuntimeOptions, Session, type ValueInfo } from '../runtime/session.js';
-import { encodeOnnx, readOnnx } from '../graph/index.js';
+import { type Value, add, applyInline, encodeOnnx, flatten, inlineOp, inlineRefusal, mul, readOnnx, transpose } from '../graph/index.js';
+import type { Model, ParamValues } from '../nn/model.js';
 import type onnxProto from 'onnx-proto';
 import { LogitTable } from './cache.js';
 import { type Dim, type FeedPlan, FeedPlanner, type TeacherPreprocess, auxInputKind, tokenIdInputs, transformBatch } from './feed.js';
@@ -98,6 +99,8 @@ export class OnnxTeacher {
     /** The batch dim when the file fixes it (exports without dynamic axes often say 1); undefined when free. */
     readonly fixedBatch: number | undefined,
     private readonly feeder: FeedPlanner,
+    /** The decoded file as the session runs it (unused inputs dropped, feature outputs added). */
+    private readonly proto: onnxProto.onnx.ModelProto,
   ) {}
 
   /** Per-sample input shape declared by the file (symbolic dims as strings; empty when it declares none). */
@@ -235,6 +238,7 @@ export class OnnxTeacher {
       typeof last === 'number' && last > 0 ? last : undefined,
       typeof batch === 'number' && batch > 0 ? batch : undefined,
       new FeedPlanner(path, input!.name!, inDims.slice(1), inDecl !== undefined && inDecl.length > 0, options.preprocess ?? {}, options.input !== undefined),
+      model,
     );
     t.features = requested;
     t.graphName = graph.name || undefined;
@@ -453,6 +457,56 @@ export class OnnxTeacher {
 
   async dispose(): Promise<void> {
     await this.session.dispose();
+  }
+
+  /**
+   * This teacher as a kdistill Model whose forward pass is the file's own graph, copied into the graph that calls it
+   * (src/graph/inline.ts), with the declared preprocessing written as graph ops in front: so the student's training
+   * step can run the teacher itself on the GPU (runtime.embedTeacher). The refusal says why not when the file
+   * cannot be copied: a text model, a fixed batch size, operators whose definition differs at kdistill's opset,
+   * other domains, subgraphs or external weights. Runs the file once on one sample to learn the shapes of the
+   * tensors it returns.
+   */
+  async inlined(ds: Pick<Dataset, 'x' | 'sampleShape' | 'numClasses' | 'text'>): Promise<{ model: Model; params: ParamValues } | { refused: string }> {
+    if (this.tokenIds) return { refused: 'it takes token ids' };
+    if (this.fixedBatch !== undefined) return { refused: `its batch size is fixed to ${this.fixedBatch}` };
+    const refused = inlineRefusal(this.proto);
+    if (refused) return { refused };
+    const plan = this.planFeed(ds);
+    const ss = prod(ds.sampleShape);
+    const sample = new Float32Array(ss);
+    if (plan.affine !== undefined || plan.layout === 'nhwc') transformBatch(plan, ds.sampleShape, ds.x.subarray(0, ss), 1, sample);
+    else sample.set(ds.x.subarray(0, ss));
+    const bases = [...new Set(this.features.map(baseTensor))];
+    const names = [this.outputName, ...bases.filter((b) => b !== this.outputName)];
+    const out = await this.session.run({ [this.inputName]: { data: sample, dims: [1, ...plan.dims] } }, names);
+    const op = inlineOp(this.path, this.proto.graph!, { input: this.inputName, outputs: names.map((name) => ({ name, perSample: out[name]!.dims.slice(1), dtype: 'float32' as const })) });
+    const { numClasses } = ds;
+    const inputShape = [...ds.sampleShape];
+    const name = this.graphName ?? 'onnx-teacher';
+    const model: Model = {
+      name,
+      inputShape,
+      numClasses,
+      params: [],
+      layers: () => [],
+      forward(x: Value) {
+        let v = x;
+        if (plan.affine) {
+          // Per channel (the first dim of a sample), as transformBatch does it.
+          const perChannel = [inputShape[0] ?? 1, ...inputShape.slice(1).map(() => 1)];
+          v = add(mul(v, x.graph.constant(plan.affine.a, perChannel)), x.graph.constant(plan.affine.b, perChannel));
+        }
+        if (plan.layout === 'nhwc') v = transpose(v, [0, 2, 3, 1]);
+        if (plan.flatten && v.rank > 2) v = flatten(v, 1);
+        const outs = applyInline(op, v);
+        const features = new Map<string, Value>();
+        // Keyed as an embedded kdistill model's layers are: `feature:fc1` is the layer fc1 (src/train/graphs.ts).
+        names.forEach((n, i) => features.set(n.replace(/^feature:/, ''), outs[i]!));
+        return { logits: outs[0]!, features };
+      },
+    };
+    return { model, params: new Map() };
   }
 
   /**
