@@ -163,6 +163,18 @@ test('teacher tables gathered in the step train bit-identically to rows gathered
   await trainBoth('ensemble of two', [{ type: 'kd', temperature: 2, weight: 1 }], { teacher: table(splits.train, 20, 7), ensemble: { weights: [0.3, 0.7] } });
 });
 
+test('teaching per view: the views\' tables stacked on the device, each row gathered from the block of the view drawn for it, train bit-identically to host copies', async () => {
+  const a = table(splits.train, 10, 11);
+  // Every table in the first one's row order, with other values: one row index and the view's block select the row.
+  const like = (width: number, seed: number) => new LogitTable(width, table(splits.train, width, seed).logits.slice(0, a.size * width), a.ids);
+  const views = { logits: [a, like(10, 12)], features: new Map([['feature:fc1', [like(32, 13), like(32, 14)]]]) };
+  await trainBoth('views (flip)', [{ type: 'ce', weight: 0.2 }, { type: 'kd', temperature: 4, weight: 0.8 }, { type: 'fitnet', student: 'fc1', teacher: 'feature:fc1', weight: 0.5 }], { augment: { flip: true }, teacherViews: views });
+  const { teacherTablesFit } = await import('../src/train/feeder.js');
+  assert.equal(teacherTablesFit({ kind: 'views', views }), true);
+  assert.equal(teacherTablesFit({ kind: 'views', views: { logits: [a, table(splits.train, 10, 15)], features: new Map() } }), false, 'views in different row orders');
+  assert.equal(teacherTablesFit({ kind: 'views', views: { logits: views.logits, features: new Map() } }, a.logits.byteLength), false, 'two stacked views are over a one-table cap');
+});
+
 test('a transfer set (rows without a label) takes its class from the teacher row on the host while the step gathers the table', async () => {
   const unlabeled = new Uint8Array(splits.train.n);
   for (let i = 0; i < unlabeled.length; i += 3) unlabeled[i] = 1;

@@ -95,20 +95,22 @@ export class BatchFeeder {
     this.noiseBufs = o.graph.noise.map((n) => this.buffers.map(() => new Float32Array(rows * n.perSample.reduce((a, b) => a * b, 1))));
     const t = o.teacher;
     this.teacherWidth = t.kind === 'online' ? t.teacher.width : t.kind === 'views' ? t.views.logits[0]!.numClasses : (t.logits?.numClasses ?? o.train.numClasses);
-    this.teacherBufs = o.graph.needsTeacher && t.kind !== 'online' ? this.buffers.map(() => new Float32Array(o.batchSize * this.teacherWidth)) : [];
     if (o.graph.needsTeacher && t.kind === 'cached' && !t.logits) {
       throw new KdError('KD_CONFIG_INVALID', 'a distillation term needs teacher outputs but no teacher was given', { fix: 'configure a teacher' });
     }
     if (t.kind === 'views' && !o.augmenter) throw new KdError('KD_CONFIG_INVALID', 'teacher outputs per view need the augmentation that draws the views', { fix: 'this is a kdistill bug' });
-    // With the tables on the device the step gathers every teacher tensor itself: no per-step feature buffers.
-    this.rowTable = o.graph.teacherTables && t.kind === 'cached' ? teacherTables(t, o.graph).rows : undefined;
+    // With the tables on the device the step gathers every teacher tensor itself: no per-step feature buffers, and
+    // teacher rows copied on the host only for a transfer set (its rows' top class).
+    const onDevice = o.graph.teacherTables && t.kind !== 'online' ? teacherTableRows(t, o.graph) : undefined;
+    this.rowTable = onDevice?.rows;
     this.rowBufs = this.rowTable ? this.buffers.map(() => new BigInt64Array(o.batchSize)) : [];
+    this.teacherBufs = o.graph.needsTeacher && t.kind !== 'online' && !(onDevice && t.kind === 'views') ? this.buffers.map(() => new Float32Array(o.batchSize * this.teacherWidth)) : [];
     this.featureBufs = t.kind !== 'cached' || this.rowTable ? [] : o.graph.teacherFeatures.map((name) => {
       const table = t.features?.get(name);
       if (!table) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
       return { name, table, bufs: this.buffers.map(() => new Float32Array(o.batchSize * table.numClasses)) };
     });
-    this.viewFeatureBufs = t.kind !== 'views' ? [] : o.graph.teacherFeatures.map((name) => {
+    this.viewFeatureBufs = t.kind !== 'views' || this.rowTable ? [] : o.graph.teacherFeatures.map((name) => {
       const tables = t.views.features.get(name);
       if (!tables) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher view tables miss a tensor a term reads' });
       return { name, tables, bufs: this.buffers.map(() => new Float32Array(o.batchSize * tables[0]!.numClasses)) };
@@ -174,6 +176,12 @@ export class BatchFeeder {
       if (this.rowTable) {
         const r = this.rowBufs[j]!.subarray(0, b.size);
         this.rowTable.rowIndices(b.ids, b.size, r);
+        if (o.teacher.kind === 'views') {
+          // The view the augmenter drew for each row selects its block of the stacked tables.
+          const views = aug!.views!;
+          const n = BigInt(this.rowTable.size);
+          for (let i = 0; i < b.size; i++) r[i] = r[i]! + BigInt(views[i]!) * n;
+        }
         feeds[at(TEACHER_ROWS, j)] = { data: r, dims: [b.size] };
       }
       if (unlabeled && !o.augmenter) {
@@ -191,7 +199,7 @@ export class BatchFeeder {
           }
         }
       }
-      if (o.teacher.kind === 'views') {
+      if (o.teacher.kind === 'views' && !this.rowTable) {
         // Each row's teacher outputs are those of the view the augmenter drew for it.
         const views = aug!.views!;
         const tables = o.teacher.views.logits;
@@ -251,21 +259,52 @@ function oneHot(y: Int32Array, n: number, c: number): Float32Array {
 }
 
 /**
- * The whole tables a step with `teacherTables` is fed once per phase, by graph input name, and the table whose row
- * order the per-step row indices follow. Every table must hold its rows in one sample order (`teacherTablesFit`).
+ * The graph inputs a step with `teacherTables` reads its teacher tensors from (`teacher_table`, `tfeat_table:<name>`),
+ * each with its tables: one per view for teaching per view (src/data/augment.ts viewSet), else one.
  */
-export function teacherTables(t: { logits?: LogitTable | undefined; features?: ReadonlyMap<string, LogitTable> | undefined }, graph: Pick<StepGraph, 'needsTeacher' | 'teacherFeatures'>): { rows: LogitTable; tables: Map<string, LogitTable> } {
-  const tables = new Map<string, LogitTable>();
-  if (graph.needsTeacher && t.logits) tables.set(TEACHER_TABLE, t.logits);
+function tablesByInput(t: TeacherSource, graph: Pick<StepGraph, 'needsTeacher' | 'teacherFeatures'>): Map<string, readonly LogitTable[]> {
+  const out = new Map<string, readonly LogitTable[]>();
+  if (t.kind === 'online') return out;
+  const views = t.kind === 'views' ? t.views : { logits: t.logits ? [t.logits] : [], features: new Map([...(t.features ?? new Map<string, LogitTable>())].map(([n, f]) => [n, [f]])) };
+  if (graph.needsTeacher && views.logits.length > 0) out.set(TEACHER_TABLE, views.logits);
   for (const name of graph.teacherFeatures) {
-    const table = t.features?.get(name);
-    if (!table) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
-    tables.set(featureTable(name), table);
+    const tables = views.features.get(name);
+    if (!tables) throw new KdError('KD_CONFIG_INVALID', `no teacher outputs for tensor "${name}"`, { fix: 'this is a kdistill bug: the teacher feature cache misses a tensor a term reads' });
+    out.set(featureTable(name), tables);
   }
-  const rows = [...tables.values()][0];
+  return out;
+}
+
+/**
+ * The table whose row order the per-step row indices follow (every table holds its rows in that order,
+ * `teacherTablesFit`), and the number of views stacked in each table: the row of sample `id` seen in view `v` is
+ * `v · rows.size + rows.rowOf(id)`.
+ */
+export function teacherTableRows(t: TeacherSource, graph: Pick<StepGraph, 'needsTeacher' | 'teacherFeatures'>): { rows: LogitTable; views: number } {
+  const all = [...tablesByInput(t, graph).values()];
+  const rows = all[0]?.[0];
   if (!rows) throw new KdError('KD_CONFIG_INVALID', 'teacher tables were asked for, but the teacher gave no outputs', { fix: 'this is a kdistill bug' });
-  for (const table of tables.values()) if (!rows.sameRows(table)) throw new KdError('KD_CONFIG_INVALID', 'the teacher tables hold their rows in different orders', { fix: 'this is a kdistill bug: check teacherTablesFit first' });
-  return { rows, tables };
+  for (const table of all.flat()) if (!rows.sameRows(table)) throw new KdError('KD_CONFIG_INVALID', 'the teacher tables hold their rows in different orders', { fix: 'this is a kdistill bug: check teacherTablesFit first' });
+  return { rows, views: all[0]!.length };
+}
+
+/**
+ * The whole tables a step with `teacherTables` is fed once per phase, by graph input name, [views · N, width]: the
+ * tables of every view stacked, view 0 first, so one Gather serves teaching per view as well as cached teaching.
+ */
+export function teacherTables(t: TeacherSource, graph: Pick<StepGraph, 'needsTeacher' | 'teacherFeatures'>): Map<string, { data: Float32Array; dims: [number, number] }> {
+  teacherTableRows(t, graph);
+  const out = new Map<string, { data: Float32Array; dims: [number, number] }>();
+  for (const [name, tables] of tablesByInput(t, graph)) {
+    const first = tables[0]!;
+    let data = first.logits;
+    if (tables.length > 1) {
+      data = new Float32Array(first.logits.length * tables.length);
+      tables.forEach((table, v) => data.set(table.logits, v * first.logits.length));
+    }
+    out.set(name, { data, dims: [first.size * tables.length, first.numClasses] });
+  }
+  return out;
 }
 
 /**
@@ -275,11 +314,13 @@ export function teacherTables(t: { logits?: LogitTable | undefined; features?: R
 export const MAX_DEVICE_TABLE_BYTES = 128 * 1024 * 1024;
 
 /**
- * Whether cached teacher outputs can be fed as whole tables indexed by one row vector: every table in one row
- * order, none larger than `maxBytes`.
+ * Whether cached teacher outputs (or the per-view ones) can be fed as whole tables indexed by one row vector:
+ * every table in one row order, none (with its views stacked) larger than `maxBytes`.
  */
 export function teacherTablesFit(t: TeacherSource, maxBytes = MAX_DEVICE_TABLE_BYTES): boolean {
-  if (t.kind !== 'cached') return false;
-  const all = [...(t.logits ? [t.logits] : []), ...(t.features?.values() ?? [])];
-  return all.length > 0 && all.every((table) => all[0]!.sameRows(table) && table.logits.byteLength <= maxBytes);
+  if (t.kind === 'online') return false;
+  const groups = t.kind === 'views' ? [t.views.logits, ...t.views.features.values()] : [...(t.logits ? [t.logits] : []), ...(t.features?.values() ?? [])].map((table) => [table]);
+  const first = groups[0]?.[0];
+  // A stacked table of V views is V times one table.
+  return first !== undefined && groups.every((g) => g.every((table) => first.sameRows(table)) && g.reduce((n, table) => n + table.logits.byteLength, 0) <= maxBytes);
 }

@@ -194,9 +194,9 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
   let state: TrainState | undefined;
   const tables = new Map<string, DeviceTensor>();
   try {
-    if (single.graph.teacherTables && teacher.kind === 'cached') {
+    if (single.graph.teacherTables) {
       // Uploaded once for the phase; each call feeds the same tensors.
-      for (const [name, t] of teacherTables(teacher, single.graph).tables) tables.set(name, await toDevice({ data: t.logits, dims: [t.size, t.numClasses] }, o.runtime));
+      for (const [name, t] of teacherTables(teacher, single.graph)) tables.set(name, await toDevice(t, o.runtime));
     }
     state = o.resumeFrom
       ? TrainState.resume(o.resumeFrom, fingerprint, trainable, stats, optimizer.slots)
