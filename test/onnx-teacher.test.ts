@@ -293,6 +293,33 @@ test('kdistill inspect shows a foreign teacher\'s input, outputs, feed and graph
   assert.match(fromCfg, /feed: +samples \[1, 28, 28\] → pixels \[batch, 28, 28, 1\]: to \[H, W, C\] \(layout: nhwc inferred from the file's input shape\)/);
 });
 
+test('a teacher whose output is a final softmax is read before it: the logits, not probabilities, with its own cache key and a note', async () => {
+  const n = net(60, 6, 10, 3);
+  const plain = writeTeacher(n, ['batch', 60]);
+  // The same network, its output put through Softmax as a PyTorch model returning probabilities exports it.
+  const model = readOnnx(readFileSync(plain));
+  const graph = model.graph!;
+  graph.node!.push({ opType: 'Softmax', input: ['logits'], output: ['probs'], attribute: [{ name: 'axis', type: 2, i: 1 }] });
+  graph.output = [{ ...graph.output![0]!, name: 'probs' }];
+  const file = fresh('softmax') + '.onnx';
+  writeFileSync(file, encodeOnnx(model));
+  const flat = data([60]);
+  close(await logitsOf(file, flat), reference(n, flat).logits, 'logits before the softmax');
+  await withTeacher(file, {}, async (t) => {
+    assert.equal(t.outputName, 'logits');
+    assert.equal(t.probabilitiesOutput, 'probs');
+    assert.match(t.describeFeed(flat), /logits read before the final Softmax \("logits"\), as "probs" holds probabilities/);
+    assert.notEqual(t.feedKey(flat), undefined, 'outputs cached as probabilities by an earlier version are not reused');
+  });
+  await withTeacher(plain, {}, async (t) => assert.equal(t.probabilitiesOutput, undefined));
+  assert.match(await inspect(file), /outputs: probs \[batch, 10\] \(probabilities of 10 classes: the logits are read from its Softmax's input "logits"\)/);
+  // A softmax over another axis is not a classifier's output: read as it is.
+  graph.node!.at(-1)!.attribute = [{ name: 'axis', type: 2, i: 0 }];
+  const other = fresh('softmax-axis0') + '.onnx';
+  writeFileSync(other, encodeOnnx(model));
+  await withTeacher(other, {}, async (t) => assert.equal(t.outputName, 'probs'));
+});
+
 // ----------------------------------------------------------------------------------------------------------------
 // Through the pipeline, on an MNIST slice
 

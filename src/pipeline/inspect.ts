@@ -36,7 +36,7 @@ async function inspectRemote(options: RemoteTeacherOptions, data: Dataset): Prom
     const dims = (s: number[]) => `[${s.map((d) => (d < 0 ? '?' : d)).join(', ')}]`;
     const lines = [`teacher: ${t.path} (platform ${m.platform || 'not given'}${m.versions ? `, versions ${m.versions.join(', ')}` : ''})`];
     lines.push(`  inputs:  ${m.inputs.map((i) => `${i.name} ${dims(i.shape)} ${i.datatype}`).join('; ')}`);
-    lines.push(`  outputs: ${m.outputs.map((o) => `${o.name} ${dims(o.shape)} ${o.datatype}${o.name === t.outputName ? ` (logits, ${t.numClasses ?? '?'} classes)` : ''}`).join('; ')}`);
+    lines.push(`  outputs: ${m.outputs.map((o) => `${o.name} ${dims(o.shape)} ${o.datatype}${logitsNote(t, o.name)}`).join('; ')}`);
     t.checkFits(data);
     lines.push(`  feed:    ${t.describeFeed(data)}`);
     const layers = t.layerNames();
@@ -65,7 +65,7 @@ async function inspectOnnx(path: string, role = 'model', withData: { feed?: Pick
     const d = await OnnxTeacher.describe(path);
     const lines = [`${role}: ${path}, ${fmtInt(t.paramCount)} parameters`];
     lines.push(`  inputs:  ${d.inputs.map((i) => `${showValue(i)}${i.name === t.inputName && d.inputs.length > 1 ? ' (takes the samples)' : ''}`).join('; ')}`);
-    lines.push(`  outputs: ${d.outputs.map((o) => `${showValue(o)}${o.name === t.outputName ? ` (logits, ${t.numClasses ?? '?'} classes)` : ''}`).join('; ')}`);
+    lines.push(`  outputs: ${d.outputs.map((o) => `${showValue(o)}${logitsNote(t, o.name)}`).join('; ')}`);
     if (withData.data) {
       t.checkFits(withData.data);
       lines.push(`  feed:    ${t.describeFeed(withData.data)}`);
@@ -81,4 +81,11 @@ async function inspectOnnx(path: string, role = 'model', withData: { feed?: Pick
   } finally {
     await t.dispose();
   }
+}
+
+/** What `inspect` says of a file's output: the logits, or probabilities whose softmax input is read instead. */
+function logitsNote(t: Pick<OnnxTeacher, 'outputName' | 'numClasses'> & { probabilitiesOutput?: string | undefined }, name: string): string {
+  if (name === t.outputName) return ` (logits, ${t.numClasses ?? '?'} classes)`;
+  if (name === t.probabilitiesOutput) return ` (probabilities of ${t.numClasses ?? '?'} classes: the logits are read from its Softmax's input "${t.outputName}")`;
+  return '';
 }

@@ -115,6 +115,12 @@ export class OnnxTeacher {
   /** Inputs fed besides the ids: the attention mask (1 where a token is), token type ids (zeros). */
   aux: { name: string; kind: 'mask' | 'zeros' }[] = [];
 
+  /**
+   * The output the file gives as its result when that is a softmax over the classes: the logits are then read from
+   * the softmax's input (`outputName`). Undefined when the output is read as it is.
+   */
+  probabilitiesOutput: string | undefined;
+
   /** Number of float parameters stored in the file (sum of its float initializers' sizes). */
   paramCount = 0;
   /** The graph's name: a kdistill export names its graph after the architecture (cnn-c32-c64-128-10). */
@@ -198,6 +204,19 @@ export class OnnxTeacher {
     const inDecl = declaredDims(input!);
     const inDims = inDecl ?? [];
     const outDims = declaredDims(out) ?? [];
+    // Exports often end in a softmax (a PyTorch model whose forward returns probabilities): distilling from
+    // probabilities as if they were logits flattens the soft targets (softmax of probabilities in [0, 1] is near
+    // uniform at any temperature). The softmax's input gives the same class ranking and the true soft targets.
+    const opset = Number((model.opsetImport ?? []).find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx')?.version ?? 0);
+    const softmax = finalSoftmax(graph, out.name!, outDims.length, opset);
+    let logitsName = out.name!;
+    if (softmax) {
+      logitsName = softmax;
+      if (!(graph.output ?? []).some((o) => o.name === softmax)) {
+        graph.output!.push({ name: softmax });
+        edited = true;
+      }
+    }
     const last = outDims[outDims.length - 1];
     const requested = [...new Set(options.features ?? [])];
     // `attention:<tensor>` asks for the attention map of a tensor: the graph exposes the tensor itself.
@@ -234,13 +253,14 @@ export class OnnxTeacher {
       session,
       path,
       input!.name!,
-      out.name!,
+      logitsName,
       typeof last === 'number' && last > 0 ? last : undefined,
       typeof batch === 'number' && batch > 0 ? batch : undefined,
       new FeedPlanner(path, input!.name!, inDims.slice(1), inDecl !== undefined && inDecl.length > 0, options.preprocess ?? {}, options.input !== undefined),
       model,
     );
     t.features = requested;
+    if (softmax) t.probabilitiesOutput = out.name!;
     t.graphName = graph.name || undefined;
     t.tokenIds = elem === 7;
     t.aux = aux;
@@ -336,12 +356,16 @@ export class OnnxTeacher {
    * by name, the preprocessing), for the teacher-output cache key; undefined when samples are fed unchanged.
    */
   feedKey(ds: Pick<Dataset, 'sampleShape'>): string | undefined {
-    return this.feeder.key(ds);
+    const feed = this.feeder.key(ds);
+    // Outputs cached before the final softmax was skipped were probabilities: a new key keeps them apart.
+    if (!this.probabilitiesOutput) return feed;
+    return JSON.stringify({ ...(feed ? (JSON.parse(feed) as object) : {}), logits: this.outputName });
   }
 
-  /** One line on how samples are fed, for logs and `kdistill inspect`. */
+  /** One line on how samples are fed and which output is read, for logs and `kdistill inspect`. */
   describeFeed(ds: Pick<Dataset, 'sampleShape'>): string {
-    return this.feeder.describe(ds);
+    const feed = this.feeder.describe(ds);
+    return this.probabilitiesOutput ? `${feed}; logits read before the final Softmax ("${this.outputName}"), as "${this.probabilitiesOutput}" holds probabilities` : feed;
   }
 
   /** How this data set's samples are fed (src/teachers/feed.ts). */
@@ -522,6 +546,20 @@ export class OnnxTeacher {
   }
 }
 
+
+/**
+ * The input of the Softmax node (over the class axis) that computes graph output `output`, or undefined when the
+ * output is not a softmax. Before opset 13 Softmax's default axis is 1 (the rest flattened into it); from 13 it is
+ * the last axis: for a [batch, classes] output both are the classes.
+ */
+function finalSoftmax(graph: onnxProto.onnx.IGraphProto, output: string, rank: number, opset: number): string | undefined {
+  const node = (graph.node ?? []).find((n) => (n.output ?? []).includes(output));
+  if (!node || node.opType !== 'Softmax' || ((node.domain ?? '') !== '' && node.domain !== 'ai.onnx')) return undefined;
+  const attr = (node.attribute ?? []).find((a) => a.name === 'axis');
+  const axis = attr ? Number(attr.i ?? 0) : opset >= 13 ? -1 : 1;
+  const classAxis = axis === -1 || (rank > 0 ? axis === rank - 1 : axis === 1);
+  return classAxis && (rank === 0 || rank === 2) ? (node.input ?? [])[0] || undefined : undefined;
+}
 
 /** The graph tensor a requested feature reads (`attention:feature:conv2` reads `feature:conv2`). */
 export function baseTensor(name: string): string {
