@@ -193,3 +193,18 @@ test('jitter: one image shifted by hand, zero fill, deterministic', () => {
   assert.throws(() => jitterImages(src, src, 1, [1, h, w], 1, new Rng(1)), /overlap/);
 });
 
+
+test('split: classes without samples, or with fewer than the splits, are warned about (a corrupt label adds classes); sound data gets no warning', () => {
+  // Labels 0-2 as expected, one stray label 5: six classes, two of them empty and one with a single sample.
+  const ds = synth([30, 30, 30, 0, 0, 1]);
+  const s = splitDataset(ds, { validation: 0.1, test: 0.1 }, 1);
+  const w = s.info.warnings ?? [];
+  assert.equal(w.length, 2, w.join('\n'));
+  assert.match(w[0]!, /^classes "c3", "c4" of 6 have no samples in synth: .*check the labels/);
+  assert.match(w[1]!, /^class "c5" has fewer samples in synth than the 3 splits \(1\): it is missing from some split; a stray or mistyped label\?/);
+  // With its own test set, the training file is checked the same and the warnings are kept.
+  const withTest = makeSplits({ train: ds, test: synth([5, 5, 5, 1, 1, 1], 'test') }, { validation: 0.1 }, 1);
+  assert.equal(withTest.info.warnings?.length, 2);
+  assert.match(withTest.info.warnings![1]!, /than the 2 splits/);
+  assert.equal(splitDataset(synth([30, 30, 30]), { validation: 0.1, test: 0.1 }, 1).info.warnings, undefined);
+});

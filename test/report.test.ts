@@ -318,3 +318,13 @@ test('live progress on a terminal draws a bar, logs above it, and ends with the 
   assert.ok(text.includes('a message\n'));
   assert.match(text, /train: 100 samples in .* loss=0\.25\n$/);
 });
+
+test('the per-class table shows "—" for a class without test samples, never NaN', async () => {
+  const { diagnosisSection } = await import('../src/report/diagnosis-html.js');
+  // As read back from run.json: a class without test samples has accuracy NaN, stored as null.
+  const record = { models: [], diagnosis: { hints: [], perClass: { classNames: ['a', 'stray'], accuracy: { 'student-alone': [0.5, null], 'student-distilled': [0.75, null] } } } };
+  const html = diagnosisSection(record as never);
+  assert.ok(!/NaN/.test(html), html);
+  assert.match(html, /<td>stray<\/td>(<td class="num">—<\/td>){3}/);
+  assert.match(html, /\+25\.00 pt/);
+});

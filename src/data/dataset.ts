@@ -44,6 +44,11 @@ export interface SplitInfo {
   stratified: true;
   /** Human-readable remarks worth putting in a run record (e.g. that a requested test fraction was ignored). */
   notes: string[];
+  /**
+   * What looks wrong with the data but does not stop a run, shown when it starts and by `kdistill check`: classes
+   * without samples (a corrupt label adds classes up to its value) or with too few to reach every split.
+   */
+  warnings?: string[];
 }
 
 export interface DataSplits {

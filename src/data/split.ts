@@ -39,6 +39,26 @@ function classCuts(m: number, fv: number, ft: number): [number, number] {
 }
 
 /**
+ * Classes of `ds` that look like label errors: none of its samples (the class count comes from the largest label,
+ * so one corrupt label byte of 200 makes 201 classes), or fewer than every split with a nonzero fraction needs.
+ */
+function classWarnings(ds: Dataset, counts: readonly number[], fv: number, ft: number): string[] {
+  const name = (k: number) => ds.classNames[k] ?? String(k);
+  const list = (ks: number[]) => `${ks.slice(0, 5).map((k) => `"${name(k)}"`).join(', ')}${ks.length > 5 ? `, … (${ks.length} in all)` : ''}`;
+  const out: string[] = [];
+  const empty = counts.flatMap((m, k) => (m === 0 ? [k] : []));
+  if (empty.length > 0) {
+    out.push(`${empty.length === 1 ? 'class' : 'classes'} ${list(empty)} of ${ds.numClasses} ${empty.length === 1 ? 'has' : 'have'} no samples in ${ds.name}: the models still get an output for each, and a per-class accuracy without samples; check the labels (one out-of-range label adds classes up to its value)`);
+  }
+  const needed = 1 + (fv > 0 ? 1 : 0) + (ft > 0 ? 1 : 0);
+  const few = counts.flatMap((m, k) => (m > 0 && m < needed ? [k] : []));
+  if (few.length > 0) {
+    out.push(`${few.length === 1 ? 'class' : 'classes'} ${list(few)} ${few.length === 1 ? 'has' : 'have'} fewer samples in ${ds.name} than the ${needed} splits (${few.map((k) => counts[k]).slice(0, 5).join(', ')}): ${few.length === 1 ? 'it is' : 'they are'} missing from some split; a stray or mistyped label?`);
+  }
+  return out;
+}
+
+/**
  * Splits one data set into train / validation / test, stratified by class. Each class's samples are shuffled with
  * Rng.derive(seed, 'split') and cut by the fractions, so the same seed always gives the same split on any machine,
  * and the split does not depend on the seeds used for training. Each split keeps the source's row order.
@@ -63,6 +83,7 @@ export function splitDataset(ds: Dataset, fractions: SplitFractions, seed: numbe
       });
     }
   }
+  const warnings = classWarnings(ds, byClass.map((idx) => idx.length), fv, ft);
   const asc = (a: number, b: number) => a - b;
   tr.sort(asc);
   va.sort(asc);
@@ -74,6 +95,7 @@ export function splitDataset(ds: Dataset, fractions: SplitFractions, seed: numbe
     testFromSource: false,
     stratified: true,
     notes: [],
+    ...(warnings.length > 0 ? { warnings } : {}),
   };
   return {
     train: subset(ds, tr, `${ds.name}/train`),
@@ -112,6 +134,7 @@ export function makeSplits(source: { train: Dataset; test?: Dataset }, fractions
       sizes: { ...s.info.sizes, test: test.n },
       testFromSource: true,
       notes,
+      ...(s.info.warnings ? { warnings: s.info.warnings } : {}),
     },
   };
 }

@@ -18,7 +18,7 @@ import { refuseUnfinished } from './outdir.js';
  * does not fails here with the same coded error the run would give.
  */
 export interface Preflight {
-  splits: { train: number; validation: number; test: number; sampleShape: number[]; classes: number };
+  splits: { train: number; validation: number; test: number; sampleShape: number[]; classes: number; warnings: string[] };
   teacher: { kind: string; name: string; params: number | undefined; described: string | undefined };
   student: { name: string; params: number; teaching: string; terms: string[] };
   phases: { name: string; epochs: number; batchSize: number }[];
@@ -50,7 +50,7 @@ export async function preflight(cfg: RunConfig, source?: string): Promise<Prefli
   if (cfg.baseline) phases.push({ name: 'student alone', epochs: cfg.student.train.epochs, batchSize: cfg.student.train.batchSize });
   phases.push({ name: 'student distilled', epochs: cfg.student.train.epochs, batchSize: cfg.student.train.batchSize });
   return {
-    splits: { train: s.train.n, validation: s.validation.n, test: s.test.n, sampleShape: [...s.train.sampleShape], classes: s.train.numClasses },
+    splits: { train: s.train.n, validation: s.validation.n, test: s.test.n, sampleShape: [...s.train.sampleShape], classes: s.train.numClasses, warnings: s.info.warnings ?? [] },
     teacher: {
       kind: t.type,
       name: teacherName,
@@ -111,6 +111,7 @@ export function formatPreflight(p: Preflight, source: string): string {
   lines.push(`  relative paths are resolved from the current folder: ${process.cwd()}`);
   const s = p.splits;
   lines.push(`  data      train ${fmtInt(s.train)}, validation ${fmtInt(s.validation)}, test ${fmtInt(s.test)} samples of [${s.sampleShape.join('x')}], ${s.classes} classes`);
+  for (const w of s.warnings) lines.push(`  warning   ${w}`);
   const tp = p.teacher.params !== undefined ? `, ${fmtInt(p.teacher.params)} parameters` : '';
   lines.push(`  teacher   ${p.teacher.kind}: ${p.teacher.name}${tp}${p.teacher.described ? ` (${p.teacher.described})` : ''}`);
   lines.push(`  student   ${p.student.name}, ${fmtInt(p.student.params)} parameters; objective ${p.student.terms.join(' + ')}; teaching ${p.student.teaching}`);

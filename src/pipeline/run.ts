@@ -169,6 +169,7 @@ export async function prepare(ctx: PhaseContext): Promise<{ data: PreparedData; 
   shipTokenizer(ctx.meta, data);
   const { splits } = data;
   progress.log(`data: train ${splits.train.n}, validation ${splits.validation.n}, test ${splits.test.n} samples of [${splits.train.sampleShape.join('x')}], ${splits.train.numClasses} classes`);
+  for (const w of splits.info.warnings ?? []) progress.log(`warning: ${w}`);
   const teacher = await planTeacher(cfg, data, ctx.out, (l) => progress.log(l), ctx.dryRun);
   const student = planStudent(cfg, data, teacher);
   const estimate = checkStudent(cfg, data, teacher, student);

@@ -75,7 +75,8 @@ export function diagnosisSection(record: RunRecord): string {
       if (delta) {
         const a = pc.accuracy['student-alone']![k];
         const b = pc.accuracy['student-distilled']![k];
-        cells.push(typeof a === 'number' && typeof b === 'number' ? `${b >= a ? '+' : '−'}${Math.abs((b - a) * 100).toFixed(2)} pt` : '—');
+        // A class without test samples has no accuracy (NaN): no difference to show either.
+        cells.push(Number.isFinite(a) && Number.isFinite(b) ? `${b! >= a! ? '+' : '−'}${Math.abs((b! - a!) * 100).toFixed(2)} pt` : '—');
       }
       return [name, ...cells];
     });
