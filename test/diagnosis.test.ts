@@ -131,6 +131,25 @@ test('hints fire on the numbers they name, and only on training and validation n
   assert.deepEqual(diagnose(otherTest).hints, diagnose(base).hints);
 });
 
+test('a model at chance level is named as such; a teacher at chance silences every hint that compares with it; advice names the terms the objective has', () => {
+  // Three balanced classes: always answering one scores 33.3 %; chance level is below 40 %.
+  const diverged = diagnose(input({ teacher: 0.35, alone: 0.36, distilled: 0.39 }, { alone: 0.35, distilled: 0.36 }, 40));
+  assert.deepEqual(diverged.hints.map((h) => h.code), ['TEACHER_AT_CHANCE'], 'no DISTILLATION_HELPS or TEACHER_OVERCONFIDENT on chance-level numbers');
+  assert.match(diverged.hints[0]!.text, /teacher is at chance level on the validation split \(35\.00 %; always answering the most frequent class scores 33\.33 %\).*lower its learning rate/);
+  const student = codes(input({ teacher: 0.95, alone: 0.9, distilled: 0.35 }, { alone: 0.95, distilled: 0.35 }));
+  assert.ok(student.includes('STUDENT_AT_CHANCE') && student.includes('KD_UNDERFITS'), student.join());
+  const both = codes(input({ teacher: 0.95, alone: 0.34, distilled: 0.38 }, { alone: 0.35, distilled: 0.38 }));
+  assert.deepEqual(both.filter((c) => c === 'STUDENT_AT_CHANCE').length, 2);
+  assert.ok(!both.includes('DISTILLATION_HELPS'), 'two chance-level students are not compared');
+  // The advice names what the objective has: no "KD weight" without a kd term, no "add a feature term" with one.
+  const under = (termTypes: string[]) => diagnose({ ...input({ teacher: 0.95, alone: 0.9, distilled: 0.9 }, { alone: 0.97, distilled: 0.93 }), termTypes }).hints.find((h) => h.code === 'KD_UNDERFITS')!.text;
+  assert.match(under(['ce', 'kd']), /lower the KD weight/);
+  assert.match(under(['ce', 'fitnet', 'rkd']), /lower the weights of the distillation terms/);
+  const fidelity = (termTypes: string[]) => diagnose({ ...input({ teacher: 0.99, alone: 0.7, distilled: 0.7 }, { alone: 0.8, distilled: 0.8 }), termTypes }).hints.find((h) => h.code === 'LOW_FIDELITY')!.text;
+  assert.match(fidelity(['kd']), /add a feature term/);
+  assert.ok(!/add a feature term/.test(fidelity(['kd', 'fitnet'])));
+});
+
 test('mismatched logits or labels out of range are refused plainly', () => {
   const i = input({ teacher: 0.9, alone: 0.8, distilled: 0.85 }, { alone: 0.9, distilled: 0.9 });
   assert.throws(() => diagnose({ ...i, labels: { ...i.labels, test: Int32Array.from(i.labels.test, (v) => v + 5) } }), /label is outside/);

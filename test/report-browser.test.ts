@@ -181,7 +181,7 @@ function expectedFigures(rec: RunRecord): Expected[] {
   const out: Expected[] = [];
   const models = rec.models;
   const withHistory = models.filter((m) => m.history.length > 0);
-  for (const [title, key] of [['Train loss per epoch', 'trainLoss'], ['Validation loss per epoch', 'valLoss'], ['Validation accuracy per epoch', 'valAcc']] as const) {
+  for (const [title, key] of [['Training objective per epoch', 'trainLoss'], ['Validation loss (cross-entropy) per epoch', 'valLoss'], ['Validation accuracy per epoch', 'valAcc']] as const) {
     const lengths = withHistory.map((m) => m.history.filter((e) => fin(e[key])).length).filter((k) => k > 0);
     out.push({ section: 'Training curves', title, paths: lengths.length, points: lengths, circles: lengths.reduce((a, b) => a + b, 0) });
   }

@@ -237,7 +237,7 @@ test('HTML report: one SVG per plot, escaped text, nothing external', () => {
     // train loss, validation loss, validation accuracy, test accuracy bars, and the distilled student's terms
     assert.equal(html.match(/<svg\b/g)?.length, 5);
     assert.equal(html.match(/<\/svg>/g)?.length, 5);
-    for (const title of ['Train loss per epoch', 'Validation loss per epoch', 'Validation accuracy per epoch', 'Test accuracy']) {
+    for (const title of ['Training objective per epoch', 'Validation loss (cross-entropy) per epoch', 'Validation accuracy per epoch', 'Test accuracy']) {
       assert.ok(html.includes(`aria-label="${title}"`), title);
     }
     assert.ok(!/<script/i.test(html), 'no script element');

@@ -138,6 +138,14 @@ test('a diverging run stops with KD_NUMERIC_FAULT naming the step; with lrBackof
   await assert.rejects(train(base), (e: KdError) => {
     assert.equal(e.code, 'KD_NUMERIC_FAULT');
     assert.match(e.message, /epoch 1, step \d+/);
+    assert.match(e.fix!, /runtime\.lrBackoff/);
+    assert.ok(!/checkpoint/.test(e.fix!), 'no checkpoint file exists: none is named');
+    return true;
+  });
+  // With K steps per call the fault lands inside the first call: the step before it, in the same call, gave the
+  // last finite terms (not an empty list).
+  await assert.rejects(train({ ...base, runtime: { threads: 1, stepsPerRun: 4 } }), (e: KdError) => {
+    assert.match(e.message, /last finite term values: \{"ce":[0-9.e+-]+\}/);
     return true;
   });
   const faults: number[] = [];

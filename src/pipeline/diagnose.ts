@@ -21,5 +21,6 @@ export function diagnoseRun(data: PreparedData, logits: Evaluated['logits'], ter
       train: { acc: l.final.result.final.train.acc, loss: l.final.result.final.train.loss },
     })),
     temperatures: [...new Set(temperatures)],
+    termTypes: [...new Set(terms.map((t) => t.type))],
   });
 }

@@ -32,7 +32,7 @@ export async function finalize(
   if (remote) return finalizeRemote(ctx, role, name, path, remote, splits, bar);
   const ev = await evaluateOnnx(path, [splits.train, splits.validation, splits.test], ctx.runtime, (d) => bar.update(d), feed, true);
   const [tr, va, te] = ev.results as [typeof ev.results[0], typeof ev.results[0], typeof ev.results[0]];
-  bar.stop(`train acc ${fmtPct(tr.acc)} | val acc ${fmtPct(va.acc)} | test acc ${fmtPct(te.acc)}`);
+  bar.stop(accuracyLine(tr, va, te, splits));
   // A teacher file exported with a fixed batch dim runs only at that size: at batch 1 it is timed at batch 1 only;
   // at a larger one it cannot be timed at batch 1 at all.
   const speed = skipSpeed || (ev.fixedBatch ?? 1) > 1
@@ -71,7 +71,7 @@ async function finalizeRemote(ctx: PhaseContext, role: ModelRole, name: string, 
     await t.dispose();
   }
   const [tr, va, te] = results as [SplitResult, SplitResult, SplitResult];
-  bar.stop(`train acc ${fmtPct(tr.acc)} | val acc ${fmtPct(va.acc)} | test acc ${fmtPct(te.acc)}`);
+  bar.stop(accuracyLine(tr, va, te, splits));
   return {
     result: {
       role,
@@ -89,4 +89,10 @@ async function finalizeRemote(ctx: PhaseContext, role: ModelRole, name: string, 
     },
     logits: { validation: va.logits ?? new Float32Array(0), test: te.logits ?? new Float32Array(0) },
   };
+}
+
+/** The evaluation's one line; a run without a validation split (data.validation: 0) says so instead of NaN. */
+function accuracyLine(tr: SplitResult, va: SplitResult, te: SplitResult, splits: DataSplits): string {
+  const val = splits.validation.n > 0 ? `val acc ${fmtPct(va.acc)}` : 'no validation split';
+  return `train acc ${fmtPct(tr.acc)} | ${val} | test acc ${fmtPct(te.acc)}`;
 }

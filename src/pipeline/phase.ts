@@ -5,7 +5,7 @@ import type { RunConfig, TrainConfig } from '../config/schema.js';
 import type { DataSplits } from '../data/index.js';
 import type { Model, ParamValues } from '../nn/index.js';
 import { type EnsembleSpec, createTerms, type TermConfig } from '../distill/index.js';
-import { train, type TrainCallbacks, type TrainOptions, type TrainResult } from '../train/trainer.js';
+import { MAX_RETRIES, train, type TrainCallbacks, type TrainOptions, type TrainResult } from '../train/trainer.js';
 import type { RuntimeOptions } from '../runtime/index.js';
 import { fmtPct, type Progress } from '../report/index.js';
 import { CHECKPOINT_DIR } from './outdir.js';
@@ -101,15 +101,28 @@ export function checkpointPath(ctx: PhaseContext, label: string, dir = join(ctx.
 export async function trainPhase(ctx: PhaseContext, p: TrainPhaseSpec): Promise<TrainResult> {
   const { cfg, progress } = ctx;
   let bar: ReturnType<Progress['start']> | undefined;
+  let epochLabel = '';
+  const plainCe = p.terms.every((t) => t.type === 'ce') && p.terms.reduce((w, t) => w + t.weight, 0) === 1;
   const cb: TrainCallbacks = {
     onEpochStart: (e) => {
-      bar = progress.start(`${p.label} ${e.epoch}/${e.epochs}`, e.samples, 'samples');
+      epochLabel = `${p.label} ${e.epoch}/${e.epochs}`;
+      bar = progress.start(epochLabel, e.samples, 'samples');
     },
     onStepEnd: (s) => {
-      if (s.step % 10 === 0 || s.step === s.stepsInEpoch) bar?.update(s.samplesDone, { loss: s.loss.toFixed(4) });
+      // After a rollback within an epoch the bar starts again, from where the last good state was.
+      bar ??= progress.start(`${epochLabel} (retry)`, s.samplesInEpoch, 'samples');
+      if (s.step % 10 === 0 || s.step === s.stepsInEpoch) bar.update(s.samplesDone, { loss: s.loss.toFixed(4) });
+    },
+    onNumericFault: (f) => {
+      const line = `numeric fault at ${f.where}: back to the last good state, learning rate × ${f.lrScale} from now on (retry ${f.retry} of ${MAX_RETRIES})`;
+      if (bar) bar.stop(line);
+      else progress.log(line);
+      bar = undefined;
     },
     onEval: (m) => {
-      bar?.stop(`train loss ${m.trainLoss.toFixed(4)} acc ${fmtPct(m.trainAcc)} | val loss ${m.valLoss.toFixed(4)} acc ${fmtPct(m.valAcc)}`);
+      const val = p.splits.validation.n > 0 ? `val loss ${m.valLoss.toFixed(4)} acc ${fmtPct(m.valAcc)}` : 'no validation split';
+      // Training reports the objective it minimizes; validation is always cross-entropy, comparable across models.
+      bar?.stop(`train ${plainCe ? 'loss' : 'objective'} ${m.trainLoss.toFixed(4)} acc ${fmtPct(m.trainAcc)} | ${val}`);
     },
   };
   const t = p.teacher;

@@ -24,6 +24,8 @@ export interface DiagnosisInput {
   models: ModelLogits[];
   /** Temperatures of the distilled student's response terms (kd, dkd, dist); empty if none. */
   temperatures: number[];
+  /** The types of the distilled student's terms (ce, kd, fitnet, ...), so advice names what the objective has. */
+  termTypes?: string[];
 }
 
 /** One confidence bin of a reliability diagram; confidence and accuracy are NaN (null in JSON) when it is empty. */
@@ -210,9 +212,14 @@ export const HINT_THRESHOLDS = {
   fidelity: 0.9,
   /** Distilled above alone on validation by at least this: distillation helps. */
   helps: 0.002,
+  /**
+   * A model is at chance level when its validation accuracy is less than this share of the way from always
+   * answering the majority class to perfect (19 % for 10 balanced classes, 55 % for 2).
+   */
+  chance: 0.1,
 };
 
-const pt = (x: number) => `${(x * 100).toFixed(2)} %`;
+const pt = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(2)} %` : '—');
 const dpt = (x: number) => `${x >= 0 ? '+' : '−'}${Math.abs(x * 100).toFixed(2)} pt`;
 
 /**
@@ -228,14 +235,31 @@ function hints(input: DiagnosisInput, d: Diagnosis): Hint[] {
   const alone = by('student-alone');
   const distilled = by('student-distilled');
   const val = (m: ModelLogits) => accuracy(m.validation, input.labels.validation, c);
-  if (alone && distilled) {
+  const types = input.termTypes ?? [];
+  // Chance level: what always answering the most frequent validation class scores.
+  const counts = new Array<number>(c).fill(0);
+  for (const y of input.labels.validation) counts[y]!++;
+  const majority = input.labels.validation.length > 0 ? Math.max(...counts) / input.labels.validation.length : NaN;
+  const atChance = (m: ModelLogits) => val(m) < majority + T.chance * (1 - majority);
+  const chanceHint = (m: ModelLogits, code: string, why: string): Hint => ({
+    code,
+    text: `The ${m.role} is at chance level on the validation split (${pt(val(m))}; always answering the most frequent class scores ${pt(majority)}): ${why}`,
+    evidence: { valAcc: val(m), majorityShare: majority },
+  });
+  if (teacher && atChance(teacher)) {
+    // Every other hint compares against the teacher or what it taught: none of them means anything here.
+    return [chanceHint(teacher, 'TEACHER_AT_CHANCE', 'it learned nothing to distill. A training loss that grew by orders of magnitude means it diverged: lower its learning rate; otherwise check the data and labels, or train it longer.')];
+  }
+  const failed = [alone, distilled].filter((m): m is ModelLogits => m !== undefined && atChance(m));
+  for (const m of failed) out.push(chanceHint(m, 'STUDENT_AT_CHANCE', 'it learned nothing. A training loss that grew by orders of magnitude means it diverged: lower its learning rate; otherwise train it longer.'));
+  if (alone && distilled && failed.length < 2) {
     const trainGap = distilled.train.acc - alone.train.acc;
     const valGap = val(distilled) - val(alone);
     const ev = { distilledTrainAcc: distilled.train.acc, aloneTrainAcc: alone.train.acc, distilledValAcc: val(distilled), aloneValAcc: val(alone) };
     if (trainGap < -T.underfitTrain && valGap <= T.underfitGain) {
       out.push({
         code: 'KD_UNDERFITS',
-        text: `The distilled student fits the training split less well than the student alone (train accuracy ${pt(distilled.train.acc)} vs ${pt(alone.train.acc)}) and does not generalize better (validation ${dpt(valGap)}): train longer, lower the KD weight, or run \`kdistill tune\`.`,
+        text: `The distilled student fits the training split less well than the student alone (train accuracy ${pt(distilled.train.acc)} vs ${pt(alone.train.acc)}) and does not generalize better (validation ${dpt(valGap)}): train longer, lower ${types.includes('kd') ? 'the KD weight' : 'the weights of the distillation terms'}, or run \`kdistill tune\`.`,
         evidence: ev,
       });
     } else if (valGap < -T.hurts) {
@@ -287,7 +311,7 @@ function hints(input: DiagnosisInput, d: Diagnosis): Hint[] {
     if (agree < T.fidelity && val(teacher) > val(distilled)) {
       out.push({
         code: 'LOW_FIDELITY',
-        text: `The distilled student agrees with the teacher on only ${pt(agree)} of the validation samples while the teacher is more accurate (${pt(val(teacher))} vs ${pt(val(distilled))}): the student may be too small to follow it; train longer (with augmentation, so the teacher teaches on more views), or add a feature term.`,
+        text: `The distilled student agrees with the teacher on only ${pt(agree)} of the validation samples while the teacher is more accurate (${pt(val(teacher))} vs ${pt(val(distilled))}): the student may be too small to follow it; train longer (with augmentation, so the teacher teaches on more views)${types.some((t) => t === 'fitnet' || t === 'at') ? '' : ', or add a feature term'}.`,
         evidence: { agreement: agree, teacherValAcc: val(teacher), distilledValAcc: val(distilled) },
       });
     }

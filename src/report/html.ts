@@ -166,8 +166,10 @@ function figure(svg: string): string {
 
 function plotsSection(models: readonly ModelResult[], colors: readonly string[]): string {
   const figs: string[] = [
-    lineChart({ title: 'Train loss per epoch', xLabel: 'epoch', yLabel: 'loss', xInteger: true, series: historySeries(models, colors, (e) => e.trainLoss) }),
-    lineChart({ title: 'Validation loss per epoch', xLabel: 'epoch', yLabel: 'loss', xInteger: true, series: historySeries(models, colors, (e) => e.valLoss) }),
+    // The training curve is each model's own objective (the distilled student's weighted terms, the others' cross-
+    // entropy); validation loss is cross-entropy for every model, so that is the curve to compare across models.
+    lineChart({ title: 'Training objective per epoch', xLabel: 'epoch', yLabel: 'objective', xInteger: true, series: historySeries(models, colors, (e) => e.trainLoss) }),
+    lineChart({ title: 'Validation loss (cross-entropy) per epoch', xLabel: 'epoch', yLabel: 'loss', xInteger: true, series: historySeries(models, colors, (e) => e.valLoss) }),
     lineChart({
       title: 'Validation accuracy per epoch',
       xLabel: 'epoch',

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { KdError } from '../errors.js';
 import { type AugmentSpec, Augmenter, augments, type Dataset, epochOrder, featureStats, mixesLabels, nearestNeighbours, numBatches, sampleSize, viewSet } from '../data/index.js';
 import { type Model, type ParamValues, bufferParams, trainableParams } from '../nn/model.js';
@@ -141,7 +142,7 @@ interface Compiled {
 }
 
 /** At most this many rollbacks with a smaller learning rate after a numeric fault (runtime.lrBackoff). */
-const MAX_RETRIES = 3;
+export const MAX_RETRIES = 3;
 
 /**
  * Trains `model` from `params` with the given objective. Every random choice (order, dropout noise, augmentation)
@@ -284,11 +285,14 @@ async function runSteps(loop: Loop): Promise<{ faulted: boolean; lr: number }> {
         for (const cb of o.callbacks ?? []) cb.onNumericFault?.({ where, retry: retries, lrScale: scale });
         return { faulted: true, lr };
       }
-      throw new KdError('KD_NUMERIC_FAULT', `the loss or a gradient became NaN/Inf at ${where}; last finite term values: ${JSON.stringify(p.lastTerms)}`, {
-        fix: o.checkpoint
-          ? `lower the learning rate (or set runtime.lrBackoff), check the data for NaN/Inf, or lower the temperature; the last good checkpoint is kept in ${o.checkpoint.path}`
-          : 'lower the learning rate (or set runtime.lrBackoff), check the input data for NaN/Inf, or lower the distillation temperature',
-        details: { epoch, step: step + badAt + 1, lastTerms: p.lastTerms },
+      // The step before the faulty one may be in the same call (K steps per call): its terms are the last finite ones.
+      const lastTerms = badAt > 0 ? metrics[badAt - 1]!.terms : p.lastTerms;
+      const last = Object.keys(lastTerms).length > 0 ? `last finite term values: ${JSON.stringify(lastTerms)}` : 'no step before it finished';
+      // Resuming replays the same data, noise and settings, so it would fault again: the fix is new settings.
+      const kept = o.checkpoint && existsSync(o.checkpoint.path) ? `; the last good checkpoint is kept in ${o.checkpoint.path}` : '';
+      throw new KdError('KD_NUMERIC_FAULT', `the loss or a gradient became NaN/Inf at ${where}; ${last}`, {
+        fix: `lower the learning rate (or set runtime.lrBackoff: 0.5 to retry from the last good state with smaller steps), check the input data for NaN/Inf, or lower the distillation temperature${kept}`,
+        details: { epoch, step: step + badAt + 1, lastTerms },
       });
     }
     let real = p.sums.seen;
