@@ -83,6 +83,11 @@ test('a CNN run stopped mid-phase and resumed gives identical metrics and models
   assert.ok(record);
   assert.deepEqual(metrics(record), metrics(reference));
   for (const f of Object.values(MODEL_FILES)) assert.deepEqual(readFileSync(join(out, f)), readFileSync(join(root, 'vgg', f)), `${f} is byte-identical`);
+  // The record says it was resumed, and its total covers every process: the phases, timed within them, fit inside.
+  assert.equal(record.resumes, 3);
+  assert.equal(reference.resumes, undefined);
+  const phases = Object.values(record.phases).reduce((a, b) => a + b, 0);
+  assert.ok(record.totalSeconds >= phases, `total ${record.totalSeconds} s covers the phases' ${phases} s`);
 });
 
 test('runtime.kernels: blocked (NCHWc conv kernels) trains the same models to the same accuracy, deterministic across a resume', async () => {

@@ -1,4 +1,5 @@
 import { existsSync, rmSync } from 'node:fs';
+import { KdError } from '../errors.js';
 import { join, resolve } from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import type { TermConfig } from '../distill/index.js';
@@ -59,6 +60,12 @@ interface ProgressState {
   config: RunConfig;
   phases: Partial<Record<ModelRole, PhaseDone>>;
   wallSeconds: Record<string, number>;
+  /**
+   * Wall seconds of earlier processes of this run, up to their last saved state (a killed process's time after
+   * it is lost), and how often the run was resumed: so a resumed run's total covers all of its processes.
+   */
+  elapsedSeconds?: number;
+  resumes?: number;
 }
 
 /** The config of the unfinished run in `dir`, for `kdistill run --resume <dir>`. */
@@ -80,81 +87,91 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
     let state: ProgressState;
     if (options.resume) {
       state = readProgressFile<ProgressState>(progressFile, 'run');
+      state.resumes = (state.resumes ?? 0) + 1;
     } else {
       refuseUnfinished(out, cfg.output, { progressFile });
       state = { kdistill: kdistillVersion(), config: cfg, phases: {}, wallSeconds: {} };
     }
     const ctx = phaseContext(cfg, out, progress, { resume: options.resume, shouldStop: options.shouldStop, wallSeconds: state.wallSeconds }, { kdistill: kdistillVersion(), seed: String(cfg.seed) });
-    const saveState = () => writeFileAtomic(progressFile, JSON.stringify(state, null, 2));
+    const before = state.elapsedSeconds ?? 0;
+    const elapsed = () => before + (performance.now() - t0) / 1000;
+    const saveState = () => writeFileAtomic(progressFile, JSON.stringify({ ...state, elapsedSeconds: elapsed() }, null, 2));
 
-    const { data, teacher, student, estimate } = await prepare(ctx);
-    shipTokenizer(ctx.meta, data, out);
-    if (!options.resume) {
-      // Only now, with the input validated, does the folder become a run: a run that fails on bad input leaves no
-      // progress.json behind (rerunning the fixed command just works). A finished run here is replaced.
-      rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
-      saveState();
-    }
-    const finishPhase = (role: ModelRole, r: PhaseDone & Partial<Pick<TrainResult, 'teacherTables' | 'embeddedTeacher'>>) => {
-      const onDevice: TeacherOnDevice | undefined = r.embeddedTeacher ? 'in-step' : r.teacherTables ? 'tables' : undefined;
-      state.phases[role] = { history: r.history, seconds: r.seconds, ...(onDevice ? { teacherOnDevice: onDevice } : {}) };
-      saveState();
-      rmSync(checkpointPath(ctx, role), { force: true });
-    };
-
-    const t = await teacherPhase(ctx, data, teacher, state.phases.teacher !== undefined);
-    if (t.trained) finishPhase('teacher', t.trained);
-    const students = studentRoles(cfg);
-    const pending = students.filter((s) => !(state.phases[s.role] && existsSync(join(out, STUDENT_FILES[s.role]))));
-    // Teacher outputs are needed only while a distilled student still has to train.
-    const outputs = pending.some((s) => s.role === 'student-distilled')
-      ? await teacherOutputsPhase(ctx, data, teacher, t.artifact, student)
-      : undefined;
     try {
-      const init = studentInit(ctx, student);
-      for (const s of pending) {
-        const r = await studentPhase(ctx, data, {
-          role: s.role,
-          student,
-          init,
-          train: cfg.student.train,
-          terms: s.terms ?? student.terms,
-          teacher: s.role === 'student-distilled' ? outputs : undefined,
-          ensemble: s.role === 'student-distilled' ? teacher.ensemble : undefined,
-          checkpoint: checkpointPath(ctx, s.role),
-          tfjsDir: s.role === 'student-distilled' && cfg.export.tfjs ? join(out, TFJS_DIR) : undefined,
-        });
-        finishPhase(s.role, r);
+      const { data, teacher, student, estimate } = await prepare(ctx);
+      shipTokenizer(ctx.meta, data, out);
+      if (!options.resume) {
+        // Only now, with the input validated, does the folder become a run: a run that fails on bad input leaves no
+        // progress.json behind (rerunning the fixed command just works). A finished run here is replaced.
+        rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
+        saveState();
       }
-    } finally {
-      await outputs?.dispose();
-    }
+      const finishPhase = (role: ModelRole, r: PhaseDone & Partial<Pick<TrainResult, 'teacherTables' | 'embeddedTeacher'>>) => {
+        const onDevice: TeacherOnDevice | undefined = r.embeddedTeacher ? 'in-step' : r.teacherTables ? 'tables' : undefined;
+        state.phases[role] = { history: r.history, seconds: r.seconds, ...(onDevice ? { teacherOnDevice: onDevice } : {}) };
+        saveState();
+        rmSync(checkpointPath(ctx, role), { force: true });
+      };
 
-    const evaluated = await evaluateAll(ctx, data, teacher, t.artifact, student, students.map((s) => s.role), state.phases, options.skipSpeed ?? false);
-    const record: RunRecord = {
-      kdistill: kdistillVersion(),
-      createdAt: new Date().toISOString(),
-      config: cfg,
-      seed: cfg.seed,
-      versions: packageVersions(),
-      machine: machineInfo(),
-      data: { ...data.splits.info, standardizer: data.standardizer ? { mean: [...data.standardizer.mean], std: [...data.standardizer.std] } : null },
-      models: evaluated.models,
-      phases: ctx.wallSeconds,
-      totalSeconds: (performance.now() - t0) / 1000,
-      resources: { memoryEstimateBytes: estimate, peakRssBytes: process.resourceUsage().maxRSS * 1024 },
-      teaching: student.teaching,
-      device: ctx.device && { ...ctx.device, ...(state.phases['student-distilled']?.teacherOnDevice ? { teacher: state.phases['student-distilled'].teacherOnDevice } : {}) },
-      teacherCache: outputs?.kind === 'cached' ? outputs.cacheInfo : undefined,
-      llmTeacher: teacher.llm ? { ...teacher.llm.stats, modes: { ...teacher.llm.stats.modes }, file: writeLlmRecord(out, teacher.llm) } : undefined,
-      diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),
-    };
-    writeRunRecord(out, record);
-    writeHtmlReport(out, record);
-    rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
-    // The run is complete: progress.json existing is what marks a folder as holding an unfinished run.
-    rmSync(progressFile, { force: true });
-    return record;
+      const t = await teacherPhase(ctx, data, teacher, state.phases.teacher !== undefined);
+      if (t.trained) finishPhase('teacher', t.trained);
+      const students = studentRoles(cfg);
+      const pending = students.filter((s) => !(state.phases[s.role] && existsSync(join(out, STUDENT_FILES[s.role]))));
+      // Teacher outputs are needed only while a distilled student still has to train.
+      const outputs = pending.some((s) => s.role === 'student-distilled')
+        ? await teacherOutputsPhase(ctx, data, teacher, t.artifact, student)
+        : undefined;
+      try {
+        const init = studentInit(ctx, student);
+        for (const s of pending) {
+          const r = await studentPhase(ctx, data, {
+            role: s.role,
+            student,
+            init,
+            train: cfg.student.train,
+            terms: s.terms ?? student.terms,
+            teacher: s.role === 'student-distilled' ? outputs : undefined,
+            ensemble: s.role === 'student-distilled' ? teacher.ensemble : undefined,
+            checkpoint: checkpointPath(ctx, s.role),
+            tfjsDir: s.role === 'student-distilled' && cfg.export.tfjs ? join(out, TFJS_DIR) : undefined,
+          });
+          finishPhase(s.role, r);
+        }
+      } finally {
+        await outputs?.dispose();
+      }
+
+      const evaluated = await evaluateAll(ctx, data, teacher, t.artifact, student, students.map((s) => s.role), state.phases, options.skipSpeed ?? false);
+      const record: RunRecord = {
+        kdistill: kdistillVersion(),
+        createdAt: new Date().toISOString(),
+        config: cfg,
+        seed: cfg.seed,
+        versions: packageVersions(),
+        machine: machineInfo(),
+        data: { ...data.splits.info, standardizer: data.standardizer ? { mean: [...data.standardizer.mean], std: [...data.standardizer.std] } : null },
+        models: evaluated.models,
+        phases: ctx.wallSeconds,
+        totalSeconds: elapsed(),
+        ...(state.resumes ? { resumes: state.resumes } : {}),
+        resources: { memoryEstimateBytes: estimate, peakRssBytes: process.resourceUsage().maxRSS * 1024 },
+        teaching: student.teaching,
+        device: ctx.device && { ...ctx.device, ...(state.phases['student-distilled']?.teacherOnDevice ? { teacher: state.phases['student-distilled'].teacherOnDevice } : {}) },
+        teacherCache: outputs?.kind === 'cached' ? outputs.cacheInfo : undefined,
+        llmTeacher: teacher.llm ? { ...teacher.llm.stats, modes: { ...teacher.llm.stats.modes }, file: writeLlmRecord(out, teacher.llm) } : undefined,
+        diagnosis: diagnoseRun(data, evaluated.logits, cfg.distill.terms as TermConfig[]),
+      };
+      writeRunRecord(out, record);
+      writeHtmlReport(out, record);
+      rmSync(join(out, CHECKPOINT_DIR), { recursive: true, force: true });
+      // The run is complete: progress.json existing is what marks a folder as holding an unfinished run.
+      rmSync(progressFile, { force: true });
+      return record;
+    } catch (e) {
+      // A stop asked for (Ctrl-C) keeps this process's time in the record of the run it will resume.
+      if (e instanceof KdError && e.code === 'KD_INTERRUPTED' && existsSync(progressFile)) saveState();
+      throw e;
+    }
   });
 }
 

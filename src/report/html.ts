@@ -92,6 +92,7 @@ function header(record: RunRecord): string {
     `created ${record.createdAt}`,
     `seed ${record.seed}`,
     isNum(record.totalSeconds) ? `total wall time ${fmtSeconds(record.totalSeconds)}` : undefined,
+    isNum(record.resumes) && record.resumes > 0 ? `resumed ${record.resumes === 1 ? 'once' : `${record.resumes} times`} after an interruption` : undefined,
   ].filter((b): b is string => b !== undefined);
   const lines = distillationLines(record);
   return `<header>
@@ -223,7 +224,10 @@ function kvTable(rows: readonly (readonly [string, string])[]): string {
 
 function runSection(record: RunRecord): string {
   const phases = Object.entries(record.phases ?? {});
-  const total = isNum(record.totalSeconds) ? record.totalSeconds : phases.reduce((s, [, v]) => s + (isNum(v) ? v : 0), 0);
+  // The phases of a resumed run may add up to more than a total that lost a killed process's last minutes (and to
+  // less when time between phases counts): the share is of whichever is larger.
+  const sum = phases.reduce((s, [, v]) => s + (isNum(v) ? v : 0), 0);
+  const total = isNum(record.totalSeconds) ? Math.max(record.totalSeconds, sum) : sum;
   const phaseRows = phases.map(([name, s]) => [name, isNum(s) ? fmtSeconds(s) : '—', isNum(s) && total > 0 ? fmtPct(s / total, 1) : '—']);
   phaseRows.push(['total', fmtSeconds(total), '']);
   const m = record.machine ?? ({} as RunRecord['machine']);

@@ -63,7 +63,10 @@ export interface RunRecord {
   models: ModelResult[];
   /** Wall seconds per phase, in the order the phases ran. */
   phases: Record<string, number>;
+  /** Wall seconds of the whole run; for a resumed run, of all its processes (a killed one up to its last finished phase). */
   totalSeconds: number;
+  /** How often the run was resumed after an interruption (absent: never). */
+  resumes?: number;
   /** Memory estimated before training, and the process's peak resident memory. */
   resources?: { memoryEstimateBytes: number; peakRssBytes: number };
   /** Teacher outputs (logits and features, by sample id): computed, or read from the disk cache (time saved). */
