@@ -247,6 +247,7 @@ test('semantic checks: weights, warm-up, cosine floor, idx test pair, csv label 
   const cases: [unknown, string, RegExp][] = [
     [demoWith((c) => (c.distill.terms = [{ type: 'ce', weight: 0 }, { type: 'kd', weight: 0 }])), 'distill.terms', /weights sum to more than 0/],
     [demoWith((c) => (c.student.train.schedule.warmupEpochs = 8)), 'student.train.schedule.warmupEpochs', /< epochs \(8\)/],
+    [demoWith((c) => (c.distill.terms = [{ type: 'ce', weight: 0.3, warmupEpochs: 40 }, { type: 'kd', weight: 0.7 }])), 'distill.terms[0].warmupEpochs', /< student\.train\.epochs \(8\)/],
     [demoWith((c) => (c.teacher.train.schedule.minLr = 0.1)), 'teacher.train.schedule.minLr', /<= optimizer\.lr \(0\.05\)/],
     [demoWith((c) => (c.data.dataset = { type: 'idx', trainImages: 'a', trainLabels: 'b', testLabels: 'c' })), 'data.dataset.testImages', /give both test files or neither/],
     [demoWith((c) => (c.data.dataset = { type: 'csv', path: 'a.csv', label: 'y', header: false })), 'data.dataset.label', /0-based column index/],

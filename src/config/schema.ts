@@ -871,6 +871,15 @@ export const runConfigSchema = z
     // Only data, teacher and student are read, so a problem elsewhere does not hide this one.
   }, whenValid('data', 'teacher', 'student'))
   .superRefine((c, ctx) => {
+    // A term's weight ramps up over its warm-up (src/distill/terms.ts termWeight): one that outlasts training never
+    // reaches the weight the config gives it. The same rule as the schedule's warm-up.
+    const epochs = c.student.train.epochs;
+    c.distill.terms.forEach((t, i) => {
+      const warm = t.warmupEpochs ?? 0;
+      if (warm > 0 && warm >= epochs) semantic(ctx, ['distill', 'terms', i, 'warmupEpochs'], warm, `a number < student.train.epochs (${epochs}), so the term reaches its weight before training ends`);
+    });
+  }, whenValid('distill', 'student'))
+  .superRefine((c, ctx) => {
     if (!c.ensemble) return;
     c.distill.terms.forEach((t, i) => {
       if ('student' in t) semantic(ctx, ['distill', 'terms', i, 'type'], t.type, 'a response term (kd, dkd, dist) or ce: with several teachers, feature and relation terms are not supported yet');
