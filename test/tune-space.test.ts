@@ -390,6 +390,19 @@ test('checkTuneSpace under halving: epochs are the budget, and minEpochs must fi
   assert.deepEqual(checkTuneSpace(cfg, tune({ strategy: 'halving', halving: { minEpochs: 10 }, space: { 'distill.terms[kd].temperature': [2, 4] } })), []);
 });
 
+test('checkTuneSpace: a search needs a validation split to choose on (data.validation: 0 leaves none)', () => {
+  const t = tune({ space: { 'distill.terms[kd].temperature': [2, 4] } });
+  const problems = checkTuneSpace(parsed((c) => (c.data.validation = 0)), t);
+  assert.deepEqual(problems.map((p) => [p.path, p.value]), [['data.validation', '0']], formatProblems(problems));
+  assert.match(problems[0]!.expected, /^a fraction > 0/);
+  assert.match(problems[0]!.expected, /ranks its trials on the validation split/);
+  // Every other problem of the space is still listed with it.
+  const more = checkTuneSpace(parsed((c) => (c.data.validation = 0)), tune({ space: { 'distill.terms[kd].temprature': [2] } }));
+  assert.deepEqual(more.map((p) => p.path).sort(), ['data.validation', space('distill.terms[kd].temprature')], formatProblems(more));
+  assert.deepEqual(checkTuneSpace(parsed((c) => (c.data.validation = 0.05)), t), []);
+  assert.deepEqual(checkTuneSpace(parsed(), t), []);
+});
+
 // ---------------------------------------------------------------------------------------------------------------
 // Strategies
 

@@ -3,11 +3,12 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { parse as parseYaml } from 'yaml';
 import { loadConfig, parseConfig } from '../src/config/load.js';
 import { runDistillation } from '../src/pipeline/run.js';
-import { BEST_CONFIG_FILE, TUNE_RECORD_FILE, type TuneRecord, runTune } from '../src/pipeline/tune.js';
+import { BEST_CONFIG_FILE, TUNE_RECORD_FILE, type TuneRecord, readTuneRecord, runTune } from '../src/pipeline/tune.js';
+import { preflight } from '../src/pipeline/check.js';
 import { createProgress } from '../src/report/index.js';
 import { KdError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
@@ -65,7 +66,7 @@ test('tune: successive halving on the validation split, the test split read once
   const { record, tune } = await uninterrupted();
   // Rungs 1, 2, 4 epochs: 5 trials, then the best 2, then the best 1.
   assert.deepEqual(tune.rungs, [1, 2, 4]);
-  assert.deepEqual([0, 1, 2].map((r) => tune.results.filter((x) => x.rung === r).length), [5, 2, 1]);
+  assert.deepEqual([1, 2, 3].map((r) => tune.results.filter((x) => x.rung === r).length), [5, 2, 1]);
   assert.equal(tune.status, 'done');
   // The test split was never read during the search; it was read after it, for the chosen configuration.
   assert.equal(tune.test.readDuringSearch, false);
@@ -73,13 +74,28 @@ test('tune: successive halving on the validation split, the test split read once
   assert.deepEqual([...new Set(testReads)], ['final']);
   assert.match(tune.test.evaluated, /once, after the search/);
   // The chosen trial is the best at the last rung, and the record reports it.
-  const last = tune.results.filter((r) => r.rung === 2);
+  const last = tune.results.filter((r) => r.rung === 3);
   assert.equal(tune.best!.trial, last[0]!.trial);
   const distilled = record.models.find((m) => m.role === 'student-distilled')!;
   assert.equal(distilled.final.validation.acc, tune.best!.valAcc);
   assert.equal(record.tune?.best, tune.best!.trial);
   assert.ok(record.models.some((m) => m.role === 'student-alone'), 'the student alone is trained with the chosen settings');
   assert.match(readFileSync(join(root, 'ref', 'report.html'), 'utf8'), /Hyperparameter search/);
+
+  // tune.json numbers trials and rungs as the console and the folders do, from 1: trials/<best.trial> holds the
+  // chosen student.
+  const file = JSON.parse(readFileSync(join(root, 'ref', TUNE_RECORD_FILE), 'utf8')) as TuneRecord;
+  assert.deepEqual(file.trials.map((t) => t.trial), [1, 2, 3, 4, 5]);
+  assert.deepEqual([...new Set(file.results.map((r) => r.rung))], [1, 2, 3]);
+  assert.ok(file.results.every((r) => r.trial >= 1 && r.trial <= 5));
+  assert.deepEqual(file.best, tune.best);
+  assert.deepEqual(file.best!.params, file.trials[file.best!.trial - 1]!.params);
+  assert.deepEqual(
+    readFileSync(join(root, 'ref', 'trials', String(file.best!.trial), 'student-distilled.onnx')),
+    readFileSync(join(root, 'ref', 'student-distilled.onnx')),
+  );
+  assert.equal(file.best!.valAcc, Math.max(...file.results.filter((r) => r.rung === 3).map((r) => r.valAcc)));
+  assert.match(readFileSync(join(root, 'ref', 'report.html'), 'utf8'), new RegExp(`<td class="num">${file.best!.trial} \\(chosen\\)</td>`));
 
   // best.yaml is a complete run config without a tune block; kdistill run on it gives the same validation number.
   const yamlText = readFileSync(join(root, 'ref', BEST_CONFIG_FILE), 'utf8');
@@ -184,7 +200,72 @@ test('tune: a configuration that diverges is recorded as failed and the search g
   assert.equal(tune.results.length, 2);
   assert.match(tune.results[0]!.failed ?? '', /NaN/);
   assert.ok(Number.isNaN(tune.results[0]!.valAcc));
-  assert.equal(tune.best!.trial, 1);
+  // The second trial (trials/2) is the one that learned.
+  assert.deepEqual(tune.results.map((r) => r.trial), [1, 2]);
+  assert.equal(tune.best!.trial, 2);
+});
+
+test('tune and check refuse a search without a validation split (data.validation: 0) before any work', async () => {
+  const out = join(root, 'no-validation');
+  const raw = config(out);
+  (raw.data as Record<string, unknown>).validation = 0;
+  const cfg = parseConfig(raw);
+  const refused = (e: KdError) => {
+    assert.ok(e instanceof KdError, `expected a KdError, got ${e}`);
+    assert.equal(e.code, 'KD_CONFIG_INVALID');
+    assert.match(e.message, /data\.validation/);
+    assert.match(e.message, /validation split/);
+    assert.match(e.fix ?? '', /data\.validation/);
+    assert.match(e.fix ?? '', /0\.1/);
+    return true;
+  };
+  await assert.rejects(runTune(cfg, { progress: silent(), skipSpeed: true }), refused);
+  assert.ok(!existsSync(out), 'nothing was written');
+  await assert.rejects(preflight(cfg), refused);
+  // A run of the same config needs no validation split to choose on: only the search refuses it.
+  const { tune: _tune, ...plain } = raw;
+  void _tune;
+  assert.doesNotThrow(() => parseConfig(plain));
+});
+
+test('kdistill run on a config with a tune: block says that run ignores the search, and how to run it', () => {
+  const out = join(root, 'run-with-tune');
+  const raw = config(out);
+  (raw.teacher as { train: { epochs: number } }).train.epochs = 1;
+  (raw.student as { train: { epochs: number } }).train.epochs = 1;
+  const file = join(root, 'run-with-tune.yaml');
+  writeFileSync(file, JSON.stringify(raw));
+  const cli = join(process.cwd(), 'dist', 'src', 'cli', 'main.js');
+  const r = spawnSync(process.execPath, [cli, 'run', file, '--quiet'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const notes = r.stderr.split('\n').filter((l) => /tune/.test(l));
+  assert.equal(notes.length, 1, r.stderr);
+  assert.match(notes[0]!, /ignore/);
+  assert.ok(notes[0]!.includes(`kdistill tune ${file}`), notes[0]);
+  assert.ok(!existsSync(join(out, TUNE_RECORD_FILE)), 'run searched nothing');
+});
+
+test('readTuneRecord: a tune.json written with 0-based trials and rungs (before they matched trials/N) resumes as 1-based', () => {
+  const file = join(root, 'old-tune.json');
+  const old = {
+    status: 'searching',
+    trials: [0, 1, 2].map((trial) => ({ trial, params: { x: trial }, label: `x=${trial}` })),
+    results: [
+      { trial: 0, rung: 0, epochs: 1, valAcc: 0.5, valLoss: 1, seconds: 1, history: [] },
+      { trial: 1, rung: 0, epochs: 1, valAcc: null, valLoss: null, seconds: 1, history: [], failed: 'NaN' },
+      { trial: 0, rung: 1, epochs: 3, valAcc: 0.6, valLoss: 0.9, seconds: 1, history: [] },
+    ],
+    best: { trial: 0, params: { x: 0 }, valAcc: 0.6, valLoss: 0.9, config: 'best.yaml' },
+  };
+  writeFileSync(file, JSON.stringify(old));
+  const rec = readTuneRecord(file);
+  assert.deepEqual(rec.trials.map((t) => t.trial), [1, 2, 3]);
+  assert.deepEqual(rec.results.map((r) => [r.trial, r.rung]), [[1, 1], [2, 1], [1, 2]]);
+  assert.ok(Number.isNaN(rec.results[1]!.valAcc), 'a diverged trial reads back as NaN');
+  assert.equal(rec.best!.trial, 1);
+  // A record in today's numbering reads back unchanged.
+  writeFileSync(file, JSON.stringify(rec));
+  assert.deepEqual(readTuneRecord(file).results.map((r) => [r.trial, r.rung]), [[1, 1], [2, 1], [1, 2]]);
 });
 
 /** Results without their wall times (the trial's and each epoch's). */

@@ -406,6 +406,17 @@ export function buildSearchSpace(parsedConfig: object, tune: TuneConfig, locate?
     });
   }
 
+  // Every data set kind carves its validation split out of the training data by data.validation (none ships its
+  // own), so 0 means no validation samples: every trial would score NaN and the choice would be arbitrary.
+  const validation = getAt(base, [{ kind: 'key', key: 'data' }, { kind: 'key', key: 'validation' }]);
+  if (validation === 0) {
+    add(['data', 'validation'], {
+      kind: 'invalid',
+      value: showValue(validation),
+      expected: 'a fraction > 0 with a tune: block, e.g. 0.1: the search ranks its trials on the validation split, and 0 leaves it empty',
+    });
+  }
+
   const space: SearchSpace = [];
   const placed: { path: string; concrete: Concrete }[] = [];
   /** Grid points per entry; undefined once an entry has no valid spec or a range without count. */

@@ -46,7 +46,12 @@ export interface TuneOptions {
   onTestRead?: (stage: 'search' | 'final') => void;
 }
 
-/** tune.json: the search as it stands (rewritten atomically after every trial), and its outcome. */
+/**
+ * tune.json: the search as it stands (rewritten atomically after every trial), and its outcome. Trials and rungs are
+ * numbered from 1, as the console, the report and the folders trials/1…N number them (trials/<best.trial> holds the
+ * chosen student). The strategies of src/tune/strategy.ts count from 0: `indexed` gives them the results that way,
+ * and the 0-based jobs and choices they return stay inside this module.
+ */
 export interface TuneRecord {
   kdistill: string;
   status: 'searching' | 'final' | 'done';
@@ -54,11 +59,13 @@ export interface TuneRecord {
   config: RunConfig;
   strategy: TuneConfig['strategy'];
   metric: TuneConfig['metric'];
+  /** Epochs of each rung: rung r trains to rungs[r - 1] epochs in total. */
   rungs: number[];
-  /** Every planned configuration: its assignment of the searched paths. */
+  /** Every planned configuration, trial 1 first: its assignment of the searched paths. */
   trials: { trial: number; params: Assignment; label: string }[];
-  /** One entry per finished (trial, rung): validation accuracy and loss from the exported student. */
+  /** One entry per finished (trial, rung), both from 1: validation accuracy and loss from the exported student. */
   results: (TrialResult & { epochs: number; history: ModelResult['history']; failed?: string })[];
+  /** The chosen configuration; its trial number is its folder under trials/. */
   best?: { trial: number; params: Assignment; valAcc: number; valLoss: number; config: string };
   teacherSeconds?: number;
   /** The teacher's training history (when it was trained here), for the report's curves. */
@@ -118,7 +125,7 @@ export interface Search {
  */
 export function planSearch(cfg: RunConfig, tune: TuneConfig, source?: string): Search {
   const { space, problems } = buildSearchSpace(cfg, tune);
-  if (problems.length > 0) throw invalidConfig(problems, source);
+  if (problems.length > 0) throw refuseSearch(problems, source);
   const assignments = planTrials(space, tune, cfg.seed);
   const plan = searchPlan(tune, assignments.length, cfg.student.train.epochs);
   const trialConfigs = assignments.map((a, i) => trialConfig(cfg, a, i));
@@ -127,6 +134,16 @@ export function planSearch(cfg: RunConfig, tune: TuneConfig, source?: string): S
   const configs = trialConfigs.map((t) => (t as { config: RunConfig }).config);
   return { tune, assignments, plan, configs, paths: space.length };
 }
+
+/** The coded error of a search refused by its config; without a validation split, the fix says what to set. */
+function refuseSearch(problems: ConfigProblem[], source?: string): KdError {
+  const e = invalidConfig(problems, source);
+  if (!problems.some((p) => p.path === 'data.validation')) return e;
+  const others = problems.length > 1 ? ', fix the other problems listed' : '';
+  return new KdError(e.code, e.message, { fix: `in ${source ?? 'the config'}, ${NO_VALIDATION_FIX}${others}, and run again`, details: e.details });
+}
+
+const NO_VALIDATION_FIX = 'set data.validation to a fraction > 0 such as 0.1 (a search chooses on the validation split)';
 
 /**
  * The search in its locked output folder: tune.json (new, or read back to resume), the data and the plans of the
@@ -137,9 +154,7 @@ async function searchAndFinish(cfg: RunConfig, out: string, search: Search, opti
   const file = join(out, TUNE_RECORD_FILE);
   let rec: TuneRecord;
   if (options.resume) {
-    rec = readProgressFile<TuneRecord>(file, 'search');
-    // JSON has no NaN: a diverged trial's numbers come back as null.
-    rec.results = rec.results.map((r) => ({ ...r, valAcc: r.valAcc ?? NaN, valLoss: r.valLoss ?? NaN }));
+    rec = readTuneRecord(file);
     if (JSON.stringify(rec.trials.map((t) => t.params)) !== JSON.stringify(assignments)) {
       throw new KdError('KD_CONFIG_INVALID', `${file} was written by a search with another space or seed`, { fix: 'resume with the config the search started with, or start afresh into a new folder' });
     }
@@ -152,7 +167,7 @@ async function searchAndFinish(cfg: RunConfig, out: string, search: Search, opti
       strategy: tune.strategy,
       metric: tune.metric,
       rungs: plan.rungs,
-      trials: assignments.map((params, trial) => ({ trial, params, label: describeAssignment(params) })),
+      trials: assignments.map((params, i) => ({ trial: i + 1, params, label: describeAssignment(params) })),
       results: [],
       test: { readDuringSearch: false, evaluated: 'not yet: the test split is read once, after the search, for the chosen configuration only' },
       startedAt: new Date().toISOString(),
@@ -165,6 +180,10 @@ async function searchAndFinish(cfg: RunConfig, out: string, search: Search, opti
   shipTokenizer(ctx.meta, data, out);
   const splits = data.splits;
   progress.log(`data: train ${splits.train.n}, validation ${splits.validation.n}, test ${splits.test.n} (sealed until the search ends) samples of [${splits.train.sampleShape.join('x')}], ${splits.train.numClasses} classes`);
+  if (splits.validation.n === 0) {
+    // planSearch refuses data.validation: 0; this catches a validation split that came out empty any other way.
+    throw new KdError('KD_CONFIG_INVALID', 'the validation split is empty, and a search ranks its trials on it', { fix: NO_VALIDATION_FIX });
+  }
   const teacher = await planTeacher(cfg, data, out);
   const students = configs.map((c) => planStudent(c, data, teacher));
   configs.forEach((c, i) => checkStudent(c, data, teacher, students[i]!));
@@ -254,16 +273,19 @@ async function searchLoop(
   progress: Progress,
 ): Promise<void> {
   const total = plannedEpochs(plan);
-  let doneEpochs = rec.results.reduce((n, r) => n + r.epochs - (r.rung > 0 ? plan.rungs[r.rung - 1]! : 0), 0);
+  // Epochs a job adds: its rung's budget less the previous rung's, which the trial's checkpoint already trained.
+  const added = (rung: number) => plan.rungs[rung]! - (rung > 0 ? plan.rungs[rung - 1]! : 0);
+  let doneEpochs = indexed(rec.results).reduce((n, r) => n + added(r.rung), 0);
   let spent = rec.results.reduce((n, r) => n + r.seconds, 0);
   for (;;) {
-    const job = nextJob(plan, rec.results, rec.metric);
+    // job and best are the strategy's, counted from 0; the record, the console and the folders count from 1.
+    const job = nextJob(plan, indexed(rec.results), rec.metric);
     if (!job) break;
     const cfg = configs[job.trial]!;
     const student = students[job.trial]!;
     const dir = join(ctx.out, TRIALS_DIR, String(job.trial + 1));
     ensureDir(dir);
-    const best = bestTrial(plan, rec.results, rec.metric);
+    const best = bestTrial(plan, indexed(rec.results), rec.metric);
     const bestText = best ? `best so far trial ${best.trial + 1} (${fmtPct(best.valAcc)})` : 'no result yet';
     const eta = doneEpochs > 0 ? ` · ETA ${fmtSeconds((spent / doneEpochs) * (total - doneEpochs))}` : '';
     progress.log(`trial ${job.trial + 1} of ${plan.trials}${plan.rungs.length > 1 ? `, rung ${job.rung + 1} of ${plan.rungs.length} (${job.epochs} epochs)` : ''}: ${rec.trials[job.trial]!.label} · ${bestText}${eta}`);
@@ -287,7 +309,7 @@ async function searchLoop(
       // A configuration that diverges is a result (the worst one), not the end of the search.
       if (!(e instanceof KdError && e.code === 'KD_NUMERIC_FAULT')) throw e;
       const seconds = (performance.now() - t0) / 1000;
-      rec.results.push({ trial: job.trial, rung: job.rung, epochs: job.epochs, valAcc: NaN, valLoss: NaN, seconds, history: [], failed: e.message });
+      rec.results.push({ trial: job.trial + 1, rung: job.rung + 1, epochs: job.epochs, valAcc: NaN, valLoss: NaN, seconds, history: [], failed: e.message });
       spent += seconds;
       save();
       rmSync(join(dir, 'student-distilled.ckpt'), { force: true });
@@ -297,14 +319,19 @@ async function searchLoop(
     const ev = await evaluateOnnx(r.onnxPath, [data.splits.validation], ctx.runtime);
     const v = ev.results[0]!;
     const seconds = (performance.now() - t0) / 1000;
-    rec.results.push({ trial: job.trial, rung: job.rung, epochs: job.epochs, valAcc: v.acc, valLoss: v.loss, seconds, history: r.history });
-    doneEpochs += job.epochs - (job.rung > 0 ? plan.rungs[job.rung - 1]! : 0);
+    rec.results.push({ trial: job.trial + 1, rung: job.rung + 1, epochs: job.epochs, valAcc: v.acc, valLoss: v.loss, seconds, history: r.history });
+    doneEpochs += added(job.rung);
     spent += seconds;
     // Recorded before anything else happens: a kill after this line never repeats the trial.
     save();
     progress.log(`  → validation acc ${fmtPct(v.acc)}, loss ${v.loss.toFixed(4)} (${fmtSeconds(seconds)})`);
     if (job.rung === plan.rungs.length - 1) rmSync(join(dir, 'student-distilled.ckpt'), { force: true });
   }
+}
+
+/** The record's results with trials and rungs counted from 0, as the strategies of src/tune/strategy.ts count them. */
+function indexed<R extends TrialResult>(results: readonly R[]): R[] {
+  return results.map((r) => ({ ...r, trial: r.trial - 1, rung: r.rung - 1 }));
 }
 
 /** Epochs the whole search trains, for the ETA (successive halving: every rung's survivors' added epochs). */
@@ -336,18 +363,20 @@ async function final(
   options: TuneOptions,
   t0: number,
 ): Promise<{ record: RunRecord; tune: TuneRecord }> {
-  const best = bestTrial(plan, rec.results, rec.metric)!;
+  // best.trial is the strategy's index (from 0); `chosen` is the trial's number (from 1) in the record and folders.
+  const best = bestTrial(plan, indexed(rec.results), rec.metric)!;
+  const chosen = best.trial + 1;
   const cfg = configs[best.trial]!;
   const student = students[best.trial]!;
   const bestYaml = bestConfigYaml(rec.config, cfg, rec.trials[best.trial]!.params, best);
   writeFileAtomic(join(ctx.out, BEST_CONFIG_FILE), bestYaml);
-  rec.best = { trial: best.trial, params: rec.trials[best.trial]!.params, valAcc: best.valAcc, valLoss: best.valLoss, config: BEST_CONFIG_FILE };
+  rec.best = { trial: chosen, params: rec.trials[best.trial]!.params, valAcc: best.valAcc, valLoss: best.valLoss, config: BEST_CONFIG_FILE };
   save();
-  ctx.progress.log(`chosen: trial ${best.trial + 1} (${rec.trials[best.trial]!.label}), validation acc ${fmtPct(best.valAcc)}; written to ${join(ctx.out, BEST_CONFIG_FILE)}`);
+  ctx.progress.log(`chosen: trial ${chosen} (${rec.trials[best.trial]!.label}), validation acc ${fmtPct(best.valAcc)}; written to ${join(ctx.out, BEST_CONFIG_FILE)}`);
 
   const finalCtx: PhaseContext = { ...ctx, cfg };
   const distilled = join(ctx.out, STUDENT_FILES['student-distilled']);
-  copyFileSync(join(ctx.out, TRIALS_DIR, String(best.trial + 1), STUDENT_FILES['student-distilled']), distilled);
+  copyFileSync(join(ctx.out, TRIALS_DIR, String(chosen), STUDENT_FILES['student-distilled']), distilled);
   const roles: ('student-alone' | 'student-distilled')[] = [];
   const phases: Parameters<typeof evaluateAll>[6] = {};
   if (cfg.baseline) {
@@ -367,7 +396,7 @@ async function final(
     roles.push('student-alone');
   }
   roles.push('student-distilled');
-  const bestRuns = rec.results.filter((r) => r.trial === best.trial);
+  const bestRuns = rec.results.filter((r) => r.trial === chosen);
   // The chosen trial's history up to its last rung (a trial continued from rung to rung keeps its whole history).
   const lastRun = bestRuns.reduce((a, b) => (b.rung > a.rung ? b : a));
   phases['student-distilled'] = { history: lastRun.history ?? [], seconds: bestRuns.reduce((n, r) => n + r.seconds, 0) };
@@ -379,7 +408,7 @@ async function final(
     splits: { ...splits, test: countingSplit(splits.test, () => (testReads++ === 0 ? options.onTestRead?.('final') : undefined)) },
   };
   const evaluated = await evaluateAll(finalCtx, counted, teacher, artifact, student, roles, phases, options.skipSpeed ?? false);
-  rec.test = { readDuringSearch: rec.test.readDuringSearch, evaluated: `once, after the search, for the chosen configuration (trial ${best.trial + 1}) only` };
+  rec.test = { readDuringSearch: rec.test.readDuringSearch, evaluated: `once, after the search, for the chosen configuration (trial ${chosen}) only` };
   rec.status = 'done';
   rec.totalSeconds = (performance.now() - t0) / 1000 + (rec.totalSeconds ?? 0);
   const summary: TuneSummary = tuneSummary(rec);
@@ -422,7 +451,10 @@ function countingSplit(ds: PreparedData['splits']['test'], onRead: () => void): 
   return out;
 }
 
-/** The search's table and plots for the report: each trial's last result, the searched paths, the choice. */
+/**
+ * The search's table and plots for the report: each trial's last result, the searched paths, the choice; trials are
+ * numbered from 1, as in tune.json.
+ */
 function tuneSummary(rec: TuneRecord): TuneSummary {
   const last = new Map<number, TuneRecord['results'][number]>();
   for (const r of rec.results) if ((last.get(r.trial)?.rung ?? -1) < r.rung) last.set(r.trial, r);
@@ -460,4 +492,28 @@ function bestConfigYaml(base: RunConfig, chosen: RunConfig, params: Assignment, 
 /** The config of the unfinished search in `dir`, for `kdistill tune --resume <dir>`. */
 export function readUnfinishedTune(dir: string): RunConfig {
   return readProgressFile<TuneRecord>(join(resolve(dir), TUNE_RECORD_FILE), 'search').config;
+}
+
+/**
+ * tune.json read back to resume a search: NaN restored, and trials and rungs counted from 1. A record whose first
+ * trial is 0 was written before tune.json numbered trials as the folders do; it is renumbered, so a search started
+ * by that version resumes with the right trials.
+ */
+export function readTuneRecord(file: string): TuneRecord {
+  const rec = readProgressFile<TuneRecord>(file, 'search');
+  const shift = rec.trials[0]?.trial === 0 ? 1 : 0;
+  rec.trials = rec.trials.map((t) => ({ ...t, trial: t.trial + shift }));
+  // JSON has no NaN: a diverged trial's numbers come back as null.
+  rec.results = rec.results.map((r) => ({ ...r, trial: r.trial + shift, rung: r.rung + shift, valAcc: r.valAcc ?? NaN, valLoss: r.valLoss ?? NaN }));
+  if (rec.best) rec.best = { ...rec.best, trial: rec.best.trial + shift, valAcc: rec.best.valAcc ?? NaN, valLoss: rec.best.valLoss ?? NaN };
+  return rec;
+}
+
+/**
+ * The one line `kdistill run` logs for a config with a tune: block (undefined without one): run trains the config
+ * as written, so the search would otherwise be skipped without a word.
+ */
+export function tuneIgnoredByRun(cfg: RunConfig, source: string): string | undefined {
+  if (!cfg.tune) return undefined;
+  return `note: kdistill run ignores the tune: block of ${source} and trains the config as written; kdistill tune ${source} runs the search`;
 }

@@ -4,7 +4,8 @@ import { fmtPct, fmtSeconds } from './table.js';
 
 /**
  * The report's section on a hyperparameter search (kdistill tune): the trials sorted by the validation metric with
- * the values they tried, where the chosen one stands, and how the test split was used.
+ * the values they tried, where the chosen one stands, and how the test split was used. Trials are shown by their
+ * numbers as recorded (from 1, as the folders trials/1…N).
  */
 export function tuneSection(record: RunRecord): string {
   const t = record.tune as TuneSummary | undefined;
@@ -16,7 +17,7 @@ export function tuneSection(record: RunRecord): string {
     const chosen = r.trial === t.best;
     const cells = [
       String(i + 1),
-      `${r.trial + 1}${chosen ? ' (chosen)' : ''}`,
+      `${r.trial}${chosen ? ' (chosen)' : ''}`,
       ...paths.map((p) => show(r.params?.[p])),
       String(r.epochs ?? '—'),
       Number.isFinite(r.valAcc) ? fmtPct(r.valAcc) : '—',
@@ -87,7 +88,7 @@ function plots(t: TuneSummary): string {
         points: done.map((r) => ({
           x: r.seconds,
           y: r.valAcc,
-          label: `trial ${r.trial + 1}: ${r.label} (${r.epochs} epochs, ${fmtPct(r.valAcc)})`,
+          label: `trial ${r.trial}: ${r.label} (${r.epochs} epochs, ${fmtPct(r.valAcc)})`,
           color: r.trial === t.best ? PALETTE[4] : PALETTE[0],
           emphasis: r.trial === t.best,
         })),
