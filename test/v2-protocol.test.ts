@@ -263,6 +263,8 @@ test('JSON integers must fit their datatype (no silent wraparound); booleans are
     ['BOOL', 2, /not a boolean/],
     ['FP32', true, /element 0 is true, not a number/],
     ['FP32', null, /element 0 is null, not a number/],
+    ['FP32', 1e39, /element 0 is 1e\+39, outside the range of FP32/],
+    ['FP32', -4e38, /outside the range of FP32/],
   ];
   for (const [dt, v, msg] of cases) refuses(() => decodeInferRequest(input([v], [1], dt), {}), msg);
   const ok: [string, unknown[], unknown[]][] = [
@@ -272,6 +274,7 @@ test('JSON integers must fit their datatype (no silent wraparound); booleans are
     ['UINT64', [0, 2 ** 53], [0n, 2n ** 53n]],
     ['BOOL', [true, false, 1, 0], [1, 0, 1, 0]],
     ['FP64', [0.1, -1e300], [0.1, -1e300]],
+    ['FP32', [3.4e38, -1e-45], [Math.fround(3.4e38), Math.fround(-1e-45)]],
   ];
   for (const [dt, v, want] of ok) assert.deepEqual(Array.from(decodeInferRequest(input(v, [v.length], dt), {}).inputs[0]!.data as ArrayLike<unknown>), want, dt);
 });

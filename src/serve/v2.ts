@@ -249,6 +249,10 @@ function fromJson(data: unknown, datatype: Datatype, shape: readonly number[], w
         throw new ProtocolError(`${where}: element ${i} is ${v}, outside the range of ${datatype}`);
       }
     }
+    // A finite JSON number beyond float32's range would become ±Infinity: refused, like an integer out of range.
+    if (out instanceof Float32Array && Number.isFinite(v) && !Number.isFinite(Math.fround(v))) {
+      throw new ProtocolError(`${where}: element ${i} is ${v}, outside the range of FP32 (±3.4028235e38)`);
+    }
     if (big) (out as BigInt64Array)[i] = BigInt(v);
     else (out as Float32Array)[i] = v;
   }
