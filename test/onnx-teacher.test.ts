@@ -291,6 +291,13 @@ test('kdistill inspect shows a foreign teacher\'s input, outputs, feed and graph
   writeFileSync(cfgFile, JSON.stringify({ ...mnistRun(join(root, 'unused'), file), data: { dataset: 'mnist', limitTrain: 50, limitTest: 10 } }));
   const fromCfg = await inspect(cfgFile);
   assert.match(fromCfg, /feed: +samples \[1, 28, 28\] → pixels \[batch, 28, 28, 1\]: to \[H, W, C\] \(layout: nhwc inferred from the file's input shape\)/);
+  // A file named on the command line that is not there: the fix is about that path, not a config's teacher.path.
+  await assert.rejects(inspect(join(root, 'missing.onnx')), (e: unknown) => {
+    assert.ok(e instanceof KdError && e.code === 'KD_DATA_NOT_FOUND');
+    assert.match(e.fix!, /looked for at .*missing\.onnx/);
+    assert.ok(!/teacher\.path|config/.test(`${e.message} ${e.fix}`));
+    return true;
+  });
 });
 
 test('a teacher whose output is a final softmax is read before it: the logits, not probabilities, with its own cache key and a note', async () => {

@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { KdError } from '../errors.js';
+import { resolve } from 'node:path';
 import { loadConfig } from '../config/load.js';
 import type { Dataset } from '../data/index.js';
 import { formatTable, fmtInt } from '../report/index.js';
@@ -11,7 +13,11 @@ import { buildModel, importTfjsTeacher, loadData, remoteOptions } from './prepar
  * relation-based terms use, with output shapes), or an ONNX file's inputs, outputs, named layers and graph values.
  */
 export async function inspect(file: string): Promise<string> {
-  if (file.endsWith('.onnx')) return inspectOnnx(file);
+  if (file.endsWith('.onnx')) {
+    // Named on the command line, not in a config: the loader's fix would point at teacher.path.
+    if (!existsSync(file)) throw new KdError('KD_DATA_NOT_FOUND', `cannot read ${file}: the file does not exist`, { fix: `check the path: it was looked for at ${resolve(file)}` });
+    return inspectOnnx(file);
+  }
   if (!/\.(ya?ml|json)$/.test(file)) throw new KdError('KD_USAGE', `inspect takes a .yaml/.json config or an .onnx file, got ${file}`);
   const cfg = loadConfig(file);
   const splits = loadData({ ...cfg, data: { ...cfg.data, limitTrain: Math.min(cfg.data.limitTrain ?? 1000, 1000), limitTest: 10 } });
