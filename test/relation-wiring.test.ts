@@ -204,3 +204,26 @@ test('teacher outputs saved to a disk cache are reused by the next run (same met
   const c = await runDistillation(withCache('c3', 700), { progress: silent(), skipSpeed: true });
   assert.equal(c.teacherCache?.hit, false, 'other data: a new key, never a stale entry');
 });
+
+test('every unknown layer name of every term is reported at once, student and teacher, each with what exists', async () => {
+  const { resolveLayers } = await import('../src/distill/terms.js');
+  const student = ['fc1', 'fc2', 'logits'];
+  const teacher = ['fc1', 'logits'];
+  const terms = [
+    { type: 'fitnet' as const, student: 'fc3', teacher: 'fc9', weight: 1 },
+    { type: 'rkd' as const, student: 'fc1', teacher: 'feature:fc1', distance: 25, angle: 50, weight: 1 },
+  ];
+  assert.throws(() => resolveLayers(terms, student, teacher), (e: unknown) => {
+    assert.ok(e instanceof KdError && e.code === 'KD_CONFIG_INVALID');
+    assert.match(e.message, /^2 layer names do not exist:\n {2}term fitnet \(distill\.terms\[0\]\): the student has no layer "fc3"; did you mean "fc\d"\?\n {2}term fitnet \(distill\.terms\[0\]\): the teacher has no layer or tensor "fc9"/);
+    assert.match(e.fix!, /student layers fc1, fc2, logits; teacher layers fc1/);
+    return true;
+  });
+  // One problem: the message and fix as before.
+  assert.throws(() => resolveLayers([terms[1]!, { ...terms[0]!, student: 'fc2' }], student, teacher), (e: unknown) => {
+    assert.match((e as KdError).message, /^term fitnet \(distill\.terms\[1\]\): the teacher has no layer or tensor "fc9"/);
+    assert.match((e as KdError).fix!, /^use one of: fc1/);
+    return true;
+  });
+  assert.deepEqual(resolveLayers([terms[1]!], student, teacher), [{ ...terms[1]!, teacher: 'feature:fc1' }]);
+});

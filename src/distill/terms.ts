@@ -330,12 +330,15 @@ export function resolveLayers(configs: readonly TermConfig[], studentLayers: rea
     }
     return hidden[hidden.length - 1]!;
   };
-  return configs.map((c) => {
+  // Every unknown name of every term is reported at once (as the config's schema problems are), each with its fix.
+  const problems: { message: string; side: 'student' | 'teacher'; names: string }[] = [];
+  const resolved = configs.map((c, i) => {
     if (!('student' in c)) return c;
+    const where = configs.length > 1 ? `term ${c.type} (distill.terms[${i}])` : `term ${c.type}`;
     const student = c.student === 'penultimate' ? penultimate(studentLayers, 'student') : c.student;
     if (!studentLayers.includes(student)) {
       const guess = didYouMean(student, studentLayers);
-      throw new KdError('KD_CONFIG_INVALID', `term ${c.type}: the student has no layer "${student}"${guess ? `; did you mean "${guess}"?` : ''}`, { fix: `use one of: ${studentLayers.join(', ')}` });
+      problems.push({ message: `${where}: the student has no layer "${student}"${guess ? `; did you mean "${guess}"?` : ''}`, side: 'student', names: studentLayers.join(', ') });
     }
     if (c.teacher === 'penultimate') return { ...c, student, teacher: `feature:${penultimate(teacherLayers, 'teacher')}` };
     const layer = c.teacher.replace(/^feature:/, '');
@@ -345,12 +348,22 @@ export function resolveLayers(configs: readonly TermConfig[], studentLayers: rea
     const names = [...new Set([...teacherLayers, ...teacherTensors.filter((t) => !t.startsWith('feature:'))])];
     const guess = didYouMean(c.teacher, names);
     const shown = closestNames(c.teacher, names);
-    throw new KdError('KD_CONFIG_INVALID', `term ${c.type}: the teacher has no layer or tensor "${c.teacher}"${guess ? `; did you mean "${guess}"?` : ''}`, {
-      fix: names.length === 0
-        ? 'the teacher file exposes no named layers (feature:* tensors) and no graph values'
-        : `use one of: ${shown.join(', ')}${names.length > shown.length ? `, … (${names.length} in all; kdistill inspect <config> lists them)` : ''}`,
+    problems.push({
+      message: `${where}: the teacher has no layer or tensor "${c.teacher}"${guess ? `; did you mean "${guess}"?` : ''}`,
+      side: 'teacher',
+      names: names.length === 0
+        ? '(none: the teacher file exposes no named layers, feature:* tensors, and no graph values)'
+        : `${shown.join(', ')}${names.length > shown.length ? `, … (${names.length} in all; kdistill inspect <config> lists them)` : ''}`,
     });
+    return c;
   });
+  if (problems.length > 0) {
+    const one = problems.length === 1;
+    throw new KdError('KD_CONFIG_INVALID', one ? problems[0]!.message : `${problems.length} layer names do not exist:\n${problems.map((p) => `  ${p.message}`).join('\n')}`, {
+      fix: one ? `use one of: ${problems[0]!.names}` : `use one of: ${[...new Set(problems.map((p) => `${p.side} layers ${p.names}`))].join('; ')}`,
+    });
+  }
+  return resolved;
 }
 
 /** A scheduled term's weight at a position in training (in epochs): linear ramp from 0 over `warmupEpochs`. */
