@@ -47,10 +47,22 @@ test('Ctrl-C stops after the current step with a checkpoint and status 130; --re
   assert.match(r.stderr, /--resume/);
   assert.doesNotMatch(r.stderr, /^\s+at /m);
   assert.ok(existsSync(join(out, 'checkpoints', 'teacher.ckpt')), 'the teacher phase checkpointed');
+  // Flags that would change the stored config are refused (exit 2, KD_USAGE), and the run is left as it was.
+  const progress = readFileSync(join(out, 'progress.json'), 'utf8');
+  const other = join(root, 'other');
+  const refused = spawnSync(process.execPath, [CLI, 'run', '--resume', out, '--seed', '99', '--out', other, '--quiet'], { encoding: 'utf8' });
+  assert.equal(refused.status, 2, refused.stderr);
+  assert.match(refused.stderr, /KD_USAGE: --out and --seed cannot be used with --resume: a resumed run keeps its stored settings/);
+  assert.equal(existsSync(other), false);
+  assert.equal(readFileSync(join(out, 'progress.json'), 'utf8'), progress);
   const resumed = spawnSync(process.execPath, [CLI, 'run', '--resume', out, '--quiet'], { encoding: 'utf8' });
   assert.equal(resumed.status, 0, resumed.stderr);
   assert.match(resumed.stdout, /student-distilled/);
   assert.ok(existsSync(join(out, 'run.json')));
+  // Resuming it again: the run finished, so there is nothing left to resume (not "no run").
+  const again = spawnSync(process.execPath, [CLI, 'run', '--resume', out], { encoding: 'utf8' });
+  assert.equal(again.status, 2, again.stderr);
+  assert.match(again.stderr, /KD_USAGE: the run in .* already finished \(run\.json\): nothing is left to resume/);
 });
 
 test('a second Ctrl-C exits at once, still with status 130 and no torn file', async () => {

@@ -6,7 +6,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -57,13 +57,26 @@ student:
 runtime: {threads: 1}
 ${extra}`;
 
+/** The names the closing `written to <out>/: a, b, …` line lists (a folder with its trailing slash). */
+function writtenLine(stdout: string, out: string): string[] {
+  const line = stdout.split('\n').find((l) => l.startsWith(`written to ${out}/: `));
+  assert.ok(line !== undefined, `a "written to ${out}/" line in:\n${stdout}`);
+  return line.slice(`written to ${out}/: `.length).split(', ');
+}
+
+/** The progress a run prints to stderr when it is not a terminal: one line per finished epoch, no live bar. */
+function assertLineProgress(stderr: string, phases: string[]) {
+  assert.doesNotMatch(stderr, /[\x1b\r]/, 'no terminal escapes or carriage returns: no live bar');
+  for (const p of phases) assert.match(stderr, new RegExp(`^${p} 1/1: [\\d,]+ samples in .* — train (loss|objective) .* \\| val loss `, 'm'), `one line for epoch 1 of ${p}`);
+}
+
 /** Output files that must not exist after a failed run. */
 const produced = (dir: string) =>
   existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.onnx') || f === 'run.json' || f === 'report.html' || f.endsWith('.tmp')) : [];
 
 test('run: a small valid config exits 0 and prints the results table (speed measured)', () => {
   const out = join(root, 'good-out');
-  const cfg = writeConfig('good.yaml', mnistYaml(out));
+  const cfg = writeConfig('good.yaml', mnistYaml(out, 'export: {tfjs: true}\n'));
   const r = kdistill('run', cfg, '--quiet');
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /student-distilled/);
@@ -77,6 +90,139 @@ test('run: a small valid config exits 0 and prints the results table (speed meas
     assert.ok(existsSync(join(out, f)), `${f} written`);
   }
   assert.deepEqual(readdirSync(out).filter((f) => f.endsWith('.tmp')), []);
+  // The closing line names everything the run wrote, the TF.js export included.
+  const written = writtenLine(r.stdout, out);
+  assert.ok(written.includes('student-distilled.tfjs/'), written.join(', '));
+  assert.deepEqual(written.map((f) => f.replace(/\/$/, '')).sort(), readdirSync(out).sort());
+  // --quiet, as the help says: one line per finished epoch (train and validation numbers), no live bar.
+  assertLineProgress(r.stderr, ['teacher', 'student-alone', 'student-distilled']);
+});
+
+test('run on text data: the closing line names the tokenizer files; stderr that is not a terminal gets the --quiet lines', () => {
+  const words = ['meeting', 'notes', 'project', 'lunch', 'report', 'call', 'today', 'the', 'attached'];
+  const docs = Array.from({ length: 120 }, (_, i) => {
+    const body = Array.from({ length: 5 }, (_, k) => words[(i * 5 + k * 2) % words.length]).join(' ');
+    return JSON.stringify(i % 2 === 0 ? { text: `free money now ${body} offer`, label: 'spam' } : { text: `${body} attached ref`, label: 'ham' });
+  });
+  const data = join(root, 'mail.jsonl');
+  writeFileSync(data, `${docs.join('\n')}\n`);
+  const out = join(root, 'text-out');
+  const fixture = join(repo, 'test', 'fixtures', 'hf-tokenizer');
+  const cfg = writeConfig(
+    'text.yaml',
+    `seed: 1
+output: ${JSON.stringify(out)}
+data:
+  dataset: {type: text, path: ${JSON.stringify(data)}}
+  validation: 0.2
+  test: 0.2
+  tokenizer: {type: huggingface, file: ${JSON.stringify(join(fixture, 'tokenizer.json'))}, config: ${JSON.stringify(join(fixture, 'tokenizer_config.json'))}, maxTokens: 16}
+teacher: {type: train, model: {type: embedbag, dim: 8}, train: {epochs: 1, batchSize: 16}}
+student: {model: {type: embedbag, dim: 4}, train: {epochs: 1, batchSize: 16}}
+runtime: {threads: 1}
+`,
+  );
+  // No --quiet: stderr is a pipe here, so the progress is the same one line per epoch.
+  const r = kdistill('run', cfg);
+  assert.equal(r.status, 0, r.stderr);
+  const written = writtenLine(r.stdout, out);
+  for (const f of ['tokenizer.json', 'tokenizer.hf.json', 'tokenizer_config.hf.json']) assert.ok(written.includes(f), `${f} in: ${written.join(', ')}`);
+  assert.deepEqual([...written].sort(), readdirSync(out).sort());
+  assertLineProgress(r.stderr, ['teacher', 'student-alone', 'student-distilled']);
+});
+
+test('each command refuses the flags it does not read, with KD_USAGE, before reading or writing anything', () => {
+  const out = join(root, 'flags-out');
+  const cfg = writeConfig('flags.yaml', mnistYaml(out));
+  const cases: [string[], RegExp][] = [
+    [['check', cfg, '--preset', 'hinton'], /check does not take --preset \(--preset is for demo\)/],
+    [['check', cfg, '--resume', out], /check does not take --resume \(--resume is for run and tune\)/],
+    [['run', cfg, '--print'], /run does not take --print/],
+    [['tune', cfg, '--preset', 'demo'], /tune does not take --preset/],
+    [['inspect', cfg, '--seed', '3'], /inspect does not take --seed/],
+    [['cache', 'fill', cfg, '--print'], /cache fill does not take --print/],
+    [['demo', '--resume', out], /demo does not take --resume/],
+  ];
+  for (const [args, message] of cases) {
+    const r = kdistill(...args);
+    assertUserError(r, 'KD_USAGE');
+    assert.match(r.stderr, message, args.join(' '));
+    assert.match(r.stderr, /fix: .* takes /);
+  }
+  assert.equal(existsSync(out), false, 'a refused command writes nothing');
+  // The flags a command reads are still taken: check with run's overrides and --quiet.
+  const ok = kdistill('check', cfg, '--seed', '5', '--threads', '1', '--device', 'cpu', '--quiet', '--out', join(root, 'flags-other'));
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /flags-other: new/);
+});
+
+test('--resume with a flag that would change the stored config is refused: the resumed work keeps its settings', () => {
+  // The flags are refused before the folder is read: a resumed run or search never runs with other settings.
+  const dir = join(root, 'resume-flags');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'progress.json'), '{}');
+  for (const command of ['run', 'tune']) {
+    const r = kdistill(command, '--resume', dir, '--seed', '99', '--out', join(root, 'resume-flags-other'), '--quiet');
+    assertUserError(r, 'KD_USAGE');
+    assert.match(r.stderr, /--out and --seed cannot be used with --resume: a resumed (run|search) keeps its stored settings/);
+    assert.ok(r.stderr.includes(`kdistill ${command} --resume ${dir}`), 'the fix continues it as it was');
+    assert.ok(r.stderr.includes(`kdistill ${command} <config.yaml> --out ${join(root, 'resume-flags-other')} --seed 99`), 'or starts anew with the flags');
+    // The thread count and the device change the results (docs/RELIABILITY.md), so they are refused too.
+    for (const flag of [['--threads', '4'], ['--device', 'cpu']]) {
+      const t = kdistill(command, '--resume', dir, ...flag);
+      assertUserError(t, 'KD_USAGE');
+      assert.match(t.stderr, new RegExp(`${flag[0]} cannot be used with --resume`));
+    }
+  }
+  assert.equal(existsSync(join(root, 'resume-flags-other')), false);
+  assert.equal(readFileSync(join(dir, 'progress.json'), 'utf8'), '{}', 'the folder is untouched');
+});
+
+test('--resume names the mistake: a config file, a finished run or search, the other command\'s folder', () => {
+  const cfg = writeConfig('res.yaml', mnistYaml(join(root, 'res-out')));
+  for (const command of ['run', 'tune']) {
+    const r = kdistill(command, '--resume', cfg);
+    assertUserError(r, 'KD_USAGE');
+    assert.match(r.stderr, /--resume takes the output folder of a stopped (run|search), and .*res\.yaml is a file/);
+    assert.ok(r.stderr.includes(`fix: kdistill ${command} ${cfg}`), r.stderr);
+    assert.doesNotMatch(r.stderr, /damaged|ENOTDIR/);
+  }
+  // A folder whose run finished: run.json and no progress.json.
+  const finished = join(root, 'res-finished');
+  mkdirSync(finished, { recursive: true });
+  writeFileSync(join(finished, 'run.json'), '{}');
+  for (const command of ['run', 'tune']) {
+    const r = kdistill(command, '--resume', finished);
+    assertUserError(r, 'KD_USAGE');
+    assert.match(r.stderr, /the run in .*res-finished already finished \(run\.json\): nothing is left to resume/);
+  }
+  // A finished search: tune.json done (it would otherwise train its final student again).
+  const searched = join(root, 'res-searched');
+  mkdirSync(searched, { recursive: true });
+  writeFileSync(join(searched, 'tune.json'), JSON.stringify({ status: 'done' }));
+  writeFileSync(join(searched, 'run.json'), '{}');
+  const s = kdistill('tune', '--resume', searched);
+  assertUserError(s, 'KD_USAGE');
+  assert.match(s.stderr, /the search in .*res-searched already finished/);
+  assert.ok(s.stderr.includes(`kdistill run ${join(searched, 'best.yaml')}`));
+  // The other command's unfinished work: the fix is that command.
+  const search = join(root, 'res-search');
+  mkdirSync(search, { recursive: true });
+  writeFileSync(join(search, 'tune.json'), JSON.stringify({ status: 'searching' }));
+  const a = kdistill('run', '--resume', search);
+  assertUserError(a, 'KD_USAGE');
+  assert.ok(a.stderr.includes(`kdistill tune --resume ${search}`), a.stderr);
+  const run = join(root, 'res-run');
+  mkdirSync(run, { recursive: true });
+  writeFileSync(join(run, 'progress.json'), '{}');
+  const b = kdistill('tune', '--resume', run);
+  assertUserError(b, 'KD_USAGE');
+  assert.ok(b.stderr.includes(`kdistill run --resume ${run}`), b.stderr);
+  // A folder that holds nothing, and one that does not exist, are still KD_DATA_NOT_FOUND.
+  const empty = join(root, 'res-empty');
+  mkdirSync(empty, { recursive: true });
+  assertUserError(kdistill('run', '--resume', empty), 'KD_DATA_NOT_FOUND');
+  assertUserError(kdistill('run', '--resume', join(root, 'res-nowhere')), 'KD_DATA_NOT_FOUND');
 });
 
 test('run: a config with an unknown key and a bad optimizer type exits 2 listing both problems', () => {
@@ -231,6 +377,9 @@ test('--help exits 0 and prints usage', () => {
   assert.equal(r.status, 0);
   assert.match(r.stdout, /Usage:/);
   assert.match(r.stdout, /kdistill run <config\.yaml>/);
+  // --quiet says what it prints: the one-line-per-epoch progress a log file gets (not one line per phase).
+  assert.match(r.stdout, /--quiet +no live progress bars: one line per finished epoch, teacher-output pass and evaluation/);
+  assert.match(r.stdout, /--resume takes only --quiet/);
   assert.equal(r.stderr, '');
 });
 

@@ -1,5 +1,5 @@
-import { existsSync, readFileSync, readdirSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { existsSync, readFileSync, readdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { KdError } from '../errors.js';
 import { ensureDir, writeFileAtomic } from '../util/fs.js';
 
@@ -129,4 +129,60 @@ export function refuseUnfinished(out: string, output: string, work: { progressFi
   if (existsSync(work.tuneFile) && readProgressFile<{ status?: string }>(work.tuneFile, 'search').status !== 'done') {
     throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished search`, { fix: `continue it with: kdistill tune --resume ${output}  (or choose another output folder)` });
   }
+}
+
+/**
+ * The files that say what an output folder holds, passed in by name (src/pipeline/run.ts and tune.ts define them and
+ * import this module): `progress` exists exactly while a run is unfinished, `tune` holds a search (unfinished until
+ * its status is done), `record` (run.json) is written when a run or a search has finished, `best` is a finished
+ * search's chosen config.
+ */
+export interface FolderMarkers {
+  progress: string;
+  tune: string;
+  record: string;
+  best: string;
+}
+
+/**
+ * The folder given to `kdistill run --resume` / `tune --resume`, checked before anything is read from it, so that a
+ * mistake is named for what it is: a config file given instead of the folder (KD_USAGE), a folder whose run or
+ * search already finished (KD_USAGE: nothing is left to resume; resuming a finished search would train its final
+ * student again), the other command's work (KD_USAGE, with that command), or a folder holding no run at all
+ * (KD_DATA_NOT_FOUND, as before). Returns when the folder holds unfinished work of `command`.
+ */
+export function checkResumable(dir: string, command: 'run' | 'tune', markers: FolderMarkers): void {
+  const out = resolve(dir);
+  const what = command === 'run' ? 'run' : 'search';
+  if (!existsSync(out)) {
+    throw new KdError('KD_DATA_NOT_FOUND', `${out} does not exist: there is no ${what} to resume`, { fix: `pass the output folder of a ${what} that was stopped (output: in its config, or its --out)` });
+  }
+  if (!statSync(out).isDirectory()) {
+    // A folder's own progress or record file: the folder is meant. Anything else is taken for a config file.
+    const fix = [markers.progress, markers.tune, markers.record].includes(basename(out))
+      ? `kdistill ${command} --resume ${dirname(dir)}`
+      : `kdistill ${command} ${dir}  (starts the ${what} this config describes; --resume continues one from its output folder)`;
+    throw new KdError('KD_USAGE', `--resume takes the output folder of a stopped ${what}, and ${out} is a file`, { fix });
+  }
+  const has = (f: string) => existsSync(join(out, f));
+  const search = has(markers.tune) ? readProgressFile<{ status?: string }>(join(out, markers.tune), 'search').status : undefined;
+  if (command === 'run' && has(markers.progress)) return;
+  if (command === 'tune' && search !== undefined && search !== 'done') return;
+  if (search !== undefined && search !== 'done') {
+    throw new KdError('KD_USAGE', `${out} holds an unfinished search (${markers.tune}), not a run`, { fix: `continue it with: kdistill tune --resume ${dir}` });
+  }
+  if (command === 'tune' && has(markers.progress)) {
+    throw new KdError('KD_USAGE', `${out} holds an unfinished run (${markers.progress}), not a search`, { fix: `continue it with: kdistill run --resume ${dir}` });
+  }
+  if (search === 'done') {
+    throw new KdError('KD_USAGE', `the search in ${out} already finished (${markers.tune}, ${markers.record}): nothing is left to resume`, {
+      fix: `its results are in ${join(dir, markers.record)} and the report beside it; the chosen config runs with: kdistill run ${join(dir, markers.best)}`,
+    });
+  }
+  if (has(markers.record)) {
+    throw new KdError('KD_USAGE', `the run in ${out} already finished (${markers.record}): nothing is left to resume`, {
+      fix: `its results are in ${join(dir, markers.record)} and the report beside it; to train again, run its config (kdistill run <config.yaml>), with --out <a new folder> to keep these results`,
+    });
+  }
+  throw new KdError('KD_DATA_NOT_FOUND', `${out} holds no ${what} to resume (no ${command === 'run' ? markers.progress : markers.tune})`, { fix: `pass the output folder of a ${what} that was stopped (output: in its config, or its --out)` });
 }
