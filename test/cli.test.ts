@@ -427,3 +427,19 @@ tune:
   assert.ok(!existsSync(join(root, 'tune-bad-out', 'tune.json')), 'a refused search writes nothing');
   assertUserError(kdistill('tune', '--resume', join(root, 'nowhere')), 'KD_DATA_NOT_FOUND');
 });
+
+test('a run stopped by a numeric fault cannot be resumed (it would fault again) and is replaced by a run with new settings', () => {
+  const out = join(root, 'fault');
+  const diverging = writeConfig('fault.yaml', mnistYaml(out).replace('train: {epochs: 1, batchSize: 64}', 'train: {epochs: 1, batchSize: 64, optimizer: {type: sgd, lr: 1.0e+30}}'));
+  const stopped = kdistill('run', diverging, '--quiet');
+  assertUserError(stopped, 'KD_NUMERIC_FAULT');
+  assert.match(stopped.stderr, /last finite term values: \{"ce":/);
+  assert.ok(existsSync(join(out, 'progress.json')), 'the stopped run is kept');
+  const resumed = kdistill('run', '--resume', out);
+  assertUserError(resumed, 'KD_USAGE');
+  assert.match(resumed.stderr, /stopped on a numeric fault .*resuming would replay the same steps/);
+  const fixed = writeConfig('fixed.yaml', mnistYaml(out));
+  const rerun = kdistill('run', fixed, '--quiet');
+  assert.equal(rerun.status, 0, rerun.stderr);
+  assert.ok(existsSync(join(out, 'run.json')) && !existsSync(join(out, 'progress.json')));
+});

@@ -122,6 +122,9 @@ export function readProgressFile<T>(file: string, what: string): T {
 export function refuseUnfinished(out: string, output: string, work: { progressFile: string } | { tuneFile: string }): void {
   if ('progressFile' in work) {
     if (!existsSync(work.progressFile)) return;
+    // A run stopped by a numeric fault would only fault again if resumed (the same steps replay exactly): new
+    // settings are what it needs, so a fresh run may replace it.
+    if (stoppedByFault(work.progressFile)) return;
     throw new KdError('KD_OUTPUT_EXISTS', `${out} holds an unfinished run`, {
       fix: `continue it with: kdistill run --resume ${output}  (or choose another output folder, or delete this one)`,
     });
@@ -166,7 +169,13 @@ export function checkResumable(dir: string, command: 'run' | 'tune', markers: Fo
   }
   const has = (f: string) => existsSync(join(out, f));
   const search = has(markers.tune) ? readProgressFile<{ status?: string }>(join(out, markers.tune), 'search').status : undefined;
-  if (command === 'run' && has(markers.progress)) return;
+  if (command === 'run' && has(markers.progress)) {
+    const fault = stoppedByFault(join(out, markers.progress));
+    if (!fault) return;
+    throw new KdError('KD_USAGE', `the run in ${out} stopped on a numeric fault (${fault}); resuming would replay the same steps into the same fault`, {
+      fix: 'lower the learning rate in its config (or set runtime.lrBackoff) and run it again: kdistill run <config.yaml> replaces the stopped run in this folder',
+    });
+  }
   if (command === 'tune' && search !== undefined && search !== 'done') return;
   if (search !== undefined && search !== 'done') {
     throw new KdError('KD_USAGE', `${out} holds an unfinished search (${markers.tune}), not a run`, { fix: `continue it with: kdistill tune --resume ${dir}` });
@@ -185,4 +194,17 @@ export function checkResumable(dir: string, command: 'run' | 'tune', markers: Fo
     });
   }
   throw new KdError('KD_DATA_NOT_FOUND', `${out} holds no ${what} to resume (no ${command === 'run' ? markers.progress : markers.tune})`, { fix: `pass the output folder of a ${what} that was stopped (output: in its config, or its --out)` });
+}
+
+/**
+ * What stopped a run for good, as its progress file records it (src/pipeline/run.ts): the numeric fault's message,
+ * or undefined for a run that was only interrupted (or a file that cannot be read, which resuming reports).
+ */
+export function stoppedByFault(progressFile: string): string | undefined {
+  try {
+    const p = JSON.parse(readFileSync(progressFile, 'utf8')) as { fault?: unknown };
+    return typeof p.fault === 'string' ? p.fault : undefined;
+  } catch {
+    return undefined;
+  }
 }

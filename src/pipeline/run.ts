@@ -66,6 +66,8 @@ interface ProgressState {
    */
   elapsedSeconds?: number;
   resumes?: number;
+  /** Set when a numeric fault stopped the run: it is not resumable, and a fresh run may replace it. */
+  fault?: string;
 }
 
 /** The config of the unfinished run in `dir`, for `kdistill run --resume <dir>`. */
@@ -170,6 +172,11 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
     } catch (e) {
       // A stop asked for (Ctrl-C) keeps this process's time in the record of the run it will resume.
       if (e instanceof KdError && e.code === 'KD_INTERRUPTED' && existsSync(progressFile)) saveState();
+      // A numeric fault is recorded, so the folder can be reused with new settings (resuming would fault again).
+      if (e instanceof KdError && e.code === 'KD_NUMERIC_FAULT' && existsSync(progressFile)) {
+        state.fault = e.message;
+        saveState();
+      }
       throw e;
     }
   });
