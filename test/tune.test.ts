@@ -190,13 +190,18 @@ test('tune: a bad search is refused before any training, listing every problem w
 
 test('tune: a configuration that diverges is recorded as failed and the search goes on', async () => {
   const out = join(root, 'diverges');
-  const cfg = config(out, {
-    strategy: 'grid',
-    trials: undefined,
-    halving: undefined,
-    space: { 'student.train.optimizer': [{ type: 'sgd', lr: 1e9, momentum: 0.9 }, { type: 'sgd', lr: 0.05, momentum: 0.9 }] },
-  });
+  const cfg = {
+    ...config(out, {
+      strategy: 'grid',
+      trials: undefined,
+      halving: undefined,
+      space: { 'student.train.optimizer': [{ type: 'sgd', lr: 1e9, momentum: 0.9 }, { type: 'sgd', lr: 0.05, momentum: 0.9 }] },
+    }),
+    // The chosen student is exported as `kdistill run` exports it.
+    export: { tfjs: true },
+  };
   const { tune } = await runTune(parseConfig(cfg), { progress: silent(), skipSpeed: true });
+  assert.ok(existsSync(join(out, 'student-distilled.tfjs', 'model.json')), 'the chosen student as a TF.js model');
   assert.equal(tune.results.length, 2);
   assert.match(tune.results[0]!.failed ?? '', /NaN/);
   assert.ok(Number.isNaN(tune.results[0]!.valAcc));

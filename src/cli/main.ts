@@ -201,8 +201,7 @@ function tokenizerFiles(specFile: string): string[] {
 
 function finishTune(cfg: RunConfig, r: Awaited<ReturnType<typeof runTune>>): number {
   process.stdout.write(`\n${formatSummary(r.record)}\n`);
-  // A search writes no TF.js export (src/pipeline/tune.ts does not pass export.tfjs on to its students).
-  const written = [`${BEST_CONFIG_FILE} (the chosen config: kdistill run it to reproduce)`, TUNE_RECORD_FILE, ...writtenFiles(cfg, r.record, { tfjs: false })];
+  const written = [`${BEST_CONFIG_FILE} (the chosen config: kdistill run it to reproduce)`, TUNE_RECORD_FILE, ...writtenFiles(cfg, r.record, { tfjs: cfg.export.tfjs })];
   process.stdout.write(`\nwritten to ${cfg.output}/: ${written.join(', ')}, ${RUN_RECORD_FILE}, ${HTML_REPORT_FILE}\n`);
   return 0;
 }

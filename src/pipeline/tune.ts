@@ -29,9 +29,11 @@ import { sealSplit } from './guard.js';
 import { CHECKPOINT_DIR, readProgressFile, refuseUnfinished, withOutputFolder } from './outdir.js';
 import { type PhaseContext, checkpointPath, phaseContext, useDevice } from './phase.js';
 import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile, shipTokenizer } from './prepare.js';
-import { evaluateAll } from './run.js';
+import { TFJS_DIR, evaluateAll } from './run.js';
 import { STUDENT_FILES, studentInit, studentPhase } from './student.js';
-import { type TeacherArtifact, type TeacherOutputs, teacherOutputsPhase, teacherPhase } from './teacher.js';
+import { type TeacherArtifact, type TeacherOutputs, exportedParams, teacherOutputsPhase, teacherPhase } from './teacher.js';
+import { saveTfjsLayersModel } from '../interop/tfjs-export.js';
+import type { Mlp, Sequential } from '../nn/index.js';
 
 export interface TuneOptions {
   quiet?: boolean;
@@ -377,6 +379,12 @@ async function final(
   const finalCtx: PhaseContext = { ...ctx, cfg };
   const distilled = join(ctx.out, STUDENT_FILES['student-distilled']);
   copyFileSync(join(ctx.out, TRIALS_DIR, String(chosen), STUDENT_FILES['student-distilled']), distilled);
+  if (cfg.export.tfjs) {
+    // The chosen student as `kdistill run` would export it: its weights read back from its ONNX file by name.
+    const params = exportedParams(distilled, student.model);
+    if (!params) throw new KdError('KD_MODEL_INVALID', `${distilled} lacks weights of ${student.model.name}`, { fix: 'this is a kdistill bug: the trial wrote another model' });
+    saveTfjsLayersModel(student.model as Sequential | Mlp, params, join(ctx.out, TFJS_DIR));
+  }
   const roles: ('student-alone' | 'student-distilled')[] = [];
   const phases: Parameters<typeof evaluateAll>[6] = {};
   if (cfg.baseline) {

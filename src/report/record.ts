@@ -121,7 +121,7 @@ export interface TuneSummary {
   paths: string[];
   /** Each trial's values and its result at the highest rung it reached (validation, from its exported student). */
   trials: { trial: number; params: Record<string, unknown>; label: string; epochs: number; valAcc: number; valLoss: number; seconds: number }[];
-  /** The chosen trial. */
+  /** The chosen trial, numbered from 1 like `trials[].trial` and the folders trials/1…N. */
   best: number;
   /** How the test split was used: once, after the search, for the chosen configuration only. */
   test: string;
