@@ -13,6 +13,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { assertSameTraining } from './helpers/compare.js';
 import { Graph, add, mul, toOnnx } from '../src/graph/index.js';
 import { DeviceTensor, Session } from '../src/runtime/session.js';
 import { toDevice, toHost } from '../src/runtime/transfer.js';
@@ -220,17 +221,7 @@ test('an online teacher that is a kdistill model runs inside the step graph: the
     assert.equal(calls, before, 'the separate teacher session is not called');
     // The same teacher forward, on K batches at once in its session and per batch in the step: float32 sums in
     // another blocking, so equal within rounding, not bit for bit.
-    for (let e = 0; e < 2; e++) {
-      for (const key of ['trainLoss', 'valLoss'] as const) {
-        const a = separate.history[e]![key];
-        const b = embedded.history[e]![key];
-        assert.ok(Math.abs(a - b) <= 1e-4 * Math.abs(a), `epoch ${e + 1} ${key}: separate ${a}, embedded ${b}`);
-      }
-      for (const t of ['kd', 'fitnet']) {
-        const a = separate.history[e]!.terms[t]!;
-        assert.ok(Math.abs(a - embedded.history[e]!.terms[t]!) <= 1e-4 * Math.abs(a), `epoch ${e + 1} term ${t}`);
-      }
-    }
+    assertSameTraining(separate.history, embedded.history, ['kd', 'fitnet'], 1e-4, ['separate', 'embedded']);
   } finally {
     await loaded.dispose();
     rmSync(dir, { recursive: true, force: true });

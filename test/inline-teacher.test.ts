@@ -12,6 +12,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { assertSameTraining } from './helpers/compare.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -201,17 +202,7 @@ test('training with the PyTorch teacher inside the step equals training beside i
     assert.equal(embedded.embeddedTeacher, true);
     assert.equal(calls, before, 'the separate teacher session is not called');
     // The same graph on K batches at once in its session and per batch in the step: equal within float32 rounding.
-    for (let e = 0; e < 2; e++) {
-      for (const key of ['trainLoss', 'valLoss'] as const) {
-        const a = separate.history[e]![key];
-        const b = embedded.history[e]![key];
-        assert.ok(Math.abs(a - b) <= 1e-4 * Math.abs(a), `epoch ${e + 1} ${key}: separate ${a}, embedded ${b}`);
-      }
-      for (const t of ['kd', 'fitnet']) {
-        const a = separate.history[e]!.terms[t]!;
-        assert.ok(Math.abs(a - embedded.history[e]!.terms[t]!) <= 1e-4 * Math.abs(a), `epoch ${e + 1} term ${t}`);
-      }
-    }
+    assertSameTraining(separate.history, embedded.history, ['kd', 'fitnet'], 1e-4, ['separate', 'embedded']);
   } finally {
     await loaded.dispose();
   }

@@ -70,6 +70,19 @@ interface ProgressState {
   fault?: string;
 }
 
+/** What every run record starts with: versions, the config and seed, the machine, and the data's splits. */
+export function recordBasics(cfg: RunConfig, data: PreparedData): Pick<RunRecord, 'kdistill' | 'createdAt' | 'config' | 'seed' | 'versions' | 'machine' | 'data'> {
+  return {
+    kdistill: kdistillVersion(),
+    createdAt: new Date().toISOString(),
+    config: cfg,
+    seed: cfg.seed,
+    versions: packageVersions(),
+    machine: machineInfo(),
+    data: { ...data.splits.info, standardizer: data.standardizer ? { mean: [...data.standardizer.mean], std: [...data.standardizer.std] } : null },
+  };
+}
+
 /** The config of the unfinished run in `dir`, for `kdistill run --resume <dir>`. */
 export function readUnfinishedConfig(dir: string): RunConfig {
   return readProgressFile<ProgressState>(join(resolve(dir), PROGRESS_FILE), 'run').config;
@@ -145,13 +158,7 @@ export async function runDistillation(cfg: RunConfig, options: RunOptions = {}):
 
       const evaluated = await evaluateAll(ctx, data, teacher, t.artifact, student, students.map((s) => s.role), state.phases, options.skipSpeed ?? false);
       const record: RunRecord = {
-        kdistill: kdistillVersion(),
-        createdAt: new Date().toISOString(),
-        config: cfg,
-        seed: cfg.seed,
-        versions: packageVersions(),
-        machine: machineInfo(),
-        data: { ...data.splits.info, standardizer: data.standardizer ? { mean: [...data.standardizer.mean], std: [...data.standardizer.std] } : null },
+        ...recordBasics(cfg, data),
         models: evaluated.models,
         phases: ctx.wallSeconds,
         totalSeconds: elapsed(),

@@ -17,8 +17,6 @@ import {
   fmtPct,
   fmtSeconds,
   kdistillVersion,
-  machineInfo,
-  packageVersions,
   writeHtmlReport,
   writeRunRecord,
 } from '../report/index.js';
@@ -29,7 +27,7 @@ import { sealSplit } from './guard.js';
 import { CHECKPOINT_DIR, readProgressFile, refuseUnfinished, withOutputFolder } from './outdir.js';
 import { type PhaseContext, checkpointPath, phaseContext, useDevice } from './phase.js';
 import { type PreparedData, type StudentPlan, type TeacherPlan, checkStudent, planStudent, planTeacher, prepareData, probeTeacherFile, shipTokenizer } from './prepare.js';
-import { TFJS_DIR, evaluateAll } from './run.js';
+import { TFJS_DIR, evaluateAll, recordBasics } from './run.js';
 import { STUDENT_FILES, studentInit, studentPhase } from './student.js';
 import { type TeacherArtifact, type TeacherOutputs, exportedParams, teacherOutputsPhase, teacherPhase } from './teacher.js';
 import { saveTfjsLayersModel } from '../interop/tfjs-export.js';
@@ -421,13 +419,7 @@ async function final(
   rec.totalSeconds = (performance.now() - t0) / 1000 + (rec.totalSeconds ?? 0);
   const summary: TuneSummary = tuneSummary(rec);
   const record: RunRecord = {
-    kdistill: kdistillVersion(),
-    createdAt: new Date().toISOString(),
-    config: cfg,
-    seed: cfg.seed,
-    versions: packageVersions(),
-    machine: machineInfo(),
-    data: { ...splits.info, standardizer: data.standardizer ? { mean: [...data.standardizer.mean], std: [...data.standardizer.std] } : null },
+    ...recordBasics(cfg, data),
     models: evaluated.models,
     phases: { teacher: rec.teacherSeconds ?? 0, search: rec.results.reduce((n, r) => n + r.seconds, 0), ...ctx.wallSeconds },
     totalSeconds: rec.totalSeconds,

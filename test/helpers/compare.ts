@@ -23,3 +23,23 @@ export function makeComparer(relTol: number, defaultFloor: number) {
   }
   return { close, worst };
 }
+
+/** One epoch's numbers as the trainer records them (TrainResult.history). */
+interface EpochNumbers {
+  trainLoss: number;
+  valLoss: number;
+  terms: Record<string, number>;
+}
+
+/**
+ * Two trainings that should differ only by float32 rounding (the same computation blocked differently): per epoch,
+ * the training and validation losses and the named terms agree within `relTol` of the first.
+ */
+export function assertSameTraining(a: readonly EpochNumbers[], b: readonly EpochNumbers[], terms: readonly string[], relTol: number, what: [string, string]): void {
+  assert.equal(a.length, b.length, 'epochs');
+  a.forEach((ea, e) => {
+    const eb = b[e]!;
+    const pairs: [string, number, number][] = [['trainLoss', ea.trainLoss, eb.trainLoss], ['valLoss', ea.valLoss, eb.valLoss], ...terms.map((t): [string, number, number] => [`term ${t}`, ea.terms[t]!, eb.terms[t]!])];
+    for (const [key, x, y] of pairs) assert.ok(Math.abs(x - y) <= relTol * Math.abs(x), `epoch ${e + 1} ${key}: ${what[0]} ${x}, ${what[1]} ${y}`);
+  });
+}
