@@ -14,6 +14,12 @@ function definitionAt(op: string, version: number): number | undefined {
   return at;
 }
 
+/** The version of the default ONNX domain ('' or ai.onnx) a model imports, or undefined when it imports none. */
+export function defaultOpset(model: ModelProto): number | undefined {
+  const imported = (model.opsetImport ?? []).find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
+  return imported ? Number(imported.version ?? 0) : undefined;
+}
+
 /**
  * Why the graph of an ONNX model cannot be copied into one of kdistill's graphs (which import opset OPSET of the
  * default domain and nothing else foreign), or undefined when it can. A node keeps its meaning only if its
@@ -23,9 +29,8 @@ function definitionAt(op: string, version: number): number | undefined {
 export function inlineRefusal(model: ModelProto): string | undefined {
   const graph = model.graph;
   if (!graph) return 'the file has no graph';
-  const imported = (model.opsetImport ?? []).find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx');
-  if (!imported) return 'the file imports no opset of the default ONNX domain';
-  const version = Number(imported.version ?? 0);
+  const version = defaultOpset(model);
+  if (version === undefined) return 'the file imports no opset of the default ONNX domain';
   if ((model.functions ?? []).length > 0) return 'the file defines its own functions';
   if ((graph.sparseInitializer ?? []).length > 0) return 'the file has sparse initializers';
   const external = (graph.initializer ?? []).find((t) => t.dataLocation === 1);

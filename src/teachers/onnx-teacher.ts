@@ -5,7 +5,7 @@ import { ATTENTION_PREFIX } from '../distill/names.js';
 import { closestNames } from '../config/problems.js';
 import { type Dataset, BatchBuffers, batchAt, epochOrder, numBatches, sampleSize } from '../data/index.js';
 import { type HostTensor, type RuntimeOptions, Session, type ValueInfo } from '../runtime/session.js';
-import { type Value, add, applyInline, encodeOnnx, flatten, inlineOp, inlineRefusal, mul, readOnnx, transpose } from '../graph/index.js';
+import { type Value, add, applyInline, defaultOpset, encodeOnnx, flatten, inlineOp, inlineRefusal, mul, readOnnx, transpose } from '../graph/index.js';
 import type { Model, ParamValues } from '../nn/model.js';
 import type onnxProto from 'onnx-proto';
 import { LogitTable } from './cache.js';
@@ -207,7 +207,7 @@ export class OnnxTeacher {
     // Exports often end in a softmax (a PyTorch model whose forward returns probabilities): distilling from
     // probabilities as if they were logits flattens the soft targets (softmax of probabilities in [0, 1] is near
     // uniform at any temperature). The softmax's input gives the same class ranking and the true soft targets.
-    const opset = Number((model.opsetImport ?? []).find((o) => (o.domain ?? '') === '' || o.domain === 'ai.onnx')?.version ?? 0);
+    const opset = defaultOpset(model) ?? 0;
     const softmax = finalSoftmax(graph, out.name!, outDims.length, opset);
     let logitsName = out.name!;
     if (softmax) {
